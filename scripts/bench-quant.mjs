@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// Chooses the int8 scheme by measurement: builds the same backbone as fp32, int8 weight-only and int8
+// dynamic-row graphs, then times them in onnxruntime-web (wasm, 1 thread: what the worker runs) and
+// onnxruntime-node, and scores each on held-out windows against PyTorch fp32.
+//   npm run bench:quant -- [weights (run dir or .safetensors)] [--tokenizer DIR] [--runs 30]
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { openSession, decodeWindows, compare } from "./lib/backbone-eval.mjs";
+
+const args = process.argv.slice(2);
+const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args.splice(i, 2)[1] : d; };
+const tokenizer = flag("--tokenizer", ".cache/tokenizer");
+const runs = Number(flag("--runs", "30"));
+const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
+const weights = args[0] ?? `adapters/backbones/${catalog.default_backbone}/weights.safetensors`;
+const out = ".cache/bench-quant";
+mkdirSync(out, { recursive: true });
+
+const py = (...a) => {
+  const r = spawnSync("scripts/py", a, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  if (r.status !== 0) { console.error(`error: scripts/py ${a.join(" ")} failed`); process.exit(2); }
+  return r.stdout;
+};
+const bundles = {};
+for (const q of ["none", "weight-only", "dynamic-row"]) {
+  const dir = join(out, q);
+  py("bundle", "--weights", weights, "--tokenizer", tokenizer, "--out", dir, "--quant", q, "--name", "bench");
+  bundles[q] = join(dir, readdirSync(dir).filter((d) => !d.startsWith(".")).sort().at(-1));
+}
+py("fixtures", "backbone", bundles["weight-only"], "--out", join(out, "fixture.json"), "--windows", "32", "--seq", "64");
+const fixture = JSON.parse(readFileSync(join(out, "fixture.json"), "utf8"));
+
+function feeds(ort, cfg, B, T, S) {
+  const f = {
+    input_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, i) => BigInt(5 + (i * 37) % 7000)), [B, T]),
+    attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (S + T)).fill(1n), [B, S + T]),
+    position_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, i) => BigInt(S + (i % T))), [B, T]),
+  };
+  for (let i = 0; i < cfg.num_layers; i++)
+    for (const kv of ["key", "value"])
+      f[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * S * cfg.head_dim).fill(0.01), [B, cfg.num_kv_heads, S, cfg.head_dim]);
+  return f;
+}
+async function median(fn) {
+  for (let i = 0; i < 3; i++) await fn();
+  const t = [];
+  for (let i = 0; i < runs; i++) { const a = performance.now(); await fn(); t.push(performance.now() - a); }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)];
+}
+
+const rows = [];
+for (const [q, dir] of Object.entries(bundles)) {
+  const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  for (const backend of ["web", "node"]) {
+    const s = await openSession(join(dir, "model.onnx"), backend);
+    const acc = compare(fixture, await decodeWindows(s, cfg, fixture));
+    const run = (B, T, S) => { const f = feeds(s.ort, cfg, B, T, S); return () => s.session.run(f); };
+    rows.push({
+      graph: q, backend, mb: +(statSync(join(dir, "model.onnx")).size / 1e6).toFixed(2),
+      "1x64 ms": +(await median(run(1, 64, 0))).toFixed(2),
+      "16x64 ms": +(await median(run(16, 64, 0))).toFixed(2),
+      "decode@64 ms": +(await median(run(1, 1, 64))).toFixed(2),
+      ppl: +acc.ppl.toFixed(3), "ppl/fp32": +(acc.ppl / acc.fp32_ppl).toFixed(4),
+      top1: +acc.top1_agreement.toFixed(4),
+    });
+  }
+}
+console.log(`bench-quant: ${weights}, ${fixture.windows}x${fixture.seq} held-out tokens, median of ${runs} runs`);
+const cols = Object.keys(rows[0]);
+console.log(`| ${cols.join(" | ")} |\n|${cols.map(() => "---").join("|")}|`);
+for (const r of rows) console.log(`| ${cols.map((c) => r[c]).join(" | ")} |`);

@@ -1,0 +1,1 @@
+"""softedge offline pipeline: corpus -> tokenizer -> backbone -> ONNX (+int8) -> bundle."""

@@ -1,0 +1,178 @@
+"""Write the parity fixtures the JS tests check ONNX Runtime against (committed under test/fixtures/parity).
+
+    scripts/py fixtures tiny                      # tiny random GPT-2 and Llama models: fp32 and int8 graphs + cases
+    scripts/py fixtures backbone <bundle dir>     # the default backbone: held-out windows scored by PyTorch
+
+tiny: for each architecture, a seeded random model exported three ways (fp32 all-position logits, int8 weight-only
+and int8 dynamic-row, last-position logits), and cases: plain batch, KV prefix, left padding behind a KV prefix.
+Expected logits come from PyTorch: fp32 for the fp32 graph, the dequantised weights for weight-only int8.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import export_onnx, quantize
+from .checkpoint import load_weights
+from .common import ROOT, CliError, atomic_dir, run_cli, write_json
+from .model import ModelConfig, Transformer
+
+OUT = ROOT / "test" / "fixtures" / "parity"
+
+TINY = {
+    "tiny-llama": ModelConfig(arch="llama", vocab_size=320, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=160,
+                              max_positions=128),
+    "tiny-gpt2": ModelConfig(arch="gpt2", vocab_size=320, n_layer=2, n_head=4, n_kv_head=4, d_model=64, d_ff=256,
+                             max_positions=128),
+}
+
+
+def tensor_json(t: torch.Tensor, digits: int = 7) -> dict:
+    a = t.detach().cpu().numpy()
+    data = a.reshape(-1).tolist() if a.dtype.kind in "iub" else [float(f"{x:.{digits}g}") for x in a.reshape(-1)]
+    return {"dims": list(a.shape), "dtype": "int64" if a.dtype.kind in "iu" else "float32", "data": data}
+
+
+def make_cases(cfg: ModelConfig, seed: int) -> list[dict]:
+    """Inputs of the three parity cases (plain, KV prefix, left padding behind a KV prefix)."""
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+
+    def past(B, S):
+        return [(torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5,
+                 torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5) for _ in range(cfg.n_layer)]
+
+    B, T = 2, 7
+    ids = torch.randint(4, cfg.vocab_size, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    cases.append({"name": "plain", "ids": ids, "mask": mask, "past": past(B, 0), "valid": torch.ones(B, T)})
+    S = 5
+    cases.append({"name": "kv-prefix", "ids": ids, "mask": torch.ones(B, S + T, dtype=torch.long), "past": past(B, S),
+                  "valid": torch.ones(B, T)})
+    S, lens = 3, [7, 4]
+    ids = torch.randint(4, cfg.vocab_size, (2, T), generator=g)
+    mask = torch.ones(2, S + T, dtype=torch.long)
+    valid = torch.ones(2, T)
+    for b, n in enumerate(lens):
+        ids[b, : T - n] = 0  # left padding with <pad>
+        mask[b, S : S + T - n] = 0
+        valid[b, : T - n] = 0
+    cases.append({"name": "left-padding", "ids": ids, "mask": mask, "past": past(2, S), "valid": valid})
+    for c in cases:
+        c["pos"] = (torch.cumsum(c["mask"], 1) - 1)[:, -T:].clamp(min=0)
+    return cases
+
+
+def case_json(case: dict, logits: torch.Tensor, n_layer: int) -> dict:
+    inputs = {"input_ids": tensor_json(case["ids"]), "attention_mask": tensor_json(case["mask"]),
+              "position_ids": tensor_json(case["pos"])}
+    for i, (k, v) in enumerate(case["past"]):
+        inputs[f"past_key_values.{i}.key"] = tensor_json(k)
+        inputs[f"past_key_values.{i}.value"] = tensor_json(v)
+    return {"name": case["name"], "inputs": inputs, "valid": case["valid"].tolist(), "logits": tensor_json(logits)}
+
+
+@torch.no_grad()
+def run_torch(model: Transformer, case: dict, last_only: bool) -> torch.Tensor:
+    logits, _ = model(case["ids"], case["mask"], case["pos"], case["past"] or None, last_only=last_only)
+    return logits
+
+
+def write_tiny(out: Path) -> None:
+    with atomic_dir(out) as tmp:
+        index = []
+        for name, cfg in TINY.items():
+            torch.manual_seed(1234)
+            model = Transformer(cfg).eval()
+            with torch.no_grad():  # larger-than-init weights so the logits are far from uniform
+                for p in model.parameters():
+                    if p.dim() == 2:
+                        p.mul_(4.0)
+            deq = Transformer(cfg).eval()
+            deq.load_state_dict(quantize.dequantized_state(model))
+            cases = make_cases(cfg, seed=7)
+            fp32 = export_onnx.export(model, last_only=False)
+            export_onnx.save(fp32, tmp / f"{name}.fp32.onnx")
+            entry = {"name": name, "config": cfg.to_dict(), "graphs": {}}
+            entry["graphs"]["fp32"] = {"file": f"{name}.fp32.onnx", "last_only": False,
+                                       "cases": [case_json(c, run_torch(model, c, False), cfg.n_layer) for c in cases]}
+            for scheme in quantize.SCHEMES:
+                q = quantize.quantize(export_onnx.export(model, last_only=True), scheme)
+                export_onnx.save(q, tmp / f"{name}.{scheme}.onnx")
+                # weight-only has an exact reference (dequantised weights); dynamic-row is compared to fp32
+                ref = deq if scheme == "weight-only" else model
+                entry["graphs"][scheme] = {"file": f"{name}.{scheme}.onnx", "last_only": True,
+                                           "reference": "dequantised" if ref is deq else "fp32",
+                                           "cases": [case_json(c, run_torch(ref, c, True), cfg.n_layer) for c in cases]}
+            write_json(tmp / f"{name}.json", entry)
+            index.append(name)
+        write_json(tmp / "index.json", {"models": index})
+    print(f"wrote tiny parity fixtures to {out}")
+
+
+@torch.no_grad()
+def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: int) -> None:
+    """Held-out windows with PyTorch's fp32 next-token log-prob of each target and its top-1 prediction, plus
+    dequantised-reference logits at the last position of each window (the weight-only int8 graph's exact math)."""
+    from .tokenizer import Tokenizer
+
+    model, _ = load_weights(bundle / "weights.safetensors")
+    deq = Transformer(model.cfg).eval()
+    deq.load_state_dict(quantize.dequantized_state(model))
+    tok = Tokenizer.from_dir(bundle)
+    lines = heldout.read_text(encoding="utf-8").splitlines()
+    stream: list[int] = []
+    for ids in tok.sp.encode(lines[:: max(1, len(lines) // (windows * 4))]):
+        stream += ids + [tok.eos_id]
+    starts = np.linspace(0, len(stream) - seq - 2, windows).astype(int)
+    x = torch.tensor([stream[s : s + seq + 1] for s in starts])
+    logits, _ = model(x[:, :-1])
+    logp = torch.log_softmax(logits, -1)
+    target_lp = logp.gather(-1, x[:, 1:, None])[..., 0]
+    dq_last, _ = deq(x[:, :-1], last_only=True)
+    tricky = ["", " ", "Hello, world!", "  two leading spaces", "tabs\tand\nnewlines\r\n", "emoji 😀👍🏽🇫🇷 done",
+              "naïve café Ünïcödé ß 日本語 Ελληνικά", "x" * 300, "pneumonoultramicroscopicsilicovolcanoconiosis",
+              "trailing   ", "3.14159 and 1,000,000", "<s></s><pad> are text here", "\u200b zero width"]
+    fx = {
+        "backbone": json.loads((bundle / "config.json").read_text())["id"], "vocab_size": model.cfg.vocab_size,
+        "tokenizer_cases": [{"text": t, "ids": tok.encode(t)} for t in tricky + lines[:: max(1, len(lines) // 100)]],
+        "seq": seq, "windows": windows,
+        "input_ids": x[:, :-1].tolist(), "targets": x[:, 1:].tolist(),
+        "fp32_target_logprob": [[round(float(v), 5) for v in row] for row in target_lp],
+        "fp32_top1": logits.argmax(-1).tolist(),
+        "fp32_ppl": math.exp(-target_lp.mean().item()),
+        "dequantised_last_logits": tensor_json(dq_last[:, 0], digits=7),
+    }
+    write_json(out, fx)
+    print(f"wrote backbone fixture {out}: {windows} windows x {seq} tokens, fp32 ppl {fx['fp32_ppl']:.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("tiny")
+    t.add_argument("--out", type=Path, default=OUT / "tiny")
+    b = sub.add_parser("backbone")
+    b.add_argument("bundle", type=Path)
+    b.add_argument("--heldout", type=Path, default=ROOT / ".cache" / "corpus" / "heldout.txt")
+    b.add_argument("--out", type=Path, default=OUT / "backbone.json")
+    b.add_argument("--windows", type=int, default=24)
+    b.add_argument("--seq", type=int, default=64)
+    a = ap.parse_args()
+    if a.what == "tiny":
+        write_tiny(a.out)
+    else:
+        if not (a.bundle / "weights.safetensors").is_file():
+            raise CliError(f"{a.bundle}: no weights.safetensors (not a backbone bundle)")
+        if not a.heldout.is_file():
+            raise CliError(f"{a.heldout}: not found (run scripts/py corpus)")
+        write_backbone(a.bundle, a.out, a.heldout, a.windows, a.seq)
+
+
+if __name__ == "__main__":
+    run_cli(main)

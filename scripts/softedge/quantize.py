@@ -1,0 +1,188 @@
+"""int8 weight quantisation of an exported backbone, written by the project (no ONNX Runtime for Python here).
+
+Every MatMul weight and embedding table is stored as int8 with one fp32 scale per output channel (symmetric,
+zero point 0). Two schemes, chosen by measuring in ONNX Runtime Web (npm run bench:quant):
+
+  weight-only  DequantizeLinear(W_q, scale, axis) -> fp32 MatMul. Activations stay fp32.
+  dynamic-row  activations quantised to int8 per row (one scale per token, from that token's own max |x|),
+               MatMulInteger(x_q, W_q) in int32, then rescaled. ONNX's DynamicQuantizeLinear is per tensor, so
+               one row's scale would depend on every other row of the batch: a customer's answer would change with
+               its batch-mates. Per-row scales keep each token's computation independent of the rest of the batch.
+
+Embedding tables (Gather) are quantised per row; a tied output head (Transpose of the table) reuses the same int8
+table, so tying still stores the vocabulary matrix once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SCHEMES = ("weight-only", "dynamic-row")
+MIN_ELEMENTS = 1024  # smaller matrices are not worth the extra nodes
+
+
+def quantize_array(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one scale per slice along `axis` (the kept axis)."""
+    reduce = tuple(i for i in range(w.ndim) if i != axis)
+    amax = np.abs(w).max(axis=reduce)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def dequantize_array(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return q.astype(np.float32) * scale.reshape(shape)
+
+
+class _Graph:
+    def __init__(self, proto: onnx.ModelProto):
+        self.g = proto.graph
+        self.inits = {i.name: i for i in self.g.initializer}
+        self.producer = {o: n for n in self.g.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.new_nodes: list = []
+        self.new_inits: list = []
+        self.drop: set[str] = set()
+        self.count = 0
+
+    def uid(self, base: str) -> str:
+        self.count += 1
+        return f"q{self.count}_{base.replace('/', '_').replace('.', '_')}"
+
+    def weight(self, name: str) -> np.ndarray | None:
+        i = self.inits.get(name)
+        if i is None or i.data_type != TensorProto.FLOAT or len(i.dims) != 2:
+            return None
+        a = numpy_helper.to_array(i)
+        return a if a.size >= MIN_ELEMENTS else None
+
+    def add_init(self, arr: np.ndarray, base: str) -> str:
+        name = self.uid(base)
+        self.new_inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], base: str, out: str | None = None, **attrs) -> str:
+        """Add a node; `out` names its output (to take over a replaced node's output), else a fresh name."""
+        name = self.uid(base + "_" + op)
+        out = out or name
+        self.new_nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
+        return out
+
+
+def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelProto:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown quantisation scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    G = _Graph(proto)
+    rewired: dict[int, tuple[int, str]] = {}  # id(node) -> (input index, new name)
+    replaced: set[int] = set()  # id() of nodes whose output new nodes now produce
+    quantized_tables: dict[str, tuple[str, str]] = {}  # table name -> (int8 table, per-row scale)
+
+    def table(name: str, arr: np.ndarray):
+        if name not in quantized_tables:
+            q, s = quantize_array(arr, axis=0)
+            quantized_tables[name] = (G.add_init(q, name + "_int8"), G.add_init(s, name + "_scale"))
+            G.drop.add(name)
+        return quantized_tables[name]
+
+    for node in list(G.g.node):
+        if node.op_type == "Gather" and G.weight(node.input[0]) is not None:
+            qt, qs = table(node.input[0], G.weight(node.input[0]))
+            rows = G.node("Gather", [qt, node.input[1]], node.input[0], axis=0)
+            scales = G.node("Gather", [qs, node.input[1]], node.input[0])
+            rows_f = G.node("Cast", [rows], node.input[0], to=TensorProto.FLOAT)
+            scales_f = G.node("Unsqueeze", [scales, G.add_init(np.array([-1], np.int64), "axes")], node.input[0])
+            G.node("Mul", [rows_f, scales_f], node.input[0], out=node.output[0])
+            replaced.add(id(node))
+            continue
+        if node.op_type != "MatMul":
+            continue
+        wname = node.input[1]
+        w = G.weight(wname)
+        if w is not None:  # plain weight [K, N]: per-output-column scales
+            q, s = quantize_array(w, axis=1)
+            wq, ws = G.add_init(q, wname + "_int8"), G.add_init(s, wname + "_scale")
+            G.drop.add(wname)
+        else:  # tied head: MatMul(x, Transpose(E)) with E a [V, d] table
+            prod = G.producer.get(wname)
+            if prod is None or prod.op_type != "Transpose" or G.weight(prod.input[0]) is None:
+                continue
+            qt, ws = table(prod.input[0], G.weight(prod.input[0]))
+            wq = G.node("Transpose", [qt], prod.input[0], perm=[1, 0])
+            replaced.add(id(prod))
+        if scheme == "weight-only":
+            n_out = next(i.dims[0] for i in G.new_inits if i.name == ws)
+            zp = G.add_init(np.zeros(n_out, np.int8), "zp")
+            deq = G.node("DequantizeLinear", [wq, ws, zp], wname, axis=1)
+            rewired[id(node)] = (1, deq)
+        else:
+            x = node.input[0]
+            amax = G.node("ReduceMax", [G.node("Abs", [x], x)], x, axes=[-1], keepdims=1)
+            sx = G.node("Div", [G.node("Max", [amax, G.add_init(np.array(1e-8, np.float32), "eps")], x),
+                                G.add_init(np.array(127.0, np.float32), "c127")], x)
+            xr = G.node("Round", [G.node("Div", [x, sx], x)], x)
+            xq = G.node("Cast", [xr], x, to=TensorProto.INT8)  # |x/sx| <= 127 by construction
+            acc = G.node("MatMulInteger", [xq, wq], x)
+            G.node("Mul", [G.node("Mul", [G.node("Cast", [acc], x, to=TensorProto.FLOAT), sx], x), ws], x,
+                   out=node.output[0])
+            replaced.add(id(node))
+
+    # rebuild the node list in topological order with the new nodes in place of the replaced ones
+    old = list(G.g.node)
+    del G.g.node[:]
+    kept = []
+    for n in old:
+        if id(n) in replaced:
+            continue
+        if id(n) in rewired:
+            idx, name = rewired[id(n)]
+            n.input[idx] = name
+        kept.append(n)
+    final = _toposort(kept + G.new_nodes, {i.name for i in G.g.input} | set(G.inits) | {i.name for i in G.new_inits})
+    G.g.node.extend(final)
+    keep = [i for i in G.g.initializer if i.name not in G.drop]
+    del G.g.initializer[:]
+    G.g.initializer.extend(keep + G.new_inits)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _toposort(nodes: list, available: set[str]) -> list:
+    available = set(available) | {""}
+    remaining, out = list(nodes), []
+    while remaining:
+        progressed = []
+        for n in remaining:
+            if all(i in available for i in n.input):
+                out.append(n)
+                available.update(n.output)
+            else:
+                progressed.append(n)
+        if len(progressed) == len(remaining):
+            missing = {i for n in progressed for i in n.input if i not in available}
+            raise ValueError(f"quantised graph has unresolved inputs: {sorted(missing)[:3]}")
+        remaining = progressed
+    return out
+
+
+def dequantized_state(model):
+    """The fp32 weights the weight-only int8 graph effectively computes with: a PyTorch reference for parity."""
+    import torch
+
+    sd = {}
+    for name, t in model.state_dict().items():
+        a = t.detach().float().numpy()
+        if a.ndim == 2 and a.size >= MIN_ELEMENTS:
+            # tables are quantised per row; an nn.Linear weight [out, in] is the transpose of the ONNX MatMul
+            # weight, whose per-output-column scales are per row here: axis 0 in both cases
+            a = dequantize_array(*quantize_array(a, 0), 0)
+        sd[name] = torch.from_numpy(np.ascontiguousarray(a))
+    return sd

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# All the tests, from a fresh machine: set-up, then the JS tests (vitest) and the Python tests (pytest).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+echo "== vitest (ONNX Runtime parity, tokenizer identity) =="
+npx vitest run
+echo "== pytest (offline pipeline on tiny random models) =="
+"${PYTHON:-/usr/bin/python3}" -m pytest -q -p no:cacheprovider test/python

@@ -1,0 +1,49 @@
+"""The pretraining CLI end to end on a tiny corpus: progress, metrics, curve, weights, resume, bad input."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TEXT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args, cache):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "SOFTEDGE_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "softedge.pretrain", *args], capture_output=True, text=True, env=env)
+
+
+def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
+    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    common = ["--run", str(tmp_path / "run"), "--corpus", str(corpus), "--tokenizer", str(tiny_tokenizer),
+              "--preset", "tiny", "--seq", "16", "--batch", "4", "--eval-every", "5", "--eval-windows", "4",
+              "--ckpt-every", "5", "--warmup", "2"]
+    r = run([*common, "--steps", "10"], tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["steps"] == 10 and m["tokens_seen"] == 10 * 4 * 16
+    held = [h["heldout_loss"] for h in m["history"] if "heldout_loss" in h]
+    assert len(held) == 3 and held[-1] < held[0] < math.log(400) + 0.5  # evaluated every 5 steps, and learning
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "run" / "weights.safetensors").is_file()
+    # a second start without --resume is refused; with it, training continues from step 10
+    r = run([*common, "--steps", "15"], tmp_path / "cache")
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run([*common, "--steps", "15", "--resume"], tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "resumed at step 10" in r.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 15
+
+
+def test_pretrain_without_corpus_is_a_one_line_error(tmp_path, tiny_tokenizer):
+    r = run(["--run", str(tmp_path / "run"), "--corpus", str(tmp_path / "none"), "--tokenizer", str(tiny_tokenizer),
+             "--preset", "tiny"], tmp_path / "cache")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: no corpus split at {tmp_path / 'none' / 'train.txt'}: run scripts/py corpus first"]
