@@ -4,7 +4,7 @@
 // onnxruntime-node, and scores each on held-out windows against PyTorch fp32.
 //   npm run bench:quant -- [weights (run dir or .safetensors)] [--tokenizer DIR] [--runs 30]
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openSession, decodeWindows, compare } from "./lib/backbone-eval.mjs";
 
@@ -12,9 +12,9 @@ const args = process.argv.slice(2);
 const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args.splice(i, 2)[1] : d; };
 const tokenizer = flag("--tokenizer", ".cache/tokenizer");
 const runs = Number(flag("--runs", "30"));
-const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
-const weights = args[0] ?? `adapters/backbones/${catalog.default_backbone}/weights.safetensors`;
+const weights = args[0] ?? `adapters/backbones/${JSON.parse(readFileSync("adapters/catalog.json", "utf8")).default_backbone}/weights.safetensors`;
 const out = ".cache/bench-quant";
+rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
 const py = (...a) => {
@@ -23,10 +23,10 @@ const py = (...a) => {
   return r.stdout;
 };
 const bundles = {};
-for (const q of ["none", "weight-only", "dynamic-row"]) {
+for (const q of ["none", "weight-only", "weight-only-dql", "dynamic-row"]) {
   const dir = join(out, q);
   py("bundle", "--weights", weights, "--tokenizer", tokenizer, "--out", dir, "--quant", q, "--name", "bench");
-  bundles[q] = join(dir, readdirSync(dir).filter((d) => !d.startsWith(".")).sort().at(-1));
+  bundles[q] = join(dir, readdirSync(dir).find((d) => !d.startsWith(".")));
 }
 py("fixtures", "backbone", bundles["weight-only"], "--out", join(out, "fixture.json"), "--windows", "32", "--seq", "64");
 const fixture = JSON.parse(readFileSync(join(out, "fixture.json"), "utf8"));
@@ -69,5 +69,12 @@ for (const [q, dir] of Object.entries(bundles)) {
 }
 console.log(`bench-quant: ${weights}, ${fixture.windows}x${fixture.seq} held-out tokens, median of ${runs} runs`);
 const cols = Object.keys(rows[0]);
-console.log(`| ${cols.join(" | ")} |\n|${cols.map(() => "---").join("|")}|`);
-for (const r of rows) console.log(`| ${cols.map((c) => r[c]).join(" | ")} |`);
+const table = [`| ${cols.join(" | ")} |`, `|${cols.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${cols.map((c) => r[c]).join(" | ")} |`)];
+console.log(table.join("\n"));
+// the rule: among int8 graphs meeting the accuracy targets (top-1 >= 98%, perplexity within +3% of fp32),
+// the fastest in the worker's runtime (onnxruntime-web) on a 16-item batch, the edge's main workload
+const ok = rows.filter((r) => r.backend === "web" && r.graph !== "none" && r.top1 >= 0.98 && r["ppl/fp32"] <= 1.03);
+const choice = ok.sort((a, b) => a["16x64 ms"] - b["16x64 ms"])[0]?.graph ?? "none";
+console.log(`choice: ${choice}`);
+const result = { weights, fixture: { windows: fixture.windows, seq: fixture.seq }, runs, rows, table: table.join("\n"), choice };
+writeFileSync(join(out, "results.json"), JSON.stringify(result, null, 2) + "\n");

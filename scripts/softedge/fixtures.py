@@ -105,7 +105,7 @@ def write_tiny(out: Path) -> None:
                 q = quantize.quantize(export_onnx.export(model, last_only=True), scheme)
                 export_onnx.save(q, tmp / f"{name}.{scheme}.onnx")
                 # weight-only has an exact reference (dequantised weights); dynamic-row is compared to fp32
-                ref = deq if scheme == "weight-only" else model
+                ref = deq if scheme.startswith("weight-only") else model
                 entry["graphs"][scheme] = {"file": f"{name}.{scheme}.onnx", "last_only": True,
                                            "reference": "dequantised" if ref is deq else "fp32",
                                            "cases": [case_json(c, run_torch(ref, c, True), cfg.n_layer) for c in cases]}

@@ -66,8 +66,9 @@ for (const name of index.models) {
       expect(out["present.0.key"].data[(S - 1) * D + D - 1]).toBeCloseTo(pd[(S - 1) * D + D - 1], 6);
     });
 
-    it("int8 weight-only graph matches PyTorch with the dequantised weights within 1e-4", async () => {
-      const g = fx.graphs["weight-only"];
+    it.each(["weight-only", "weight-only-dql"])("int8 %s graph matches PyTorch with the dequantised weights within 1e-4", async (scheme) => {
+      const g = fx.graphs[scheme];
+      expect(g.reference).toBe("dequantised");
       const s = await load(backend, DIR + g.file);
       for (const c of g.cases) {
         const out = await s.run(c.inputs);
@@ -89,7 +90,7 @@ for (const name of index.models) {
       expect(agree / total).toBeGreaterThanOrEqual(0.8);
     });
 
-    it.each(["weight-only", "dynamic-row"])("int8 %s: an item's logits do not depend on its batch-mates", async (scheme) => {
+    it.each(["weight-only", "weight-only-dql", "dynamic-row"])("int8 %s: an item's logits do not depend on its batch-mates", async (scheme) => {
       const g = fx.graphs[scheme];
       const s = await load(backend, DIR + g.file);
       const c = g.cases[0];
