@@ -67,7 +67,7 @@ def fetch_deb(package: str, dest: Path) -> tuple[Path, str]:
 
 def fetch_npm(spec: str, dest: Path) -> tuple[Path, str]:
     """npm pack + untar into dest/<name>; returns (package root, version)."""
-    name = spec.rsplit("@", 1)[0] if spec.count("@") and not spec.startswith("@") else spec
+    name = spec.rsplit("@", 1)[0] if "@" in spec[1:] else spec  # "@scope/pkg@1.2" -> "@scope/pkg"
     tgzs = dest / "npm"
     tgzs.mkdir(parents=True, exist_ok=True)
     found = sorted(tgzs.glob(f"{name.replace('/', '-').lstrip('@')}-*.tgz"))
@@ -77,7 +77,7 @@ def fetch_npm(spec: str, dest: Path) -> tuple[Path, str]:
             raise CliError(f"npm pack {spec} failed: {r.stderr.strip().splitlines()[-1:]}")
         found = sorted(tgzs.glob(f"{name.replace('/', '-').lstrip('@')}-*.tgz"))
     tgz = found[-1]
-    root = dest / name.replace("/", "-")
+    root = dest / name.replace("/", "-").lstrip("@")
     if not root.exists():
         tmp = root.with_name(root.name + ".tmp")
         subprocess.run(["rm", "-rf", str(tmp)], check=True)

@@ -1,0 +1,134 @@
+"""The adapter artifact: one safetensors file per immutable version (ARCHITECTURE.md's contract).
+
+tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | int8 (+ kv_prefix_scale [L, 2, kvH])
+          prompt_embeddings  [P, d]             the raw soft prompt (prompt tuning only; same dtype, never int8)
+metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
+          dtype, template, labels (JSON: name, words, token_ids), generation (JSON), training (JSON), created,
+          checksum = sha256 over the tensors' raw bytes, in name order.
+
+Prompt tuning is compiled here: the soft prompt is run through the backbone once and its KV cache stored, which is
+exact (causal attention: the prompt's keys/values never depend on what follows).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from . import safetensors_io
+
+FORMAT, FORMAT_VERSION = "softedge-adapter", "1"
+DTYPES = {"float16": torch.float16, "float32": torch.float32, "int8": torch.int8}
+
+
+class AdapterError(ValueError):
+    pass
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def kv_to_tensor(kv) -> torch.Tensor:
+    """per layer (key, value) [1, kvH, P, D] -> [L, 2, kvH, P, D]"""
+    return torch.stack([torch.stack([k[0], v[0]]) for k, v in kv]).detach().float()
+
+
+def tensor_to_kv(t: torch.Tensor, batch: int = 1):
+    return [(t[i, 0][None].expand(batch, -1, -1, -1), t[i, 1][None].expand(batch, -1, -1, -1)) for i in range(t.shape[0])]
+
+
+def encode_kv(kv: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    if dtype == "int8":  # symmetric, one scale per (layer, key/value, head)
+        amax = kv.abs().amax(dim=(3, 4))
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+        q = torch.clamp(torch.round(kv / scale[..., None, None]), -127, 127).to(torch.int8)
+        return {"kv_prefix": q, "kv_prefix_scale": scale.float()}
+    return {"kv_prefix": kv.to(DTYPES[dtype])}
+
+
+def decode_kv(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    kv = tensors["kv_prefix"]
+    if kv.dtype == torch.int8:
+        return kv.float() * tensors["kv_prefix_scale"][..., None, None]
+    return kv.float()
+
+
+def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: str = "float16",
+         prompt: torch.Tensor | None = None, template: str, labels: list[dict] | None = None,
+         generation: dict | None = None, training: dict | None = None) -> bytes:
+    if kind not in ("prompt", "prefix"):
+        raise AdapterError(f"unknown adapter kind {kind!r}")
+    if dtype not in DTYPES:
+        raise AdapterError(f"unknown dtype {dtype!r} (float16, float32 or int8)")
+    expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], kv.shape[3], backbone_cfg["head_dim"])
+    if tuple(kv.shape) != expect:
+        raise AdapterError(f"KV prefix shape {list(kv.shape)} does not fit backbone {backbone_cfg['id']} {list(expect)}")
+    tensors = encode_kv(kv, dtype)
+    if prompt is not None:
+        tensors["prompt_embeddings"] = prompt.detach().to(torch.float32 if dtype == "float32" else torch.float16)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "task": task,
+        "backbone": backbone_cfg["id"], "num_virtual_tokens": str(kv.shape[3]), "dtype": dtype, "template": template,
+        "labels": json.dumps(labels or []), "generation": json.dumps(generation or {}),
+        "training": json.dumps(training or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checksum": tensor_checksum(tensors),
+    }
+    return safetensors_io.serialize(tensors, meta)
+
+
+def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") -> tuple[torch.Tensor, dict, dict]:
+    """Validate an artifact; returns (kv fp32 [L,2,kvH,P,D], metadata with JSON fields decoded, raw tensors)."""
+    try:
+        tensors, meta = safetensors_io.parse(buf, where)
+    except safetensors_io.SafetensorsError as e:
+        raise AdapterError(str(e)) from None
+    if meta.get("format") != FORMAT:
+        raise AdapterError(f"{where}: not a softedge adapter (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise AdapterError(f"{where}: unsupported format_version {meta.get('format_version')!r}")
+    for k in ("kind", "task", "backbone", "num_virtual_tokens", "dtype", "template", "labels", "checksum"):
+        if k not in meta:
+            raise AdapterError(f"{where}: metadata lacks {k!r}")
+    if meta["kind"] not in ("prompt", "prefix") or meta["task"] not in ("classify", "generate"):
+        raise AdapterError(f"{where}: bad kind/task {meta['kind']!r}/{meta['task']!r}")
+    if "kv_prefix" not in tensors:
+        raise AdapterError(f"{where}: no kv_prefix tensor")
+    if tensor_checksum(tensors) != meta["checksum"]:
+        raise AdapterError(f"{where}: checksum mismatch (the tensors were altered or damaged)")
+    kv = tensors["kv_prefix"]
+    P = int(meta["num_virtual_tokens"])
+    if kv.dim() != 5 or kv.shape[1] != 2 or kv.shape[3] != P:
+        raise AdapterError(f"{where}: kv_prefix shape {list(kv.shape)} is not [L, 2, kvH, {P}, D]")
+    if (kv.dtype == torch.int8) != (meta["dtype"] == "int8") or (kv.dtype == torch.int8 and "kv_prefix_scale" not in tensors):
+        raise AdapterError(f"{where}: dtype {meta['dtype']!r} does not match the stored tensors")
+    if backbone_cfg is not None:
+        if meta["backbone"] != backbone_cfg["id"]:
+            raise AdapterError(f"{where}: packed for backbone {meta['backbone']!r}, not {backbone_cfg['id']!r}")
+        expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], P, backbone_cfg["head_dim"])
+        if tuple(kv.shape) != expect:
+            raise AdapterError(f"{where}: kv_prefix shape {list(kv.shape)} does not fit the backbone {list(expect)}")
+    out = dict(meta)
+    for k in ("labels", "generation", "training"):
+        try:
+            out[k] = json.loads(meta.get(k, "{}") or "{}")
+        except json.JSONDecodeError:
+            raise AdapterError(f"{where}: metadata {k!r} is not valid JSON") from None
+    kvf = decode_kv(tensors)
+    if not torch.isfinite(kvf).all():
+        raise AdapterError(f"{where}: kv_prefix holds NaN or inf")
+    return kvf, out, tensors
+
+
+def load(path: Path | str, backbone_cfg: dict | None = None):
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such adapter file")
+    return parse(path.read_bytes(), backbone_cfg, str(path))

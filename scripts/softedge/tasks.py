@@ -1,0 +1,221 @@
+"""Task data and the two task heads shared by training, evaluation and packing.
+
+Classification: {"text", "label"} lines; a verbalizer maps each label to one or more words; a label's score is the
+model's log-probability of its word's tokens after the prompt (multi-token words included, summed), and the label
+probabilities are the softmax over labels (the mean over a label's words' probabilities when it has several).
+Generation: {"input", "output"} lines; the loss covers the output tokens (and </s>) only; greedy decoding.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .common import CliError
+
+TEMPLATES = {"classify": "{text}\nCategory:", "generate": "{input}\nMeaning:"}
+FIELDS = {"classify": ("text", "label"), "generate": ("input", "output")}
+
+
+def load_jsonl(path: Path, task: str) -> list[dict]:
+    """Validated rows; any problem is a CliError naming the file and line."""
+    if not Path(path).is_file():
+        raise CliError(f"{path}: no such file")
+    need = FIELDS[task]
+    other = FIELDS["generate" if task == "classify" else "classify"]
+    rows = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = f.read().splitlines()
+        except UnicodeDecodeError as e:
+            raise CliError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            raise CliError(f"{path}:{n}: empty line")
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CliError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(r, dict):
+            raise CliError(f"{path}:{n}: expected a JSON object")
+        if all(k in r for k in other) and not all(k in r for k in need):
+            raise CliError(f"{path}:{n}: this is {'generation' if task == 'classify' else 'classification'} data "
+                           f"({'/'.join(other)}), but the task is {task} (needs {'/'.join(need)})")
+        for k in need:
+            if k not in r:
+                raise CliError(f"{path}:{n}: missing {k!r}")
+            if not isinstance(r[k], str):
+                raise CliError(f"{path}:{n}: {k!r} must be a string")
+            if not r[k].strip():
+                raise CliError(f"{path}:{n}: empty {k!r}")
+        rows.append({k: r[k] for k in need})
+    if not rows:
+        raise CliError(f"{path}: no examples")
+    return rows
+
+
+@dataclass
+class Verbalizer:
+    labels: list[str]
+    words: dict[str, list[str]]
+    token_ids: dict[str, list[list[int]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, labels: list[str], tok, mapping: dict | None = None) -> "Verbalizer":
+        mapping = mapping or {}
+        unknown = set(mapping) - set(labels)
+        if unknown:
+            raise CliError(f"verbalizer names labels not in the data: {sorted(unknown)}")
+        words = {l: ([mapping[l]] if isinstance(mapping.get(l), str) else list(mapping.get(l, [l]))) for l in labels}
+        ids = {}
+        for l, ws in words.items():
+            ids[l] = []
+            for w in ws:
+                t = tok.encode(w.strip())  # a word after the prompt: SentencePiece's "▁word" pieces
+                if not t or not w.strip():
+                    raise CliError(f"label {l!r}: verbalizer word {w!r} has no tokens")
+                ids[l].append(t)
+        seen = {}
+        for l, tl in ids.items():
+            for t in tl:
+                if tuple(t) in seen and seen[tuple(t)] != l:
+                    raise CliError(f"labels {seen[tuple(t)]!r} and {l!r} share the verbalizer tokens {t}")
+                seen[tuple(t)] = l
+        return cls(labels, words, ids)
+
+    def to_meta(self) -> list[dict]:
+        return [{"name": l, "words": self.words[l], "token_ids": self.token_ids[l]} for l in self.labels]
+
+
+def encode_prompts(tok, template: str, rows: list[dict], key: str, max_tokens: int) -> list[list[int]]:
+    """Fill the template and tokenize; an over-long field is cut from its end so the template's tail (the cue
+    right before the answer) always survives."""
+    out = []
+    pre, post = template.split("{" + key + "}")
+    for r in rows:
+        ids = tok.encode(pre + r[key] + post)
+        if len(ids) > max_tokens:
+            tail = tok.encode(post) if post else []
+            body = tok.encode(pre + r[key])[: max_tokens - len(tail)]
+            ids = body + tail
+        out.append(ids)
+    return out
+
+
+def left_pad(seqs: list[list[int]], pad: int, prefix_len: int):
+    """ids [B,T] left-padded, attention mask [B,P+T] (prefix slots attended), positions [B,T] from P."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(seqs), prefix_len + T, dtype=torch.long)
+    mask[:, :prefix_len] = 1
+    for i, s in enumerate(seqs):
+        ids[i, T - len(s):] = torch.tensor(s)
+        mask[i, prefix_len + T - len(s):] = 1
+    pos = (mask.cumsum(1) - 1)[:, -T:].clamp(min=0)
+    return ids, mask, pos
+
+
+def _expand_kv(kv, idx):
+    return [(k[idx], v[idx]) for k, v in kv]
+
+
+def label_logprobs(model, kv, prompts: list[list[int]], verb: Verbalizer, pad: int) -> torch.Tensor:
+    """[B, n_labels] log-probabilities (unnormalised over labels) of each label's words after each prompt."""
+    B = len(prompts)
+    P = 0 if kv is None else kv[0][0].shape[2]
+    ids, mask, pos = left_pad(prompts, pad, P)
+    logits, presents = model(ids, mask, pos, kv, last_only=True)
+    first = torch.log_softmax(logits[:, 0].float(), -1)  # [B, V]
+    scores = []
+    for l in verb.labels:
+        word_scores = []
+        for t in verb.token_ids[l]:
+            s = first[:, t[0]]
+            if len(t) > 1:  # continue from the prompt's cache with the word's other tokens
+                cont = torch.tensor(t[:-1])[None].expand(B, -1)
+                cmask = torch.cat([mask, torch.ones(B, len(t) - 1, dtype=torch.long)], 1)
+                cpos = pos[:, -1:] + torch.arange(1, len(t))[None]
+                clog, _ = model(cont, cmask, cpos, presents)
+                lp = torch.log_softmax(clog.float(), -1)
+                s = s + sum(lp[:, j, t[j + 1]] for j in range(len(t) - 1))
+            word_scores.append(s)
+        # several words: log of the mean of their probabilities
+        scores.append(torch.logsumexp(torch.stack(word_scores), 0) - math.log(len(word_scores)))
+    return torch.stack(scores, 1)
+
+
+def generation_loss(model, kv, prompts: list[list[int]], outputs: list[list[int]], pad: int) -> torch.Tensor:
+    """Mean cross-entropy over the output tokens only."""
+    seqs = [p + o for p, o in zip(prompts, outputs)]
+    P = 0 if kv is None else kv[0][0].shape[2]
+    ids, mask, pos = left_pad(seqs, pad, P)
+    logits, _ = model(ids, mask, pos, kv)
+    T = ids.shape[1]
+    target = torch.full_like(ids, -100)
+    for i, o in enumerate(outputs):
+        target[i, T - len(o):] = torch.tensor(o)
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
+@torch.no_grad()
+def greedy(model, kv, prompts: list[list[int]], pad: int, eos: int, max_new: int, stop_ids: set[int] = frozenset()):
+    """Greedy decoding with the KV cache (each step feeds only the new token). Returns generated ids per row."""
+    B = len(prompts)
+    P = 0 if kv is None else kv[0][0].shape[2]
+    ids, mask, pos = left_pad(prompts, pad, P)
+    logits, past = model(ids, mask, pos, kv, last_only=True)
+    out = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool)
+    for _ in range(max_new):
+        nxt = logits[:, -1].argmax(-1)
+        for i in range(B):
+            if not done[i]:
+                t = int(nxt[i])
+                if t == eos or t in stop_ids:
+                    done[i] = True
+                else:
+                    out[i].append(t)
+        if done.all():
+            break
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long)], 1)
+        pos = pos[:, -1:] + 1
+        logits, past = model(nxt[:, None], mask, pos, past, last_only=True)
+    return out
+
+
+def lcs(a: list, b: list) -> int:
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    p, r = pred.lower().split(), ref.lower().split()
+    n = lcs(p, r)
+    if n == 0:
+        return 0.0
+    prec, rec = n / len(p), n / len(r)
+    return 2 * prec * rec / (prec + rec)
+
+
+def classification_metrics(gold: list[str], pred: list[str], labels: list[str]) -> dict:
+    acc = sum(g == p for g, p in zip(gold, pred)) / len(gold)
+    f1s = []
+    for l in labels:
+        tp = sum(g == l and p == l for g, p in zip(gold, pred))
+        fp = sum(g != l and p == l for g, p in zip(gold, pred))
+        fn = sum(g == l and p != l for g, p in zip(gold, pred))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0, "examples": len(gold)}

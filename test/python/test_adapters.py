@@ -1,0 +1,236 @@
+"""Issue 3 on a tiny random backbone: tuners, the compiled prompt, the tuning CLI and its baselines, the adapter
+artifact, PEFT import, and bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from softedge import adapter as A
+from softedge import safetensors_io
+from softedge.bundle import build
+from softedge.checkpoint import save_weights
+from softedge.model import ModelConfig, Transformer
+from softedge.tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
+from softedge.tuners.prefix import split_flat_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_tokenizer):
+    d = tmp_path_factory.mktemp("bb")
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(arch="llama", vocab_size=400, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64,
+                                max_positions=256))
+    save_weights(m, d / "w.safetensors")
+    return build(d / "w.safetensors", tiny_tokenizer, d / "backbones", "tiny", "weight-only", True)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    cls = [{"text": f"{w} item number {i}", "label": lab} for i in range(40)
+           for w, lab in (("apple banana", "fruit"), ("red green blue", "color"))]
+    gen = [{"input": w, "output": f"the word {w}"} for w in ("cat", "dog", "sun", "sea", "map", "pen") * 5]
+    (d / "cls.jsonl").write_text("\n".join(json.dumps(r) for r in cls) + "\n")
+    (d / "gen.jsonl").write_text("\n".join(json.dumps(r) for r in gen) + "\n")
+    return d
+
+
+def cli(module, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
+    return subprocess.run([sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+
+
+def one_line_error(r, needle):
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
+
+
+def test_compiled_prompt_gives_the_logits_of_the_soft_prompt_in_front(tiny_model):
+    pt = PromptTuning(PromptTuningConfig(7, "random"), tiny_model)
+    with torch.no_grad():
+        pt.prompt.mul_(20)  # well away from zero, so a wrong compile would show
+        ids = torch.randint(4, 300, (2, 9))
+        front, _ = tiny_model(inputs_embeds=torch.cat([pt.prompt[None].expand(2, -1, -1), tiny_model.embed(ids)], 1))
+        cfg = {"id": "x", "num_layers": tiny_model.cfg.n_layer, "num_kv_heads": tiny_model.cfg.n_kv_head,
+               "head_dim": tiny_model.cfg.head_dim}
+        buf = A.pack("prompt", "classify", cfg, A.kv_to_tensor(pt.kv_prefix(tiny_model, 1)), dtype="float32",
+                     prompt=pt.prompt, template="{text}")
+        kv, meta, tensors = A.parse(buf, cfg)
+        mask = torch.ones(2, 16, dtype=torch.long)
+        compiled, _ = tiny_model(ids, mask, past_key_values=A.tensor_to_kv(kv, 2))
+    assert (front[:, 7:] - compiled).abs().max().item() <= 1e-5
+    assert torch.equal(tensors["prompt_embeddings"], pt.prompt.detach())
+
+
+def test_prefix_mlp_is_dropped_and_layout_is_pefts(tiny_model):
+    pf = PrefixTuning(PrefixTuningConfig(5, 16), tiny_model)
+    flat = pf.flat().detach()
+    L, kvH, D = tiny_model.cfg.n_layer, tiny_model.cfg.n_kv_head, tiny_model.cfg.head_dim
+    assert flat.shape == (5, L * 2 * kvH * D)
+    kv = split_flat_prefix(flat, L, kvH, D)
+    # virtual token 3, layer 1, value, head 1 sits at [L1.key | L1.value] -> offset (1*2+1)*kvH*D + 1*D
+    off = (1 * 2 + 1) * kvH * D + 1 * D
+    assert torch.equal(kv[1][1][0, 1, 3], flat[3, off : off + D])
+
+
+def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp_path):
+    from softedge.checkpoint import load_weights
+    before = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
+            "--out", tmp_path / "run", "--steps", "6", "--eval-every", "3", "--batch", "8", "--virtual-tokens", "4",
+            "--prefix-hidden", "16")
+    assert r.returncode == 0, r.stderr
+    after = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["trained_params"] == 4 * 32 + 32 * 16 + 16 + 16 * (2 * 2 * 2 * 8) + 2 * 2 * 2 * 8
+    assert set(m["storage"]) == {"float32", "float16", "int8"}
+    assert m["storage"]["float16"]["bytes"] < m["storage"]["float32"]["bytes"]
+    assert 0 <= m["eval"]["accuracy"] <= 1 and "macro_f1" in m["eval"]
+    kv, meta, _ = A.load(tmp_path / "run" / "adapter.safetensors", json.loads((tiny_bundle / "config.json").read_text()))
+    assert meta["kind"] == "prefix" and meta["dtype"] == "float16" and kv.shape[3] == 4
+    assert [l["name"] for l in meta["labels"]] == ["color", "fruit"]
+    assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("init", ["labels", "vocab", "random"])
+def test_prompt_tuning_cli(tiny_bundle, data, tmp_path, init):
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prompt", "--init", init,
+            "--backbone", tiny_bundle, "--out", tmp_path / "run", "--steps", "3", "--eval-every", "3",
+            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}')
+    assert r.returncode == 0, r.stderr
+    _, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors")
+    assert meta["kind"] == "prompt" and tensors["prompt_embeddings"].shape == (3, 32)
+    assert {l["name"]: l["words"] for l in meta["labels"]} == {"fruit": ["apple", "pear"], "color": ["red"]}
+
+
+def test_generation_and_baselines(tiny_bundle, data, tmp_path):
+    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
+            "--out", tmp_path / "gen", "--steps", "4", "--eval-every", "2", "--virtual-tokens", "3",
+            "--max-new-tokens", "6")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "gen" / "metrics.json").read_text())
+    assert {"exact_match", "rouge_l", "samples"} <= set(m["eval"])
+    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "full", "--backbone", tiny_bundle,
+            "--out", tmp_path / "full", "--steps", "2", "--eval-every", "2", "--max-new-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "full" / "adapter.safetensors").exists()
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "nb", "--out", tmp_path / "nb")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "nb" / "metrics.json").read_text())["eval"]["accuracy"] == 1.0  # separable words
+    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
+            "--out", tmp_path / "gen2", "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3",
+            "--max-new-tokens", "4", "--compare-to", tmp_path / "full" / "metrics.json")
+    assert "gap_to_full_finetune" in json.loads((tmp_path / "gen2" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', ":2: not valid JSON"),
+    ('{"text": "a", "label": "x"}\n\n', ":2: empty line"),
+    ('{"text": "a"}\n', ":1: missing 'label'"),
+    ('{"text": "  ", "label": "x"}\n', ":1: empty 'text'"),
+    ('{"text": 5, "label": "x"}\n', ":1: 'text' must be a string"),
+    ('{"input": "a", "output": "b"}\n', ":1: this is generation data"),
+])
+def test_bad_jsonl_is_reported_with_its_line(tiny_bundle, tmp_path, content, needle):
+    (tmp_path / "d.jsonl").write_text(content)
+    r = cli("tune", "--task", "classify", "--train", tmp_path / "d.jsonl", "--method", "prefix",
+            "--backbone", tiny_bundle, "--out", tmp_path / "run")
+    one_line_error(r, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_eval_label_and_wordless_label(tiny_bundle, data, tmp_path):
+    (tmp_path / "e.jsonl").write_text('{"text": "x", "label": "animal"}\n')
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--eval", tmp_path / "e.jsonl",
+            "--method", "prefix", "--backbone", tiny_bundle, "--out", tmp_path / "run")
+    one_line_error(r, "eval labels never seen in training: ['animal']")
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prefix",
+            "--backbone", tiny_bundle, "--out", tmp_path / "run", "--verbalizer", '{"fruit": " "}')
+    one_line_error(r, "has no tokens")
+    assert not (tmp_path / "run").exists()
+
+
+def test_adapter_for_another_backbone_is_refused(tiny_bundle):
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
+    buf = A.pack("prefix", "classify", cfg, kv, template="{text}")
+    with pytest.raises(A.AdapterError, match="packed for backbone"):
+        A.parse(buf, {**cfg, "id": "other-backbone"})
+    with pytest.raises(A.AdapterError, match="does not fit"):
+        A.pack("prefix", "classify", {**cfg, "num_layers": 3}, kv, template="{text}")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda b: b[:-7], "byte range|trailing"),
+    (lambda b: b[:-3] + bytes([b[-3] ^ 0x10]) + b[-2:], "checksum"),
+    (lambda b: b.replace(b'"num_virtual_tokens":"3"', b'"num_virtual_tokens":"4"'), "shape"),
+])
+def test_damaged_artifacts_are_refused(tiny_bundle, damage, needle):
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
+    buf = A.pack("prefix", "classify", cfg, kv, dtype="float32", template="{text}")
+    with pytest.raises(A.AdapterError, match=needle):
+        A.parse(damage(buf), cfg)
+
+
+def test_int8_storage_round_trip_error_is_small():
+    kv = torch.randn(2, 2, 2, 5, 8)
+    cfg = {"id": "b", "num_layers": 2, "num_kv_heads": 2, "head_dim": 8}
+    out, meta, t = A.parse(A.pack("prefix", "generate", cfg, kv, dtype="int8", template="{input}"), cfg)
+    assert t["kv_prefix"].dtype == torch.int8 and meta["dtype"] == "int8"
+    assert (out - kv).abs().max() <= kv.abs().max() / 127
+
+
+def write_peft(folder, peft_type, tensor, **cfg):
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "task_type": "CAUSAL_LM",
+                                                            "num_virtual_tokens": tensor.shape[0], **cfg}))
+    safetensors_io.save(folder / "adapter_model.safetensors", {"prompt_embeddings": tensor})
+
+
+@pytest.mark.parametrize("peft_type", ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
+def test_peft_import(tiny_bundle, tmp_path, peft_type):
+    from softedge.checkpoint import load_weights
+    model = load_weights(tiny_bundle / "weights.safetensors")[0]
+    c = model.cfg
+    P = 4
+    if peft_type == "PREFIX_TUNING":
+        t = torch.randn(P, c.n_layer * 2 * c.n_kv_head * c.head_dim)
+    else:
+        t = torch.randn(P, c.d_model)
+    write_peft(tmp_path / "peft", peft_type, t, token_dim=c.d_model, num_layers=c.n_layer,
+               num_attention_heads=c.n_kv_head)
+    r = cli("peft_import", tmp_path / "peft", "--task", "classify", "--verbalizer", '{"yes": "yes", "no": "no"}',
+            "--backbone", tiny_bundle, "--dtype", "float32", "--out", tmp_path / "a.safetensors")
+    assert r.returncode == 0, r.stderr
+    kv, meta, tensors = A.load(tmp_path / "a.safetensors", json.loads((tiny_bundle / "config.json").read_text()))
+    assert meta["kind"] == ("prefix" if peft_type == "PREFIX_TUNING" else "prompt")
+    if peft_type == "PREFIX_TUNING":
+        expect = A.kv_to_tensor(split_flat_prefix(t, c.n_layer, c.n_kv_head, c.head_dim))
+    else:
+        with torch.no_grad():
+            expect = A.kv_to_tensor(model(inputs_embeds=t[None])[1])
+        assert torch.equal(tensors["prompt_embeddings"], t)
+    assert torch.allclose(kv, expect, atol=1e-6)
+
+
+def test_peft_import_with_wrong_shapes(tiny_bundle, tmp_path):
+    write_peft(tmp_path / "p1", "PREFIX_TUNING", torch.randn(4, 100), num_layers=2)
+    r = cli("peft_import", tmp_path / "p1", "--task", "generate", "--backbone", tiny_bundle, "--out", tmp_path / "a")
+    one_line_error(r, "the backbone needs")
+    write_peft(tmp_path / "p2", "PROMPT_TUNING", torch.randn(4, 31))
+    r = cli("peft_import", tmp_path / "p2", "--task", "generate", "--backbone", tiny_bundle, "--out", tmp_path / "a")
+    one_line_error(r, "width 31")
+    write_peft(tmp_path / "p3", "LORA", torch.randn(4, 32))
+    r = cli("peft_import", tmp_path / "p3", "--task", "generate", "--backbone", tiny_bundle, "--out", tmp_path / "a")
+    one_line_error(r, "peft_type 'LORA'")
+    assert not (tmp_path / "a").exists()

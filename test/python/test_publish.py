@@ -1,0 +1,61 @@
+"""Publishing to the local R2 that `wrangler dev` serves (miniflare state in a temp folder): immutable versions,
+alias moved only after the version is written, idempotent re-publish, rollback, refusal of damaged artifacts."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from softedge import adapter as A
+from test_adapters import tiny_bundle, one_line_error  # noqa: F401  (session fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
+    return subprocess.run([sys.executable, "-m", "softedge.publish", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+
+
+def r2_get(state, key):
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CLOUDFLARE_CF_FETCH_ENABLED": "false"}
+    r = subprocess.run(["npx", "--no-install", "wrangler", "r2", "object", "get", f"softedge/{key}", "--pipe", "--local",
+                        "--persist-to", str(state)], capture_output=True, cwd=ROOT, env=env)
+    return r.stdout if r.returncode == 0 else None
+
+
+def test_publish_rollback_and_refusals(tiny_bundle, tmp_path):  # noqa: F811
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    files = []
+    for i in range(2):
+        kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"], generator=torch.Generator().manual_seed(i))
+        f = tmp_path / f"v{i}.safetensors"
+        f.write_bytes(A.pack("prefix", "classify", cfg, kv, template="{text}"))
+        files.append(f)
+    state = tmp_path / "state"
+    common = ["--local", "--persist-to", state, "--backbones", tiny_bundle.parent]
+    r1 = cli(files[0], "--alias", "acme/spam", *common)
+    assert r1.returncode == 0, r1.stderr
+    v1 = r1.stdout.split("-> ")[1].strip()
+    r2 = cli(files[1], "--alias", "acme/spam", *common)
+    v2 = r2.stdout.split("-> ")[1].strip()
+    assert v1 != v2
+    alias = json.loads(r2_get(state, "adapters/acme/spam/alias.json"))
+    assert alias["version"] == v2 and alias["history"] == [v1]
+    assert r2_get(state, f"adapters/acme/spam/versions/{v1}.safetensors") == files[0].read_bytes()
+    # the same bytes again: same version, alias unchanged
+    assert cli(files[1], "--alias", "acme/spam", *common).stdout.strip().endswith(v2)
+    # rollback moves the alias back; the versions stay
+    rb = cli("--rollback", "acme/spam", *common)
+    assert rb.returncode == 0 and rb.stdout.strip().endswith(v1)
+    assert json.loads(r2_get(state, "adapters/acme/spam/alias.json"))["version"] == v1
+    # a damaged artifact is refused before anything is written
+    bad = tmp_path / "bad.safetensors"
+    buf = files[0].read_bytes()
+    bad.write_bytes(buf[:-5] + bytes([buf[-5] ^ 1]) + buf[-4:])
+    one_line_error(cli(bad, "--alias", "acme/spam", *common), "checksum")
+    one_line_error(cli(files[0], "--alias", "Acme/../x", *common), "must be tenant/name")
+    assert json.loads(r2_get(state, "adapters/acme/spam/alias.json"))["version"] == v1
