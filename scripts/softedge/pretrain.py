@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_weights
-from .common import CACHE, CliError, atomic_path, run_cli, sha256_file, write_json
+from .common import CACHE, CliError, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .model import ModelConfig, Transformer
 from .tokenizer import Tokenizer
 
@@ -115,12 +115,7 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def plot_curve(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure()
     tr = [h for h in history if "train_loss" in h]
     ev = [h for h in history if "heldout_loss" in h]
     ax.plot([h["tokens"] / 1e6 for h in tr], [h["train_loss"] for h in tr], label="train loss", alpha=0.7)
@@ -130,10 +125,7 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():

@@ -25,7 +25,7 @@ import torch
 
 from . import adapter as adapter_fmt
 from .checkpoint import CheckpointError, load_weights
-from .common import ROOT, CliError, atomic_path, run_cli, write_json
+from .common import ROOT, CliError, atomic_path, new_figure, run_cli, save_figure, write_json
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
                     label_logprobs, load_jsonl, rouge_l)
 from .tokenizer import Tokenizer
@@ -185,12 +185,7 @@ def train(a, model, tok, bcfg, train_rows, eval_rows, verb):
 
 
 def plot(history, path: Path, title: str, metric: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure()
     tr = [h for h in history if "train_loss" in h]
     ax.plot([h["step"] for h in tr], [h["train_loss"] for h in tr], alpha=0.6, label="train loss")
     ax.set_xlabel("step")
@@ -201,10 +196,7 @@ def plot(history, path: Path, title: str, metric: str):
     ax2.set_ylabel(metric)
     ax.set_title(title)
     fig.legend(loc="upper right")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():
