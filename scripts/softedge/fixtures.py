@@ -152,9 +152,61 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
     print(f"wrote backbone fixture {out}: {windows} windows x {seq} tokens, fp32 ppl {fx['fp32_ppl']:.2f}")
 
 
+@torch.no_grad()
+def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, max_tokens: int, max_new: int) -> None:
+    """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
+    and greedy token ids (generation), computed by PyTorch with the weights the int8 graph computes with
+    (the dequantised weights for weight-only; fp32 otherwise, marked as such)."""
+    from . import adapter as adapter_fmt
+    from .tasks import Verbalizer, encode_prompts, greedy, label_logprobs, load_jsonl
+    from .tokenizer import Tokenizer
+
+    model, _ = load_weights(bundle / "weights.safetensors")
+    cfg = json.loads((bundle / "config.json").read_text())
+    exact = cfg["quantization"].startswith("weight-only")
+    ref = model
+    if exact:
+        ref = Transformer(model.cfg).eval()
+        ref.load_state_dict(quantize.dequantized_state(model))
+    tok = Tokenizer.from_dir(bundle)
+    items = []
+    for case in cases:
+        path, data = case.split(":", 1)
+        kv, meta, _ = adapter_fmt.load(path, cfg)
+        task = meta["task"]
+        rows = load_jsonl(Path(data), task)[:per_adapter]
+        key = "text" if task == "classify" else "input"
+        prompts = encode_prompts(tok, meta["template"], rows, key, max_tokens)
+        entry = {"adapter": Path(path).name, "task": task, "cases": []}
+        for r, ids in zip(rows, prompts):
+            past = adapter_fmt.tensor_to_kv(kv, 1)
+            c = {key: r[key], "prompt_ids": ids}
+            if task == "classify":
+                verb = Verbalizer(labels=[l["name"] for l in meta["labels"]], words={l["name"]: l["words"] for l in meta["labels"]},
+                                  token_ids={l["name"]: l["token_ids"] for l in meta["labels"]})
+                probs = torch.softmax(label_logprobs(ref, past, [ids], verb, tok.pad_id)[0], 0)
+                c["probabilities"] = {l: round(float(p), 7) for l, p in zip(verb.labels, probs)}
+                c["label"] = verb.labels[int(probs.argmax())]
+            else:
+                c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]
+                c["greedy_text"] = tok.decode(c["greedy_ids"])
+            entry["cases"].append(c)
+        items.append(entry)
+    write_json(out, {"backbone": cfg["id"], "reference": "dequantised" if exact else "fp32", "max_tokens": max_tokens,
+                     "max_new_tokens": max_new, "adapters": items})
+    print(f"wrote {out}: {sum(len(i['cases']) for i in items)} cases over {len(items)} adapters")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
+    gd = sub.add_parser("golden", help="expected edge answers for adapters: --case ADAPTER:EVAL_JSONL ...")
+    gd.add_argument("bundle", type=Path)
+    gd.add_argument("--case", action="append", required=True)
+    gd.add_argument("--out", type=Path, default=ROOT / "test" / "fixtures" / "golden.json")
+    gd.add_argument("--per-adapter", type=int, default=6)
+    gd.add_argument("--max-tokens", type=int, default=128)
+    gd.add_argument("--max-new-tokens", type=int, default=16)
     t = sub.add_parser("tiny")
     t.add_argument("--out", type=Path, default=OUT / "tiny")
     b = sub.add_parser("backbone")
@@ -166,6 +218,8 @@ def main():
     a = ap.parse_args()
     if a.what == "tiny":
         write_tiny(a.out)
+    elif a.what == "golden":
+        write_golden(a.bundle, a.case, a.out, a.per_adapter, a.max_tokens, a.max_new_tokens)
     else:
         if not (a.bundle / "weights.safetensors").is_file():
             raise CliError(f"{a.bundle}: no weights.safetensors (not a backbone bundle)")

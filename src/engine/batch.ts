@@ -1,0 +1,134 @@
+// One backbone run for a batch whose items may each carry a different adapter.
+// Each item's KV prefix is right-aligned in a common prefix length (unused slots masked), its tokens are
+// left-padded to a common length (pads masked), and position ids count only attended slots, so every item
+// answers exactly as it would alone: the backbone's math is per row, and masked slots get no attention.
+import type * as ORT from "onnxruntime-web";
+import type { BackboneConfig } from "./backbone-config";
+
+export type Ort = typeof ORT;
+export interface BatchItem {
+  ids: number[];
+  /** [L, 2, kvH, P, D] float32, or null for no prefix */
+  kv: Float32Array | null;
+  virtualTokens: number;
+}
+export interface RunResult {
+  /** [B, V] logits at each item's last position */
+  logits: Float32Array;
+  /** per layer present key/value [B, kvH, S, D] */
+  presents: ORT.Tensor[];
+  /** attention mask [B, S] used, to continue from the presents */
+  mask: BigInt64Array;
+  /** next position id per item */
+  nextPos: number[];
+  S: number;
+}
+
+export function buildFeeds(ort: Ort, cfg: BackboneConfig, items: BatchItem[]) {
+  const B = items.length, L = cfg.num_layers, H = cfg.num_kv_heads, D = cfg.head_dim;
+  const Pmax = Math.max(0, ...items.map((x) => x.virtualTokens));
+  const T = Math.max(...items.map((x) => x.ids.length));
+  if (T === 0) throw new Error("empty input");
+  const S = Pmax + T;
+  const ids = new BigInt64Array(B * T).fill(BigInt(cfg.pad_token_id));
+  const mask = new BigInt64Array(B * S);
+  const pos = new BigInt64Array(B * T);
+  const past: Float32Array[] = Array.from({ length: 2 * L }, () => new Float32Array(B * H * Pmax * D));
+  const nextPos: number[] = [];
+  items.forEach((it, b) => {
+    const P = it.virtualTokens, n = it.ids.length;
+    for (let p = Pmax - P; p < Pmax; p++) mask[b * S + p] = 1n;
+    for (let t = T - n; t < T; t++) {
+      mask[b * S + Pmax + t] = 1n;
+      ids[b * T + t] = BigInt(it.ids[t - (T - n)]);
+      pos[b * T + t] = BigInt(P + t - (T - n));
+    }
+    nextPos.push(P + n);
+    if (it.kv && P) {
+      for (let l = 0; l < L; l++)
+        for (let j = 0; j < 2; j++)
+          for (let h = 0; h < H; h++)
+            for (let p = 0; p < P; p++) {
+              const src = (((l * 2 + j) * H + h) * P + p) * D;
+              const dst = ((b * H + h) * Pmax + (Pmax - P + p)) * D;
+              past[2 * l + j].set(it.kv.subarray(src, src + D), dst);
+            }
+    }
+  });
+  const feeds: Record<string, ORT.Tensor> = {
+    input_ids: new ort.Tensor("int64", ids, [B, T]),
+    attention_mask: new ort.Tensor("int64", mask, [B, S]),
+    position_ids: new ort.Tensor("int64", pos, [B, T]),
+  };
+  for (let l = 0; l < L; l++) {
+    feeds[`past_key_values.${l}.key`] = new ort.Tensor("float32", past[2 * l], [B, H, Pmax, D]);
+    feeds[`past_key_values.${l}.value`] = new ort.Tensor("float32", past[2 * l + 1], [B, H, Pmax, D]);
+  }
+  return { feeds, mask, nextPos, S };
+}
+
+function lastRows(logits: ORT.Tensor, B: number, V: number): Float32Array {
+  const data = logits.data as Float32Array;
+  const T = logits.dims[1];
+  if (T === 1) return data;
+  const out = new Float32Array(B * V);
+  for (let b = 0; b < B; b++) out.set(data.subarray((b * T + T - 1) * V, (b * T + T) * V), b * V);
+  return out;
+}
+
+function presentsOf(cfg: BackboneConfig, out: Record<string, ORT.Tensor>): ORT.Tensor[] {
+  const p: ORT.Tensor[] = [];
+  for (let l = 0; l < cfg.num_layers; l++) p.push(out[`present.${l}.key`], out[`present.${l}.value`]);
+  return p;
+}
+
+export async function runBatch(ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: BatchItem[]): Promise<RunResult> {
+  const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
+  const out = await session.run(feeds);
+  return { logits: lastRows(out.logits, items.length, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S };
+}
+
+/**
+ * Continue from a previous run's cache: row r of the new batch extends row `rows[r]` of `prev` with `tokens[r]`
+ * (left-padded to a common length; pads masked). Returns the last-position logits and the new cache.
+ */
+export async function continueBatch(
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, prev: RunResult, rows: number[], tokens: number[][],
+): Promise<RunResult> {
+  const R = rows.length, L = cfg.num_layers, H = cfg.num_kv_heads, D = cfg.head_dim, S = prev.S;
+  const T = Math.max(...tokens.map((t) => t.length));
+  const ids = new BigInt64Array(R * T).fill(BigInt(cfg.pad_token_id));
+  const pos = new BigInt64Array(R * T);
+  const mask = new BigInt64Array(R * (S + T));
+  const nextPos: number[] = [];
+  rows.forEach((src, r) => {
+    mask.set(prev.mask.subarray(src * S, (src + 1) * S), r * (S + T));
+    const n = tokens[r].length;
+    for (let t = T - n; t < T; t++) {
+      mask[r * (S + T) + S + t] = 1n;
+      ids[r * T + t] = BigInt(tokens[r][t - (T - n)]);
+      pos[r * T + t] = BigInt(prev.nextPos[src] + t - (T - n));
+    }
+    nextPos.push(prev.nextPos[src] + n);
+  });
+  const feeds: Record<string, ORT.Tensor> = {
+    input_ids: new ort.Tensor("int64", ids, [R, T]),
+    attention_mask: new ort.Tensor("int64", mask, [R, S + T]),
+    position_ids: new ort.Tensor("int64", pos, [R, T]),
+  };
+  const identity = rows.length === prev.nextPos.length && rows.every((x, i) => x === i);
+  for (let l = 0; l < L; l++)
+    for (let j = 0; j < 2; j++) {
+      const t = prev.presents[2 * l + j];
+      let data = t.data as Float32Array;
+      if (!identity) {
+        const per = H * S * D;
+        const sel = new Float32Array(R * per);
+        rows.forEach((src, r) => sel.set(data.subarray(src * per, (src + 1) * per), r * per));
+        data = sel;
+      }
+      feeds[`past_key_values.${l}.${j ? "value" : "key"}`] = new ort.Tensor("float32", data, [R, H, S, D]);
+    }
+  const out = await session.run(feeds);
+  return { logits: lastRows(out.logits, R, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S: S + T };
+}

@@ -1,0 +1,90 @@
+// Classification through a verbalizer, for a batch of items that may use different adapters.
+// A label's score is the log-probability of its word's tokens after the prompt (multi-token words: the first
+// token from the prompt's last position, the rest by continuing from the prompt's KV cache); a label with several
+// words scores the log of the mean of their probabilities; probabilities are the softmax over labels.
+// Mirrors scripts/softedge/tasks.py label_logprobs, so Python's golden outputs apply.
+import type * as ORT from "onnxruntime-web";
+import type { Adapter } from "./adapter";
+import type { BackboneConfig } from "./backbone-config";
+import { continueBatch, runBatch, type Ort } from "./batch";
+
+export interface ClassifyItem {
+  ids: number[]; // the prompt's tokens (template filled)
+  adapter: Adapter;
+}
+export interface ClassifyResult {
+  label: string;
+  probabilities: Record<string, number>;
+}
+
+function logSoftmaxRow(x: Float32Array, row: number, V: number): Float64Array {
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, x[row * V + v]);
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp(x[row * V + v] - m);
+  const lz = m + Math.log(z);
+  const out = new Float64Array(V);
+  for (let v = 0; v < V; v++) out[v] = x[row * V + v] - lz;
+  return out;
+}
+
+const logMeanExp = (xs: number[]) => {
+  const m = Math.max(...xs);
+  return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0) / xs.length);
+};
+
+export async function classifyBatch(
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[],
+): Promise<ClassifyResult[]> {
+  const V = cfg.vocab_size;
+  const first = await runBatch(ort, session, cfg, items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })));
+  const lp = items.map((_, b) => logSoftmaxRow(first.logits, b, V));
+  // word scores start with the first token; multi-token words continue from the prompt's cache in one batch
+  const scores = items.map((it, b) => it.adapter.labels.map((l) => l.token_ids.map((w) => lp[b][w[0]])));
+  const rows: number[] = [], toks: number[][] = [], where: [number, number, number][] = [];
+  items.forEach((it, b) =>
+    it.adapter.labels.forEach((l, li) =>
+      l.token_ids.forEach((w, wi) => {
+        if (w.length > 1) { rows.push(b); toks.push(w.slice(0, -1)); where.push([b, li, wi]); }
+      }),
+    ),
+  );
+  if (rows.length) {
+    const cont = await continueBatchAll(ort, session, cfg, first, rows, toks);
+    where.forEach(([b, li, wi], r) => {
+      const w = items[b].adapter.labels[li].token_ids[wi];
+      for (let j = 1; j < w.length; j++) scores[b][li][wi] += cont[r][j - 1][w[j]];
+    });
+  }
+  return items.map((it, b) => {
+    const s = scores[b].map(logMeanExp);
+    const m = Math.max(...s);
+    const e = s.map((x) => Math.exp(x - m));
+    const z = e.reduce((a, x) => a + x, 0);
+    const probabilities: Record<string, number> = {};
+    it.adapter.labels.forEach((l, i) => (probabilities[l.name] = e[i] / z));
+    const best = s.indexOf(m);
+    return { label: it.adapter.labels[best].name, probabilities };
+  });
+}
+
+/**
+ * log-softmax at every continuation position: the graph returns last-position logits only, so feed the
+ * continuation one token at a time through the cache (labels are a few tokens long).
+ */
+async function continueBatchAll(
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, first: Awaited<ReturnType<typeof runBatch>>,
+  rows: number[], toks: number[][],
+): Promise<Float64Array[][]> {
+  const V = cfg.vocab_size, maxLen = Math.max(...toks.map((t) => t.length));
+  const out: Float64Array[][] = toks.map(() => []);
+  // step k feeds token k of every row that has one; rows that are done feed their last token again (ignored)
+  let state = first, src = rows;
+  for (let k = 0; k < maxLen; k++) {
+    const step = toks.map((t) => [t[Math.min(k, t.length - 1)]]);
+    state = await continueBatch(ort, session, cfg, state, src, step);
+    src = rows.map((_, r) => r);
+    toks.forEach((t, r) => { if (k < t.length) out[r].push(logSoftmaxRow(state.logits, r, V)); });
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+// Short generation with the KV cache: the prompt runs once, then each step feeds only the new token.
+// Greedy by default; sampling with temperature, top-k, top-p and a seed (a small deterministic PRNG, so a seeded
+// request repeats exactly). Stops at </s>, at max_new_tokens, or when the text ends with a stop string.
+import type * as ORT from "onnxruntime-web";
+import type { Adapter } from "./adapter";
+import type { BackboneConfig } from "./backbone-config";
+import { continueBatch, runBatch, type Ort } from "./batch";
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  temperature?: number; // 0 or absent: greedy
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+}
+export interface GenerateStep {
+  token: number;
+  text: string; // the decoded text so far
+}
+
+/** mulberry32: tiny, fast, deterministic */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => number): number {
+  const V = logits.length;
+  if (!o.temperature) {
+    let best = 0;
+    for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+    return best;
+  }
+  let idx = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
+  if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
+  const m = logits[idx[0]];
+  let p = idx.map((i) => Math.exp((logits[i] - m) / o.temperature!));
+  const z = p.reduce((a, x) => a + x, 0);
+  p = p.map((x) => x / z);
+  if (o.topP && o.topP < 1) {
+    let c = 0, k = 0;
+    while (k < p.length && c < o.topP) c += p[k++];
+    idx = idx.slice(0, Math.max(1, k));
+    p = p.slice(0, idx.length);
+    const z2 = p.reduce((a, x) => a + x, 0);
+    p = p.map((x) => x / z2);
+  }
+  let r = rand(), i = 0;
+  while (i < p.length - 1 && (r -= p[i]) > 0) i++;
+  return idx[i];
+}
+
+export async function* generate(
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, adapter: Adapter | null, ids: number[],
+  decode: (ids: number[]) => string, o: GenerateOptions,
+): AsyncGenerator<GenerateStep> {
+  const rand = prng(o.seed ?? 0);
+  let state = await runBatch(ort, session, cfg, [{ ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 }]);
+  const out: number[] = [];
+  for (let step = 0; step < o.maxNewTokens; step++) {
+    const t = pickToken(state.logits.subarray(0, cfg.vocab_size), o, rand);
+    if (t === cfg.eos_token_id) return;
+    out.push(t);
+    const text = decode(out);
+    const hit = (o.stop ?? []).map((s) => text.indexOf(s)).filter((i) => i >= 0);
+    if (hit.length) {
+      yield { token: t, text: text.slice(0, Math.min(...hit)) };
+      return;
+    }
+    yield { token: t, text };
+    if (step + 1 < o.maxNewTokens) state = await continueBatch(ort, session, cfg, state, [0], [[t]]);
+  }
+}

@@ -1,0 +1,12 @@
+// Fill an adapter's template and tokenize, as scripts/softedge/tasks.py encode_prompts does: an over-long field
+// is cut from its end so the template's tail (the cue right before the answer) always survives.
+import type { Tokenizer } from "@huggingface/tokenizers";
+
+export function encodePrompt(tok: Tokenizer, template: string, field: "text" | "input", value: string, maxTokens: number): number[] {
+  const [pre, post] = template.split(`{${field}}`);
+  const enc = (s: string) => tok.encode(s, { add_special_tokens: false }).ids as number[];
+  const ids = enc(pre + value + post);
+  if (ids.length <= maxTokens) return ids;
+  const tail = post ? enc(post) : [];
+  return [...enc(pre + value).slice(0, maxTokens - tail.length), ...tail];
+}
