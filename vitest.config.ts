@@ -1,9 +1,40 @@
 import { defineConfig } from "vitest/config";
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+
+const root = new URL(".", import.meta.url).pathname;
 
 export default defineConfig({
   test: {
-    include: ["test/js/**/*.test.ts"],
-    environment: "node",
-    testTimeout: 60_000,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    projects: [
+      // offline-side parity and the engine in Node (onnxruntime-node and onnxruntime-web's wasm build)
+      { test: { name: "node", include: ["test/js/**/*.test.ts"], environment: "node" } },
+      // the worker inside workerd, with miniflare's R2; FIXTURES serves repo files to tests (read-only)
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              serviceBindings: {
+                async FIXTURES(request: Request) {
+                  const path = resolve(root, decodeURIComponent(new URL(request.url).pathname.slice(1)));
+                  if (!path.startsWith(root + "test/fixtures/") && !path.startsWith(root + "adapters/"))
+                    return new Response("forbidden", { status: 403 });
+                  try {
+                    return new Response(await readFile(path));
+                  } catch {
+                    return new Response("not found", { status: 404 });
+                  }
+                },
+              },
+            },
+          }),
+        ],
+        test: { name: "workerd", include: ["test/worker/**/*.test.ts"] },
+      },
+    ],
   },
 });
