@@ -25,7 +25,7 @@ export function parseSafetensors(buf: ArrayBuffer | Uint8Array): Parsed {
   if (n > MAX_HEADER || 8 + n > u8.byteLength) throw new SafetensorsError(`header length ${n} does not fit the file`);
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(u8.subarray(8, 8 + n)));
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(u8.subarray(8, 8 + n)));
   } catch {
     throw new SafetensorsError("header is not valid JSON");
   }

@@ -1,0 +1,23 @@
+// Every error leaves the API as {"error": {"code", "message"}} with a 4xx/5xx status; never a stack trace.
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+export class ApiError extends Error {
+  constructor(public status: ContentfulStatusCode, public code: string, message: string) {
+    super(message);
+  }
+}
+
+export const errorBody = (code: string, message: string) => ({ error: { code, message } });
+
+export function onError(err: Error, c: Context) {
+  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status);
+  if (err instanceof HTTPException) {
+    const status = err.status as ContentfulStatusCode;
+    const code = status === 413 ? "payload_too_large" : status === 400 ? "invalid_json" : "http_error";
+    return c.json(errorBody(code, err.message || "bad request"), status);
+  }
+  console.error("unhandled", err);
+  return c.json(errorBody("internal", "internal error"), 500);
+}

@@ -1,0 +1,47 @@
+// The shared backbone: bundle files from R2 (backbones/<id>/), loaded once per isolate. Concurrent cold requests
+// share one load (the promise is cached, not the session); a failed R2 read is not cached, so a later request
+// retries; ORT's own init failure is kept by loadOrt.
+import { Tokenizer } from "@huggingface/tokenizers";
+import type { InferenceSession } from "onnxruntime-web";
+import type { BackboneConfig } from "../engine/backbone-config";
+import { loadOrt, type OrtModule } from "../engine/ort-workerd";
+import { ApiError } from "../api/errors";
+
+export interface Backbone {
+  cfg: BackboneConfig;
+  session: InferenceSession;
+  tokenizer: Tokenizer;
+  ort: OrtModule;
+}
+
+let loading: Promise<Backbone> | null = null;
+export const stats = { loads: 0 };
+
+async function sha256Hex(b: ArrayBuffer): Promise<string> {
+  return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", b)), (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+async function load(bucket: R2Bucket, id: string): Promise<Backbone> {
+  const get = async (name: string) => {
+    const o = await bucket.get(`backbones/${id}/${name}`);
+    if (!o) throw new ApiError(503, "backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
+    return o.arrayBuffer();
+  };
+  const [cfgBytes, tokBytes, model] = await Promise.all([get("config.json"), get("tokenizer.json"), get("model.onnx")]);
+  const cfg = JSON.parse(new TextDecoder().decode(cfgBytes)) as BackboneConfig;
+  if (cfg.id !== id) throw new ApiError(503, "backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
+  if ((await sha256Hex(model)) !== cfg.model_sha256) throw new ApiError(503, "backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
+  const ort = await loadOrt();
+  const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(tokBytes)), {});
+  stats.loads++;
+  return { cfg, session, tokenizer, ort };
+}
+
+export function getBackbone(bucket: R2Bucket, id: string): Promise<Backbone> {
+  loading ??= load(bucket, id).catch((e) => {
+    loading = null;
+    throw e;
+  });
+  return loading;
+}

@@ -1,0 +1,162 @@
+// The API inside workerd against miniflare's R2, seeded from the default catalog: golden answers from the Python
+// side, mixed-adapter batches, streaming, one backbone load for concurrent cold requests, and bad input.
+import { env } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import app from "../../src/index";
+import { stats } from "../../src/store/backbone";
+import { AdapterCache } from "../../src/store/adapters";
+import type { Adapter } from "../../src/engine/adapter";
+
+declare module "cloudflare:test" {
+  interface ProvidedEnv { FIXTURES: Fetcher; BUCKET: R2Bucket }
+}
+
+const fx = async (p: string) => {
+  const r = await env.FIXTURES.fetch(`http://fixtures/${p}`);
+  if (!r.ok) throw new Error(`fixture ${p}: ${r.status}`);
+  return r;
+};
+const hex = async (b: ArrayBuffer) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", b)), (x) => x.toString(16).padStart(2, "0")).join("");
+
+let catalog: { default_backbone: string; adapters: { alias: string; file: string; task: string; kind: string }[] };
+let golden: any;
+const byFile: Record<string, string> = {}; // adapter file name -> alias
+
+async function publish(alias: string, buf: ArrayBuffer, extra: Record<string, unknown> = {}) {
+  const version = (await hex(buf)).slice(0, 16);
+  const base = `adapters/${alias}`;
+  await env.BUCKET.put(`${base}/versions/${version}.safetensors`, buf);
+  await env.BUCKET.put(`${base}/alias.json`, JSON.stringify({ alias, version, key: `${base}/versions/${version}.safetensors`, backbone: catalog.default_backbone, history: [], updated: "", ...extra }));
+  return version;
+}
+
+const post = (path: string, body: unknown) =>
+  app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) }, env);
+
+beforeAll(async () => {
+  catalog = await (await fx("adapters/catalog.json")).json();
+  golden = await (await fx("test/fixtures/golden.json")).json();
+  const id = catalog.default_backbone;
+  for (const f of ["config.json", "tokenizer.json", "model.onnx"])
+    await env.BUCKET.put(`backbones/${id}/${f}`, await (await fx(`adapters/backbones/${id}/${f}`)).arrayBuffer());
+  await env.BUCKET.put("catalog.json", JSON.stringify({ default_backbone: id }));
+  for (const a of catalog.adapters) {
+    await publish(a.alias, await (await fx(`adapters/${a.file}`)).arrayBuffer(), { task: a.task, kind: a.kind });
+    byFile[a.file.split("/").pop()!] = a.alias;
+  }
+});
+
+describe("API in workerd", () => {
+  it("loads the backbone once for concurrent cold requests", async () => {
+    const g = golden.adapters.find((a: any) => a.task === "classify");
+    const res = await Promise.all(Array.from({ length: 6 }, () => post("/v1/classify", { adapter: byFile[g.adapter], text: g.cases[0].text })));
+    for (const r of res) expect(r.status).toBe(200);
+    expect(stats.loads).toBe(1);
+  });
+
+  it("classifies as the Python side does, with a Server-Timing header", async () => {
+    for (const a of golden.adapters.filter((x: any) => x.task === "classify"))
+      for (const c of a.cases) {
+        const r = await post("/v1/classify", { adapter: byFile[a.adapter], text: c.text });
+        expect(r.status).toBe(200);
+        expect(r.headers.get("server-timing")).toMatch(/adapter;dur=.*tokenize;dur=.*inference;dur=/);
+        const j: any = await r.json();
+        expect(j.label).toBe(c.label);
+        expect(j.adapter).toBe(byFile[a.adapter]);
+        expect(j.version).toMatch(/^[0-9a-f]{16}$/);
+        if (golden.reference === "dequantised")
+          for (const [l, p] of Object.entries<number>(c.probabilities)) expect(Math.abs(j.probabilities[l] - p)).toBeLessThanOrEqual(1e-4);
+      }
+  });
+
+  it("runs items with different adapters as one batch, each answering as it would alone", async () => {
+    const items = golden.adapters.filter((x: any) => x.task === "classify").flatMap((a: any) => a.cases.map((c: any) => ({ adapter: byFile[a.adapter], text: c.text })));
+    expect(new Set(items.map((x: any) => x.adapter)).size).toBeGreaterThan(1);
+    const batch: any = await (await post("/v1/classify", { items })).json();
+    for (const [i, it] of items.entries()) {
+      const single: any = await (await post("/v1/classify", it)).json();
+      expect(batch.results[i].label).toBe(single.label);
+      for (const l of Object.keys(single.probabilities))
+        expect(Math.abs(batch.results[i].probabilities[l] - single.probabilities[l])).toBeLessThanOrEqual(1e-4);
+    }
+  });
+
+  it("generates greedily as the Python side does; streaming yields the same text", async () => {
+    const a = golden.adapters.find((x: any) => x.task === "generate");
+    for (const c of a.cases.slice(0, 3)) {
+      const body = { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: ["\u0000"] };
+      const j: any = await (await post("/v1/generate", body)).json();
+      expect(j.text).toBe(c.greedy_text.trim());
+      const sse = await (await post("/v1/generate", { ...body, stream: true })).text();
+      const events = [...sse.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
+      const streamed = events.filter((e) => e[0] === "token").map((e) => e[1].text).join("");
+      expect(streamed.trim()).toBe(j.text);
+      expect(events.at(-1)![0]).toBe("done");
+      expect(events.at(-1)![1].text).toBe(j.text);
+    }
+  });
+
+  it("lists adapters and describes one", async () => {
+    const list: any = await (await app.request("/v1/adapters", {}, env)).json();
+    expect(list.adapters.map((x: any) => x.alias).sort()).toEqual(catalog.adapters.map((a) => a.alias).sort());
+    const one: any = await (await app.request(`/v1/adapters/${catalog.adapters[0].alias}`, {}, env)).json();
+    expect(one.alias).toBe(catalog.adapters[0].alias);
+    expect(one.backbone).toBe(catalog.default_backbone);
+    const doc: any = await (await app.request("/openapi.json", {}, env)).json();
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/classify", "/v1/generate", "/v1/adapters"]));
+  });
+
+  it.each([
+    ["malformed JSON", "{\"adapter\": ", 400, "invalid_json"],
+    ["wrong types", { adapter: 5, text: "x" }, 400, "invalid_request"],
+    ["empty text", { adapter: "demo/spam-prefix", text: "" }, 400, "invalid_request"],
+    ["unknown field", { adapter: "demo/spam-prefix", text: "x", foo: 1 }, 400, "invalid_request"],
+    ["too many items", { items: Array.from({ length: 33 }, () => ({ adapter: "demo/spam-prefix", text: "x" })) }, 413, "too_many_items"],
+    ["text too long", { adapter: "demo/spam-prefix", text: "x".repeat(8001) }, 413, "text_too_long"],
+    ["unknown adapter", { adapter: "demo/nope", text: "x" }, 404, "adapter_not_found"],
+    ["bad adapter ref", { adapter: "../etc/passwd", text: "x" }, 400, "invalid_adapter_ref"],
+  ])("refuses %s with a JSON error", async (_n, body, status, code) => {
+    const r = await post("/v1/classify", body);
+    expect(r.status).toBe(status);
+    const j: any = await r.json();
+    expect(j.error.code).toBe(code);
+    expect(typeof j.error.message).toBe("string");
+  });
+
+  it("refuses max_new_tokens over the cap, an adapter of the wrong task, and one for another backbone (409)", async () => {
+    const gen = byFile[golden.adapters.find((x: any) => x.task === "generate").adapter];
+    let r = await post("/v1/generate", { adapter: gen, input: "cat", max_new_tokens: 65 });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as any).error.code).toBe("max_new_tokens_over_cap");
+    r = await post("/v1/classify", { adapter: gen, text: "cat" });
+    expect(((await r.json()) as any).error.code).toBe("wrong_task");
+    // re-label a real artifact's header as packed for another backbone (the tensors and checksum stay valid)
+    const buf = new Uint8Array(await (await fx(`adapters/${catalog.adapters[0].file}`)).arrayBuffer());
+    const n = Number(new DataView(buf.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+    header.__metadata__.backbone = "another-backbone-000000000000";
+    const h = new TextEncoder().encode(JSON.stringify(header));
+    const out = new Uint8Array(8 + h.length + buf.length - 8 - n);
+    new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+    out.set(h, 8);
+    out.set(buf.subarray(8 + n), 8 + h.length);
+    await publish("other/foreign", out.buffer);
+    r = await post("/v1/classify", { adapter: "other/foreign", text: "x" });
+    expect(r.status).toBe(409);
+    expect(((await r.json()) as any).error.code).toBe("backbone_mismatch");
+    // and the worker keeps serving
+    expect((await post("/v1/classify", { adapter: catalog.adapters[0].alias, text: "still here?" })).status).toBe(200);
+  });
+
+  it("evicts adapters from the cache by bytes, least recently used first", () => {
+    const a = (n: number) => ({ bytes: n }) as Adapter;
+    const c = new AdapterCache(100);
+    c.set("a", a(40)); c.set("b", a(40));
+    c.get("a");
+    c.set("c", a(40));
+    expect(c.keys()).toEqual(["a", "c"]);
+    expect(c.bytes).toBe(80);
+    c.set("d", a(150)); // larger than the budget: kept alone
+    expect(c.keys()).toEqual(["d"]);
+  });
+});
