@@ -20,7 +20,8 @@ let wrote = 0;
 async function put(key, bytes, onlyIfAbsent = false) {
   const head = await bucket.head(key);
   if (head && (onlyIfAbsent || head.size === bytes.byteLength)) return;
-  await bucket.put(key, bytes);
+  // a plain ArrayBuffer: miniflare cannot pass a pooled Node Buffer's view across to workerd
+  await bucket.put(key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   wrote++;
 }
 const id = catalog.default_backbone;

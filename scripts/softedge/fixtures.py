@@ -5,7 +5,7 @@
 
 tiny: for each architecture, a seeded random model exported three ways (fp32 all-position logits, int8 weight-only
 and int8 dynamic-row, last-position logits), and cases: plain batch, KV prefix, left padding behind a KV prefix.
-Expected logits come from PyTorch: fp32 for the fp32 graph, the dequantised weights for weight-only int8.
+Expected logits come from PyTorch: fp32 for the fp32 graph; for int8 graphs, quantize.simulate (the same int8 math).
 """
 from __future__ import annotations
 
@@ -93,8 +93,6 @@ def write_tiny(out: Path) -> None:
                 for p in model.parameters():
                     if p.dim() == 2:
                         p.mul_(4.0)
-            deq = Transformer(cfg).eval()
-            deq.load_state_dict(quantize.dequantized_state(model))
             cases = make_cases(cfg, seed=7)
             fp32 = export_onnx.export(model, last_only=False)
             export_onnx.save(fp32, tmp / f"{name}.fp32.onnx")
@@ -104,10 +102,10 @@ def write_tiny(out: Path) -> None:
             for scheme in quantize.SCHEMES:
                 q = quantize.quantize(export_onnx.export(model, last_only=True), scheme)
                 export_onnx.save(q, tmp / f"{name}.{scheme}.onnx")
-                # weight-only has an exact reference (dequantised weights); dynamic-row is compared to fp32
-                ref = deq if scheme.startswith("weight-only") else model
+                # the reference computes what the int8 graph computes (quantize.simulate)
+                ref = quantize.simulate(model, scheme)
                 entry["graphs"][scheme] = {"file": f"{name}.{scheme}.onnx", "last_only": True,
-                                           "reference": "dequantised" if ref is deq else "fp32",
+                                           "reference": "simulated-int8",
                                            "cases": [case_json(c, run_torch(ref, c, True), cfg.n_layer) for c in cases]}
             write_json(tmp / f"{name}.json", entry)
             index.append(name)
@@ -118,12 +116,11 @@ def write_tiny(out: Path) -> None:
 @torch.no_grad()
 def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: int) -> None:
     """Held-out windows with PyTorch's fp32 next-token log-prob of each target and its top-1 prediction, plus
-    dequantised-reference logits at the last position of each window (the weight-only int8 graph's exact math)."""
+    the int8 graph's own math in PyTorch (quantize.simulate) at the last position of each window."""
     from .tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
-    deq = Transformer(model.cfg).eval()
-    deq.load_state_dict(quantize.dequantized_state(model))
+    deq = quantize.simulate(model, json.loads((bundle / "config.json").read_text())["quantization"])
     tok = Tokenizer.from_dir(bundle)
     lines = heldout.read_text(encoding="utf-8").splitlines()
     stream: list[int] = []
@@ -146,7 +143,7 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
         "fp32_target_logprob": [[round(float(v), 5) for v in row] for row in target_lp],
         "fp32_top1": logits.argmax(-1).tolist(),
         "fp32_ppl": math.exp(-target_lp.mean().item()),
-        "dequantised_last_logits": tensor_json(dq_last[:, 0], digits=7),
+        "int8_reference_last_logits": tensor_json(dq_last[:, 0], digits=7),
     }
     write_json(out, fx)
     print(f"wrote backbone fixture {out}: {windows} windows x {seq} tokens, fp32 ppl {fx['fp32_ppl']:.2f}")
@@ -155,19 +152,14 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
 @torch.no_grad()
 def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, max_tokens: int, max_new: int) -> None:
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
-    and greedy token ids (generation), computed by PyTorch with the weights the int8 graph computes with
-    (the dequantised weights for weight-only; fp32 otherwise, marked as such)."""
+    and greedy token ids (generation), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
     from . import adapter as adapter_fmt
     from .tasks import Verbalizer, encode_prompts, greedy, label_logprobs, load_jsonl
     from .tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
     cfg = json.loads((bundle / "config.json").read_text())
-    exact = cfg["quantization"].startswith("weight-only")
-    ref = model
-    if exact:
-        ref = Transformer(model.cfg).eval()
-        ref.load_state_dict(quantize.dequantized_state(model))
+    ref = quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
     tok = Tokenizer.from_dir(bundle)
     items = []
     for case in cases:
@@ -192,7 +184,7 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 c["greedy_text"] = tok.decode(c["greedy_ids"])
             entry["cases"].append(c)
         items.append(entry)
-    write_json(out, {"backbone": cfg["id"], "reference": "dequantised" if exact else "fp32", "max_tokens": max_tokens,
+    write_json(out, {"backbone": cfg["id"], "reference": f"simulated {cfg['quantization']}", "max_tokens": max_tokens,
                      "max_new_tokens": max_new, "adapters": items})
     print(f"wrote {out}: {sum(len(i['cases']) for i in items)} cases over {len(items)} adapters")
 

@@ -172,6 +172,7 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.output_fn = None  # optional replacement of the output projection (quantize.simulate uses it)
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
             if name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -222,5 +223,6 @@ class Transformer(nn.Module):
             presents.append(present)
         if last_only:
             x = x[:, -1:]
-        logits = self.ln_f(x) @ self.output_weight().t()
+        h = self.ln_f(x)
+        logits = self.output_fn(h) if self.output_fn is not None else h @ self.output_weight().t()
         return logits, presents

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 SCHEMES = ("weight-only", "weight-only-dql", "dynamic-row")
@@ -195,3 +196,61 @@ def dequantized_state(model):
             a = dequantize_array(*quantize_array(a, 0), 0)
         sd[name] = torch.from_numpy(np.ascontiguousarray(a))
     return sd
+
+
+def _quantize_rows(x):
+    """Per-row int8 activations exactly as the dynamic-row graph computes them: scale, rounded values."""
+    import torch
+
+    sx = torch.clamp(x.abs().amax(-1, keepdim=True), min=1e-8) / 127.0
+    return sx, torch.round(x / sx)  # round half to even, as ONNX Round
+
+
+def _dyn_row_matmul(x, wq_t, ws):
+    """(x_q @ W_q) in exact integer arithmetic (float64 holds it), then * sx * ws in float32 like the graph."""
+    import torch
+
+    sx, xq = _quantize_rows(x)
+    acc = (xq.double() @ wq_t.double()).float()
+    return acc * sx * ws
+
+
+class _DynRowLinear(torch.nn.Module):
+    def __init__(self, lin):
+        super().__init__()
+        q, s = quantize_array(lin.weight.detach().float().numpy(), axis=0)  # per output row of [out, in]
+        self.wq_t, self.ws = torch.from_numpy(q.astype(np.float32)).t(), torch.from_numpy(s)
+        self.bias = None if lin.bias is None else lin.bias.detach()
+
+    def forward(self, x):
+        y = _dyn_row_matmul(x, self.wq_t, self.ws)
+        return y if self.bias is None else y + self.bias
+
+
+def simulate(model, scheme: str):
+    """A PyTorch model that computes what the int8 ONNX graph of `scheme` computes (the reference for parity).
+    weight-only: the dequantised weights. dynamic-row: per-row activation quantisation and integer matmuls too."""
+    import copy
+
+    import torch
+
+    from .model import Transformer
+
+    ref = Transformer(model.cfg).eval()
+    ref.load_state_dict(dequantized_state(model))
+    if scheme.startswith("weight-only"):
+        return ref
+    if scheme != "dynamic-row":
+        raise ValueError(f"unknown quantisation scheme {scheme!r}")
+    src = copy.deepcopy(model).eval()
+    for name, mod in list(ref.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, torch.nn.Linear) and child.weight.numel() >= MIN_ELEMENTS:
+                orig = src.get_submodule(f"{name}.{child_name}" if name else child_name)
+                setattr(mod, child_name, _DynRowLinear(orig))
+    W = model.output_weight().detach().float().numpy()
+    if W.size >= MIN_ELEMENTS:
+        q, s = quantize_array(W, axis=0)  # the table's per-row scales serve the tied head's columns
+        wq_t, ws = torch.from_numpy(q.astype(np.float32)).t(), torch.from_numpy(s)
+        ref.output_fn = lambda h: _dyn_row_matmul(h, wq_t, ws)
+    return ref

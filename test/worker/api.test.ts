@@ -64,8 +64,7 @@ describe("API in workerd", () => {
         expect(j.label).toBe(c.label);
         expect(j.adapter).toBe(byFile[a.adapter]);
         expect(j.version).toMatch(/^[0-9a-f]{16}$/);
-        if (golden.reference === "dequantised")
-          for (const [l, p] of Object.entries<number>(c.probabilities)) expect(Math.abs(j.probabilities[l] - p)).toBeLessThanOrEqual(1e-4);
+        for (const [l, p] of Object.entries<number>(c.probabilities)) expect(Math.abs(j.probabilities[l] - p)).toBeLessThanOrEqual(1e-4);
       }
   });
 
