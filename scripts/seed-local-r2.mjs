@@ -11,6 +11,8 @@ import { join } from "node:path";
 const args = process.argv.slice(2);
 const i = args.indexOf("--persist-to");
 const persist = i >= 0 ? args[i + 1] : ".wrangler/state";
+const j = args.indexOf("--bench-aliases"); // the benchmark's mixed batches: bench/a00.. point at the first classifier
+const benchAliases = j >= 0 ? Number(args[j + 1]) : 0;
 const bucketName = /bucket_name\s*=\s*"([^"]+)"/.exec(readFileSync("wrangler.toml", "utf8"))[1];
 const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
 
@@ -36,6 +38,15 @@ for (const a of catalog.adapters ?? []) {
   const alias = { alias: a.alias, version, key: `${base}/versions/${version}.safetensors`, backbone: id, kind: a.kind, task: a.task,
     updated: new Date(0).toISOString(), history: [] };
   await put(`${base}/alias.json`, Buffer.from(JSON.stringify(alias)), true);
+}
+const first = (catalog.adapters ?? []).find((a) => a.task === "classify");
+for (let k = 0; k < benchAliases && first; k++) {
+  const buf = readFileSync(join("adapters", first.file));
+  const version = createHash("sha256").update(buf).digest("hex").slice(0, 16);
+  const base = `adapters/bench/a${String(k).padStart(2, "0")}`;
+  await put(`${base}/versions/${version}.safetensors`, buf);
+  await put(`${base}/alias.json`, Buffer.from(JSON.stringify({ alias: base.slice(9), version, key: `${base}/versions/${version}.safetensors`,
+    backbone: id, kind: first.kind, task: first.task, updated: new Date(0).toISOString(), history: [] })), true);
 }
 await mf.dispose();
 console.log(`seeded local R2 (${persist}): backbone ${id}, ${(catalog.adapters ?? []).length} adapters, ${wrote} objects written`);

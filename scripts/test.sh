@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-echo "== vitest (ONNX Runtime parity, tokenizer identity) =="
+echo "== tsc (type check of the worker) =="
+npx tsc --noEmit -p .
+echo "== vitest: node (ONNX Runtime parity, tokenizer identity, engine vs golden) and workerd (the API) =="
 npx vitest run
 echo "== pytest (offline pipeline on tiny random models) =="
 "${PYTHON:-/usr/bin/python3}" -m pytest -q -p no:cacheprovider test/python

@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// Edge benchmark: a client against `wrangler dev` (workerd, onnxruntime-web wasm, one thread) and, side by side in
+// the same run, the same engine code and ONNX graph in onnxruntime-node (native) inside this process.
+//   npm run bench -- [--runs 30] [--port 8799]
+// Reports warm classification p50/p99 for 16/64/256-token inputs, a 16-item batch over 16 adapters vs one
+// adapter, generation ms/token at token 1 and 32, cold start, and the worker's memory. Loopback only.
+import { spawn, execFileSync } from "node:child_process";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { build } from "esbuild";
+
+const args = process.argv.slice(2);
+const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args[i + 1] : d; };
+const RUNS = Number(flag("--runs", "30"));
+const PORT = Number(flag("--port", "8799"));
+const STATE = ".cache/bench-state";
+const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
+const BUNDLE = `adapters/backbones/${catalog.default_backbone}`;
+const cls = catalog.adapters.find((a) => a.task === "classify");
+const gen = catalog.adapters.find((a) => a.task === "generate");
+
+// ---- the engine in Node (esbuild bundles the TypeScript sources; ORT is passed in, so native ORT drives it)
+mkdirSync(".cache/bench-engine", { recursive: true });
+await build({ entryPoints: { engine: "scripts/lib/bench-engine-entry.ts" }, bundle: true, format: "esm", platform: "node",
+  outdir: ".cache/bench-engine", external: ["onnxruntime-*", "@huggingface/tokenizers"], logLevel: "error" });
+const engine = await import(join(process.cwd(), ".cache/bench-engine/engine.js"));
+const ortNode = await import("onnxruntime-node");
+const { Tokenizer } = await import("@huggingface/tokenizers");
+const cfg = JSON.parse(readFileSync(`${BUNDLE}/config.json`, "utf8"));
+const tok = new Tokenizer(JSON.parse(readFileSync(`${BUNDLE}/tokenizer.json`, "utf8")), {});
+const session = await ortNode.InferenceSession.create(new Uint8Array(readFileSync(`${BUNDLE}/model.onnx`)),
+  { executionProviders: ["cpu"], graphOptimizationLevel: "basic", intraOpNumThreads: 1 });
+const adapterNode = await engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg);
+const genNode = await engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", gen.file))), cfg);
+
+// a text whose prompt (template included) is at least n tokens: words taken from the README
+const words = readFileSync("README.md", "utf8").split(/\s+/).filter((w) => /^[a-z]+$/.test(w));
+function textOf(n, adapter) {
+  for (let k = 1; k <= words.length; k++) {
+    const text = words.slice(0, k).join(" ");
+    const ids = engine.encodePrompt(tok, adapter.template, "text", text, 10_000);
+    if (ids.length >= n) return { text, ids };
+  }
+  throw new Error("README too short for the longest input");
+}
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
+async function timeIt(fn, runs = RUNS) {
+  for (let i = 0; i < 3; i++) await fn();
+  const t = [];
+  for (let i = 0; i < runs; i++) { const a = performance.now(); await fn(); t.push(performance.now() - a); }
+  return { p50: pct(t, 50), p99: pct(t, 99) };
+}
+
+// ---- wrangler dev with a fresh local bucket: the default catalog plus 16 aliases for the mixed-adapter batch
+execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", STATE, "--bench-aliases", "16"], { stdio: "inherit" });
+const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+const t0 = performance.now();
+const wd = spawn("npx", ["wrangler", "dev", "--persist-to", STATE, "--port", String(PORT), "--ip", "127.0.0.1",
+  "--var", "MAX_TOKENS:512", "--var", "MAX_ITEMS:64"], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+const stop = () => { try { process.kill(-wd.pid, "SIGTERM"); } catch {} };
+process.on("exit", stop);
+const base = `http://127.0.0.1:${PORT}`;
+for (let i = 0; ; i++) {
+  try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
+  if (i > 300) throw new Error("wrangler dev did not come up");
+  await new Promise((r) => setTimeout(r, 200));
+}
+const ready = performance.now() - t0;
+const post = async (path, body) => {
+  const r = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+  return r;
+};
+const rss = () => {
+  const pids = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n");
+  return Math.max(...pids.map((p) => Number(readFileSync(`/proc/${p}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024));
+};
+const memStart = rss();
+const c0 = performance.now();
+await (await post("/v1/classify", { adapter: cls.alias, text: textOf(16, adapterNode).text })).json();
+const cold = performance.now() - c0;
+
+const rows = [];
+for (const n of [16, 64, 256]) {
+  const { text, ids } = textOf(n, adapterNode);
+  const w = await timeIt(async () => (await post("/v1/classify", { adapter: cls.alias, text })).json());
+  const nd = await timeIt(() => engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }]));
+  rows.push([`classify, ${ids.length} tokens`, w, nd]);
+}
+{
+  const { text, ids } = textOf(64, adapterNode);
+  const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `bench/a${String(i).padStart(2, "0")}`, text }));
+  const same = mixed.map(() => ({ adapter: cls.alias, text }));
+  const adaptersNode = await Promise.all(mixed.map(() => engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg)));
+  rows.push(["batch 16 x 64 tokens, 16 adapters", await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),
+    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, adaptersNode.map((a) => ({ ids, adapter: a }))), Math.ceil(RUNS / 3))]);
+  rows.push(["batch 16 x 64 tokens, 1 adapter", await timeIt(async () => (await post("/v1/classify", { items: same })).json(), Math.ceil(RUNS / 3)),
+    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, same.map(() => ({ ids, adapter: adapterNode }))), Math.ceil(RUNS / 3))]);
+}
+// generation (seeded sampling, stop strings off): token 1 = a request for one new token (prompt included);
+// at token 32 = the marginal cost per token between 16 and 32 new tokens, (T(32) - T(16)) / 16
+const genBody = (n) => ({ adapter: gen.alias, input: "cat", max_new_tokens: n, temperature: 1, seed: 1, stop: ["\u0000"] });
+const wGen = async (n) => { const j = await (await post("/v1/generate", genBody(n))).json(); return j.tokens; };
+const nGen = async (n) => {
+  const ids = engine.encodePrompt(tok, genNode.template, "input", "cat", 128);
+  let k = 0;
+  for await (const _ of engine.generate(ortNode, session, cfg, genNode, ids, (x) => tok.decode(x), { maxNewTokens: n, temperature: 1, seed: 1 })) k++;
+  return k;
+};
+if ((await wGen(32)) !== 32 || (await nGen(32)) !== 32) console.warn("note: the seeded sample ended before 32 tokens");
+const g = Math.ceil(RUNS / 2);
+const [w1, w16, w32] = [await timeIt(() => wGen(1), g), await timeIt(() => wGen(16), g), await timeIt(() => wGen(32), g)];
+const [n1, n16, n32] = [await timeIt(() => nGen(1), g), await timeIt(() => nGen(16), g), await timeIt(() => nGen(32), g)];
+rows.push(["generate, token 1 (prompt + 1 token)", w1, n1]);
+const per = (a, b) => ({ p50: (b.p50 - a.p50) / 16, p99: NaN });
+rows.push(["generate, ms/token at tokens 16-32", per(w16, w32), per(n16, n32)]);
+const memEnd = rss();
+stop();
+
+const f = (x) => (x === undefined || Number.isNaN(x) ? "n/a" : x.toFixed(1));
+const lines = [
+  `bench: backbone ${cfg.id} (${cfg.quantization}), adapter ${cls.alias}; ${RUNS} runs (batches: ${Math.ceil(RUNS / 3)}), ${new Date().toISOString()}`,
+  "",
+  "| measurement | wrangler dev p50 ms | p99 ms | onnxruntime-node p50 ms | p99 ms | ratio p50 |",
+  "|---|---|---|---|---|---|",
+  ...rows.map(([n, w, nd]) => `| ${n} | ${f(w.p50)} | ${f(w.p99)} | ${f(nd.p50)} | ${f(nd.p99)} | ${(w.p50 / nd.p50).toFixed(1)}x |`),
+  "",
+  `cold start: wrangler dev up in ${(ready / 1000).toFixed(1)} s; first classify (backbone load from R2 + ORT init) ${f(cold)} ms`,
+  `workerd memory (RSS): ${memStart.toFixed(0)} MB after start, ${memEnd.toFixed(0)} MB at the end`,
+];
+console.log(lines.join("\n"));
+writeFileSync(".cache/bench.md", lines.join("\n") + "\n");
+process.exit(0);
