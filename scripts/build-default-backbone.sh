@@ -26,23 +26,4 @@ resume=(); [ -f .cache/runs/default/ckpt.pt ] && resume=(--resume)
 scripts/py pretrain --run .cache/runs/default --embed-init glove --threads "$THREADS" --steps "$STEPS" \
   --minutes "$MINUTES" --eval-every 250 --ckpt-every 250 "${resume[@]}"
 
-node scripts/bench-quant.mjs .cache/runs/default
-scheme="$(node -p 'require("./.cache/bench-quant/results.json").choice')"
-
-out="$(scripts/py bundle --weights .cache/runs/default --name "$NAME" --quant "$scheme" --out adapters/backbones)"
-echo "$out"
-id="$(node -e 'const fs=require("fs");const d="adapters/backbones";const x=fs.readdirSync(d).filter(n=>!n.startsWith(".")).map(n=>[n,fs.statSync(d+"/"+n).mtimeMs]).sort((a,b)=>b[1]-a[1]);console.log(x[0][0])')"
-dir="adapters/backbones/$id"
-cp .cache/runs/default/loss.png "$dir/loss.png"
-cp .cache/corpus/manifest.json "$dir/corpus-manifest.json"
-cp .cache/bench-quant/results.json "$dir/quant-bench.json"
-[ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
-
-scripts/py fixtures tiny
-scripts/py fixtures backbone "$dir"                                      # small, committed: the JS tests use it
-scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 --seq 128
-node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
-scripts/py card "$dir"
-printf '{\n  "default_backbone": "%s"\n}\n' "$id" > adapters/catalog.json.tmp && mv adapters/catalog.json.tmp adapters/catalog.json
-for old in adapters/backbones/*/; do [ "$old" = "$dir/" ] || rm -rf "$old"; done
-echo "default backbone: $id"
+bash scripts/package-backbone.sh .cache/runs/default "$NAME"
