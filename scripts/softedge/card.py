@@ -55,7 +55,8 @@ def render(bundle: Path) -> str:
               "![loss curve](loss.png)", ""]
     if ab:
         L += ["## Does starting from GloVe-derived vectors help? (`scripts/build-default-backbone.sh`, ablation step)", "",
-              "Same model, data, seed and steps; only the embedding initialisation differs.", "",
+              "Same model, data and seed, trained side by side for the same wall time (9 minutes, one thread each); "
+              "only the embedding initialisation differs.", "",
               "| embeddings | steps | tokens | held-out ppl |", "|---|---|---|---|"]
         for r in ab["runs"]:
             L.append(f"| {r['embed_init']} | {r['steps']} | {r['tokens_seen']:,} | {r['heldout_ppl']:.2f} |")
