@@ -22,3 +22,9 @@ run spam-prompt "${spam[@]}" --method prompt --virtual-tokens 20 --init labels -
 run topic-prefix "${topic[@]}" --method prefix --virtual-tokens 16 --compare-to $R/topic-full/metrics.json & wait
 run define-prefix "${define[@]}" --method prefix --virtual-tokens 16 --compare-to $R/define-full/metrics.json
 scripts/py catalog --runs "$R"
+# what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests)
+bb="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
+scripts/py fixtures golden "$bb" --case adapters/default/spam-prefix.safetensors:$D/spam/eval.jsonl \
+  --case adapters/default/spam-prompt.safetensors:$D/spam/eval.jsonl \
+  --case adapters/default/topic-prefix.safetensors:$D/wordnet-topic/eval.jsonl \
+  --case adapters/default/define-prefix.safetensors:$D/wordnet-define/eval.jsonl
