@@ -5,7 +5,7 @@
 // Reports warm classification p50/p99 for 16/64/256-token inputs, a 16-item batch over 16 adapters vs one
 // adapter, generation ms/token at token 1 and 32, cold start, and the worker's memory. Loopback only.
 import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { readFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 
@@ -53,6 +53,7 @@ async function timeIt(fn, runs = RUNS) {
 }
 
 // ---- wrangler dev with a fresh local bucket: the default catalog plus 16 aliases for the mixed-adapter batch
+rmSync(STATE, { recursive: true, force: true }); // a fresh bucket each run
 execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", STATE, "--bench-aliases", "16"], { stdio: "inherit" });
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
 const t0 = performance.now();

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Seeds the local R2 bucket that `wrangler dev` serves (miniflare's state under .wrangler/state) with the default
 // catalog: catalog.json, the default backbone bundle, and the default adapters as demo/<name>. Idempotent:
-// versions are content-addressed, and an alias is written only when absent (a later publish is never undone).
+// versions are content-addressed, and an alias is written only when absent or stale (pointing at an adapter for
+// another backbone), so a later publish for the current backbone is never undone.
 //   node scripts/seed-local-r2.mjs [--persist-to .wrangler/state]
 import { Miniflare } from "miniflare";
 import { createHash } from "node:crypto";
@@ -21,7 +22,11 @@ const bucket = await mf.getR2Bucket(bucketName);
 let wrote = 0;
 async function put(key, bytes, onlyIfAbsent = false) {
   const head = await bucket.head(key);
-  if (head && (onlyIfAbsent || head.size === bytes.byteLength)) return;
+  if (head && onlyIfAbsent && key.endsWith("/alias.json")) {
+    // keep an alias someone moved, unless it points at an adapter for another backbone (it could not be served)
+    const cur = await (await bucket.get(key)).json();
+    if (cur.backbone === catalog.default_backbone) return;
+  } else if (head && (onlyIfAbsent || head.size === bytes.byteLength)) return;
   // a plain ArrayBuffer: miniflare cannot pass a pooled Node Buffer's view across to workerd
   await bucket.put(key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   wrote++;
