@@ -155,8 +155,9 @@ def train(a, model, tok, bcfg, train_rows, eval_rows, verb):
         else:
             outs = [tok.encode(r["output"])[: a.max_new_tokens] + [tok.eos_id] for r in rows]
             loss = generation_loss(model, kv, prompts, outs, tok.pad_id)
-        for g in opt.param_groups:  # linear warmup then constant: adapters train for few steps
-            g["lr"] = lr * min(1.0, (step + 1) / max(1, a.warmup))
+        for g in opt.param_groups:  # linear warmup, then constant or cosine decay to 10%
+            decay = 1.0 if a.schedule == "constant" else 0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, total)))
+            g["lr"] = lr * min(1.0, (step + 1) / max(1, a.warmup)) * decay
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -216,6 +217,7 @@ def main():
     ap.add_argument("--prefix-hidden", type=int, default=256)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="learning rate after warmup")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="cap on optimizer steps (0 = epochs decide)")
     ap.add_argument("--batch", type=int, default=16)

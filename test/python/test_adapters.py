@@ -105,7 +105,8 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
 def test_prompt_tuning_cli(tiny_bundle, data, tmp_path, init):
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prompt", "--init", init,
             "--backbone", tiny_bundle, "--out", tmp_path / "run", "--steps", "3", "--eval-every", "3",
-            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}')
+            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}',
+            "--schedule", "cosine" if init == "random" else "constant")
     assert r.returncode == 0, r.stderr
     _, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors")
     assert meta["kind"] == "prompt" and tensors["prompt_embeddings"].shape == (3, 32)
