@@ -20,38 +20,32 @@ const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
 const mf = new Miniflare({ modules: true, script: "export default {}", r2Buckets: [bucketName], r2Persist: join(persist, "v3", "r2") });
 const bucket = await mf.getR2Bucket(bucketName);
 let wrote = 0;
-async function put(key, bytes, onlyIfAbsent = false) {
+const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); // miniflare cannot take a pooled Buffer view
+/** written only when the stored bytes differ (R2's etag of a single-part put is the MD5 of its content) */
+async function put(key, bytes) {
   const head = await bucket.head(key);
-  if (head && onlyIfAbsent && key.endsWith("/alias.json")) {
-    // keep an alias someone moved, unless it points at an adapter for another backbone (it could not be served)
-    const cur = await (await bucket.get(key)).json();
-    if (cur.backbone === catalog.default_backbone) return;
-  } else if (head && (onlyIfAbsent || head.size === bytes.byteLength)) return;
-  // a plain ArrayBuffer: miniflare cannot pass a pooled Node Buffer's view across to workerd
-  await bucket.put(key, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  if (head && head.etag === createHash("md5").update(bytes).digest("hex")) return;
+  await bucket.put(key, toArrayBuffer(bytes));
   wrote++;
 }
 const id = catalog.default_backbone;
+/** the artifact as an immutable version, then the alias, unless the alias already points at an adapter for this
+ *  backbone (someone may have moved it; one for another backbone could not be served, so it is replaced) */
+async function publish(alias, entry) {
+  const buf = readFileSync(join("adapters", entry.file));
+  const version = createHash("sha256").update(buf).digest("hex").slice(0, 16);
+  const base = `adapters/${alias}`;
+  await put(`${base}/versions/${version}.safetensors`, buf);
+  const cur = await bucket.get(`${base}/alias.json`);
+  if (cur && (await cur.json()).backbone === id) return;
+  await bucket.put(`${base}/alias.json`, JSON.stringify({ alias, version, key: `${base}/versions/${version}.safetensors`,
+    backbone: id, kind: entry.kind, task: entry.task, updated: new Date(0).toISOString(), history: [] }));
+  wrote++;
+}
 for (const f of ["config.json", "tokenizer.json", "model.onnx"]) await put(`backbones/${id}/${f}`, readFileSync(`adapters/backbones/${id}/${f}`));
 await put("catalog.json", Buffer.from(JSON.stringify({ default_backbone: id })));
-for (const a of catalog.adapters ?? []) {
-  const buf = readFileSync(join("adapters", a.file));
-  const version = createHash("sha256").update(buf).digest("hex").slice(0, 16);
-  const [tenant, name] = a.alias.split("/");
-  const base = `adapters/${tenant}/${name}`;
-  await put(`${base}/versions/${version}.safetensors`, buf);
-  const alias = { alias: a.alias, version, key: `${base}/versions/${version}.safetensors`, backbone: id, kind: a.kind, task: a.task,
-    updated: new Date(0).toISOString(), history: [] };
-  await put(`${base}/alias.json`, Buffer.from(JSON.stringify(alias)), true);
-}
+for (const a of catalog.adapters ?? []) await publish(a.alias, a);
 const first = (catalog.adapters ?? []).find((a) => a.task === "classify");
-for (let k = 0; k < benchAliases && first; k++) {
-  const buf = readFileSync(join("adapters", first.file));
-  const version = createHash("sha256").update(buf).digest("hex").slice(0, 16);
-  const base = `adapters/bench/a${String(k).padStart(2, "0")}`;
-  await put(`${base}/versions/${version}.safetensors`, buf);
-  await put(`${base}/alias.json`, Buffer.from(JSON.stringify({ alias: base.slice(9), version, key: `${base}/versions/${version}.safetensors`,
-    backbone: id, kind: first.kind, task: first.task, updated: new Date(0).toISOString(), history: [] })), true);
-}
+for (let k = 0; k < benchAliases && first; k++) await publish(`bench/a${String(k).padStart(2, "0")}`, first);
 await mf.dispose();
 console.log(`seeded local R2 (${persist}): backbone ${id}, ${(catalog.adapters ?? []).length} adapters, ${wrote} objects written`);
