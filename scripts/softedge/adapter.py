@@ -110,11 +110,7 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     if (kv.dtype == torch.int8) != (meta["dtype"] == "int8") or (kv.dtype == torch.int8 and "kv_prefix_scale" not in tensors):
         raise AdapterError(f"{where}: dtype {meta['dtype']!r} does not match the stored tensors")
     if backbone_cfg is not None:
-        if meta["backbone"] != backbone_cfg["id"]:
-            raise AdapterError(f"{where}: packed for backbone {meta['backbone']!r}, not {backbone_cfg['id']!r}")
-        expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], P, backbone_cfg["head_dim"])
-        if tuple(kv.shape) != expect:
-            raise AdapterError(f"{where}: kv_prefix shape {list(kv.shape)} does not fit the backbone {list(expect)}")
+        check_backbone(meta, kv.shape, backbone_cfg, where)
     out = dict(meta)
     for k in ("labels", "generation", "training"):
         try:
@@ -125,6 +121,16 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     if not torch.isfinite(kvf).all():
         raise AdapterError(f"{where}: kv_prefix holds NaN or inf")
     return kvf, out, tensors
+
+
+def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapter") -> None:
+    """The artifact names this backbone and its KV prefix has the backbone's layers, kv heads and head dim."""
+    if meta["backbone"] != backbone_cfg["id"]:
+        raise AdapterError(f"{where}: packed for backbone {meta['backbone']!r}, not {backbone_cfg['id']!r}")
+    expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], int(meta["num_virtual_tokens"]),
+              backbone_cfg["head_dim"])
+    if tuple(kv_shape) != expect:
+        raise AdapterError(f"{where}: kv_prefix shape {list(kv_shape)} does not fit the backbone {list(expect)}")
 
 
 def load(path: Path | str, backbone_cfg: dict | None = None):

@@ -88,8 +88,7 @@ def dedupe_transposed_initializers(proto: onnx.ModelProto) -> int:
         g.initializer.extend(keep)
         for name, tname in drop.items():
             g.node.insert(0, onnx.helper.make_node("Transpose", [tname], [name], name=f"transpose_{tname}", perm=[1, 0]))
-    replaced = len(drop)
-    return replaced
+    return len(drop)
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:

@@ -120,7 +120,8 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
     from .tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
-    deq = quantize.simulate(model, json.loads((bundle / "config.json").read_text())["quantization"])
+    quant = json.loads((bundle / "config.json").read_text())["quantization"]
+    ref = quantize.simulate(model, quant) if quant != "none" else model
     tok = Tokenizer.from_dir(bundle)
     lines = heldout.read_text(encoding="utf-8").splitlines()
     stream: list[int] = []
@@ -131,7 +132,7 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
     logits, _ = model(x[:, :-1])
     logp = torch.log_softmax(logits, -1)
     target_lp = logp.gather(-1, x[:, 1:, None])[..., 0]
-    dq_last, _ = deq(x[:, :-1], last_only=True)
+    ref_last, _ = ref(x[:, :-1], last_only=True)
     tricky = ["", " ", "Hello, world!", "  two leading spaces", "tabs\tand\nnewlines\r\n", "emoji 😀👍🏽🇫🇷 done",
               "naïve café Ünïcödé ß 日本語 Ελληνικά", "x" * 300, "pneumonoultramicroscopicsilicovolcanoconiosis",
               "trailing   ", "3.14159 and 1,000,000", "<s></s><pad> are text here", "\u200b zero width"]
@@ -143,7 +144,7 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
         "fp32_target_logprob": [[round(float(v), 5) for v in row] for row in target_lp],
         "fp32_top1": logits.argmax(-1).tolist(),
         "fp32_ppl": math.exp(-target_lp.mean().item()),
-        "int8_reference_last_logits": tensor_json(dq_last[:, 0], digits=7),
+        "int8_reference_last_logits": tensor_json(ref_last[:, 0], digits=7),
     }
     write_json(out, fx)
     print(f"wrote backbone fixture {out}: {windows} windows x {seq} tokens, fp32 ppl {fx['fp32_ppl']:.2f}")
@@ -170,12 +171,11 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
         key = "text" if task == "classify" else "input"
         prompts = encode_prompts(tok, meta["template"], rows, key, max_tokens)
         entry = {"adapter": Path(path).name, "task": task, "cases": []}
+        verb = Verbalizer.from_meta(meta["labels"]) if task == "classify" else None
+        past = adapter_fmt.tensor_to_kv(kv, 1)
         for r, ids in zip(rows, prompts):
-            past = adapter_fmt.tensor_to_kv(kv, 1)
             c = {key: r[key], "prompt_ids": ids}
-            if task == "classify":
-                verb = Verbalizer(labels=[l["name"] for l in meta["labels"]], words={l["name"]: l["words"] for l in meta["labels"]},
-                                  token_ids={l["name"]: l["token_ids"] for l in meta["labels"]})
+            if verb is not None:
                 probs = torch.softmax(label_logprobs(ref, past, [ids], verb, tok.pad_id)[0], 0)
                 c["probabilities"] = {l: round(float(p), 7) for l, p in zip(verb.labels, probs)}
                 c["label"] = verb.labels[int(probs.argmax())]

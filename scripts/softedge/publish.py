@@ -95,8 +95,8 @@ def publish(store: Store, path: Path, alias: str, backbones: Path) -> str:
         raise CliError(f"{path}: no such file")
     buf = path.read_bytes()
     try:
-        _, meta, _ = adapter_fmt.parse(buf, None, str(path))
-        adapter_fmt.parse(buf, backbone_config(meta["backbone"], backbones), str(path))
+        kv, meta, _ = adapter_fmt.parse(buf, None, str(path))
+        adapter_fmt.check_backbone(meta, kv.shape, backbone_config(meta["backbone"], backbones), str(path))
     except adapter_fmt.AdapterError as e:
         raise CliError(str(e)) from None
     version = hashlib.sha256(buf).hexdigest()[:16]

@@ -90,6 +90,12 @@ class Verbalizer:
     def to_meta(self) -> list[dict]:
         return [{"name": l, "words": self.words[l], "token_ids": self.token_ids[l]} for l in self.labels]
 
+    @classmethod
+    def from_meta(cls, labels: list[dict]) -> "Verbalizer":
+        """The verbalizer an artifact's metadata records (the inverse of to_meta)."""
+        return cls([l["name"] for l in labels], {l["name"]: l["words"] for l in labels},
+                   {l["name"]: l["token_ids"] for l in labels})
+
 
 def encode_prompts(tok, template: str, rows: list[dict], key: str, max_tokens: int) -> list[list[int]]:
     """Fill the template and tokenize; an over-long field is cut from its end so the template's tail (the cue
@@ -117,10 +123,6 @@ def left_pad(seqs: list[list[int]], pad: int, prefix_len: int):
         mask[i, prefix_len + T - len(s):] = 1
     pos = (mask.cumsum(1) - 1)[:, -T:].clamp(min=0)
     return ids, mask, pos
-
-
-def _expand_kv(kv, idx):
-    return [(k[idx], v[idx]) for k, v in kv]
 
 
 def label_logprobs(model, kv, prompts: list[list[int]], verb: Verbalizer, pad: int) -> torch.Tensor:

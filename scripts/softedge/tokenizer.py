@@ -67,7 +67,7 @@ def train_sentencepiece(corpus_file: Path, vocab: int, out_prefix: Path, sample:
         input=f.name, model_prefix=str(out_prefix), model_type="bpe", vocab_size=vocab,
         character_coverage=0.9995, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
         remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
-        max_sentence_length=8192, pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=2,
+        max_sentence_length=8192, num_threads=2, **{f"{k}_id": i for k, (i, _) in SPECIALS.items()},
         minloglevel=2,
     )
     Path(f.name).unlink()

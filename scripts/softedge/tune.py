@@ -25,7 +25,7 @@ import torch
 
 from . import adapter as adapter_fmt
 from .checkpoint import CheckpointError, load_weights
-from .common import ROOT, CliError, atomic_path, new_figure, run_cli, save_figure, write_json
+from .common import ROOT, CliError, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
                     label_logprobs, load_jsonl, rouge_l)
 from .tokenizer import Tokenizer
@@ -103,7 +103,7 @@ def main_metric(task: str) -> str:
     return "accuracy" if task == "classify" else "rouge_l"
 
 
-def train(a, model, tok, bcfg, train_rows, eval_rows, verb):
+def train(a, model, tok, train_rows, eval_rows, verb):
     torch.manual_seed(a.seed)
     key, template = ("text" if a.task == "classify" else "input"), a.template
     if a.method == "full":
@@ -116,7 +116,7 @@ def train(a, model, tok, bcfg, train_rows, eval_rows, verb):
         for p in model.parameters():
             p.requires_grad_(False)
         if a.method == "prompt":
-            init_ids = [t for l in (verb.labels if verb else []) for ids in verb.token_ids[l] for t in ids] if verb else None
+            init_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
             tuner = PromptTuning(PromptTuningConfig(a.virtual_tokens, a.init), model, init_ids, a.seed)
         else:
             tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden), model, a.seed)
@@ -282,7 +282,7 @@ def main():
             except (json.JSONDecodeError, OSError) as e:
                 raise CliError(f"--verbalizer: not JSON or a JSON file ({e})") from None
         verb = Verbalizer.build(labels, tok, mapping)
-    tuner, kv_fn, tr = train(a, model, tok, bcfg, train_rows, eval_rows, verb)
+    tuner, kv_fn, tr = train(a, model, tok, train_rows, eval_rows, verb)
     final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, verb, 32, a.max_tokens, a.max_new_tokens)
     metric = main_metric(a.task)
     metrics = {"task": a.task, "method": a.method, "backbone": bcfg["id"], "template": a.template,
@@ -300,7 +300,7 @@ def main():
         prompt = tuner.prompt if a.method == "prompt" else None
         storage = {}
         gen = {"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {}
-        training = {"data_sha256": _sha(a.train), "train_examples": len(train_rows), "steps": tr["steps"],
+        training = {"data_sha256": sha256_file(a.train), "train_examples": len(train_rows), "steps": tr["steps"],
                     "eval": {metric: final[metric]}, "method": a.method}
         for dt in ("float32", "float16", "int8"):
             buf = adapter_fmt.pack(a.method, a.task, bcfg, kv, dtype=dt, prompt=prompt, template=a.template,
@@ -322,12 +322,6 @@ def main():
     plot(tr["history"], out / "curve.png", f"{a.method} on {a.train.parent.name}", metric)
     print(f"{a.method}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} examples"
           + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else ""))
-
-
-def _sha(p: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import { AdapterInfo, AdapterSummary, ClassifyRequest, ClassifyResponse, ErrorRe
 import type { AppEnv } from "../app-env";
 import { classifyBatch } from "../engine/classify";
 import { generate } from "../engine/generate";
-import { encodePrompt } from "../engine/prompt";
+import { encodePromptChecked } from "../engine/prompt";
 import { parseRef } from "../store/adapters";
 
 const json = <T extends z.ZodTypeAny>(schema: T) => ({ content: { "application/json": { schema } } });
@@ -43,13 +43,11 @@ api.openapi(
     const resolved = await Promise.all(items.map((it) => c.get("adapters").resolve(it.adapter, bb.cfg)));
     for (const r of resolved) if (r.adapter.task !== "classify") throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter`);
     const t1 = performance.now();
-    const prompts = items.map((it, i) => encodePrompt(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens + 1));
-    const truncated = prompts.map((p) => p.length > L.maxTokens);
-    const ids = items.map((it, i) => (truncated[i] ? encodePrompt(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens) : prompts[i]));
+    const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens));
     const t2 = performance.now();
-    const out = await classifyBatch(bb.ort, bb.session, bb.cfg, ids.map((x, i) => ({ ids: x, adapter: resolved[i].adapter })));
+    const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })));
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
-    const results = out.map((r, i) => ({ ...r, adapter: resolved[i].ref, version: resolved[i].version, truncated: truncated[i] }));
+    const results = out.map((r, i) => ({ ...r, adapter: resolved[i].ref, version: resolved[i].version, truncated: prompts[i].truncated }));
     return c.json(body.items ? { results } : results[0], 200);
   },
 );
@@ -68,9 +66,7 @@ api.openapi(
     const maxNew = b.max_new_tokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
     if (maxNew > L.maxNewTokens) throw new ApiError(400, "max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
     const t1 = performance.now();
-    const full = encodePrompt(bb.tokenizer, r.adapter.template, "input", b.input, L.maxTokens + 1);
-    const truncated = full.length > L.maxTokens;
-    const ids = truncated ? encodePrompt(bb.tokenizer, r.adapter.template, "input", b.input, L.maxTokens) : full;
+    const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, L.maxTokens);
     const t2 = performance.now();
     const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
     const opts = { maxNewTokens: maxNew, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed,

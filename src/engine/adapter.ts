@@ -1,6 +1,7 @@
 // The adapter artifact on the edge (scripts/softedge/adapter.py writes it): validation, checksum, KV prefix.
 import { parseSafetensors, SafetensorsError, toFloat32 } from "./safetensors";
 import type { BackboneConfig } from "./backbone-config";
+import { sha256Hex } from "./hash";
 
 export interface Label {
   name: string;
@@ -28,15 +29,6 @@ export class AdapterError extends Error {
   constructor(public code: "adapter_corrupt" | "backbone_mismatch", message: string) {
     super(message);
   }
-}
-
-async function sha256Hex(parts: Uint8Array[]): Promise<string> {
-  const total = parts.reduce((a, p) => a + p.byteLength, 0);
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) { all.set(p, o); o += p.byteLength; }
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function json<T>(s: string | undefined, what: string, fallback: T): T {

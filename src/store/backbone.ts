@@ -5,6 +5,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
 import type { BackboneConfig } from "../engine/backbone-config";
 import { loadOrt, type OrtModule } from "../engine/ort-workerd";
+import { sha256Hex } from "../engine/hash";
 import { ApiError } from "../api/errors";
 
 export interface Backbone {
@@ -16,10 +17,6 @@ export interface Backbone {
 
 let loading: Promise<Backbone> | null = null;
 export const stats = { loads: 0 };
-
-async function sha256Hex(b: ArrayBuffer): Promise<string> {
-  return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", b)), (x) => x.toString(16).padStart(2, "0")).join("");
-}
 
 async function load(bucket: R2Bucket, id: string): Promise<Backbone> {
   const get = async (name: string) => {
