@@ -18,6 +18,8 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              // a second rate limiter with a small limit, for the test that hits it (the app's own is in wrangler.toml)
+              ratelimits: { TIGHT_LIMITER: { simple: { limit: 3, period: 60 } } },
               serviceBindings: {
                 async FIXTURES(request: Request) {
                   const path = resolve(root, decodeURIComponent(new URL(request.url).pathname.slice(1)));

@@ -1,24 +1,45 @@
 // The Hono environment: bindings, vars, and what the middleware puts on the context.
 import type { Backbone } from "./store/backbone";
 import type { AdapterStore } from "./store/adapters";
+import type { Storage } from "./store/r2";
+import type { Directory } from "./auth/tenants";
+import type { Principal } from "./auth/keys";
 
 export interface Bindings {
   BUCKET: R2Bucket;
+  TENANTS: KVNamespace; // API keys, tenant settings, grants (src/auth)
+  RATE_LIMITER?: RateLimit; // optional: requests per tenant (wrangler.toml [[ratelimits]])
   BACKBONE_ID?: string; // default: catalog.json's default_backbone in the bucket
+  PUBLIC_TENANTS?: string; // comma-separated namespaces every tenant may read ("demo")
   MAX_ITEMS?: string;
   MAX_TEXT_CHARS?: string;
   MAX_TOKENS?: string;
   MAX_NEW_TOKENS?: string;
+  MAX_BODY_BYTES?: string;
+  MAX_ADAPTER_BYTES?: string;
   ADAPTER_CACHE_BYTES?: string;
   ALIAS_TTL_MS?: string;
+  AUTH_CACHE_MS?: string;
+  R2_ATTEMPTS?: string;
+  R2_TIMEOUT_MS?: string;
 }
 export interface Limits {
   maxItems: number;
   maxTextChars: number;
   maxTokens: number;
   maxNewTokens: number;
+  maxBodyBytes: number;
+  maxAdapterBytes: number;
 }
 export interface AppEnv {
   Bindings: Bindings;
-  Variables: { backbone: () => Promise<Backbone>; adapters: AdapterStore; limits: Limits };
+  Variables: {
+    backbone: () => Promise<Backbone>;
+    adapters: AdapterStore;
+    directory: Directory;
+    storage: Storage;
+    limits: Limits;
+    publicTenants: string[];
+    principal: Principal;
+  };
 }

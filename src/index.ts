@@ -1,39 +1,48 @@
-// The softedge edge worker: one shared backbone, a per-request adapter from R2.
+// The softedge edge worker: one shared backbone, a per-request adapter from R2, API keys and tenants in KV.
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv, Bindings } from "./app-env";
 import { api } from "./api/routes";
-import { onError, errorBody } from "./api/errors";
+import { ApiError, errorBody, onError } from "./api/errors";
+import { authenticate } from "./auth/middleware";
+import { Directory } from "./auth/tenants";
 import { AdapterCache, AdapterStore } from "./store/adapters";
 import { getBackbone } from "./store/backbone";
-import { ApiError } from "./api/errors";
+import { getJson, type Storage } from "./store/r2";
 
-let store: AdapterStore | null = null; // per isolate: the adapter cache outlives requests
+// per isolate: caches outlive requests
+let store: AdapterStore | null = null;
+let directory: Directory | null = null;
 let backboneId: Promise<string> | null = null;
 
 const num = (v: string | undefined, d: number) => (v && Number.isFinite(Number(v)) ? Number(v) : d);
 
-async function defaultBackbone(env: Bindings): Promise<string> {
+async function defaultBackbone(env: Bindings, io: Storage): Promise<string> {
   if (env.BACKBONE_ID) return env.BACKBONE_ID;
-  const o = await env.BUCKET.get("catalog.json");
+  const o = await getJson<{ default_backbone: string }>(io, "catalog.json");
   if (!o) throw new ApiError(503, "backbone_unavailable", "no catalog.json in the bucket (run npm start to seed it)");
-  return (await o.json<{ default_backbone: string }>()).default_backbone;
+  return o.value.default_backbone;
 }
 
 export const app = new OpenAPIHono<AppEnv>();
-// per-request context: the isolate's adapter store, the limits, and a lazy handle on the shared backbone
+// per-request context: the isolate's stores, the storage and its retry policy, the limits, a lazy backbone handle
 app.use("*", async (c, next) => {
   const env = c.env;
-  store ??= new AdapterStore(env.BUCKET, new AdapterCache(num(env.ADAPTER_CACHE_BYTES, 32 << 20)), num(env.ALIAS_TTL_MS, 10_000));
+  store ??= new AdapterStore(new AdapterCache(num(env.ADAPTER_CACHE_BYTES, 32 << 20)), num(env.ALIAS_TTL_MS, 10_000));
+  directory ??= new Directory(num(env.AUTH_CACHE_MS, 10_000));
+  const io: Storage = { bucket: env.BUCKET, retry: { attempts: num(env.R2_ATTEMPTS, 3), timeoutMs: num(env.R2_TIMEOUT_MS, 2000), backoffMs: 50 } };
   c.set("adapters", store);
+  c.set("directory", directory);
+  c.set("storage", io);
+  c.set("publicTenants", (env.PUBLIC_TENANTS ?? "demo").split(",").map((s) => s.trim()).filter(Boolean));
   c.set("limits", { maxItems: num(env.MAX_ITEMS, 32), maxTextChars: num(env.MAX_TEXT_CHARS, 8000), maxTokens: num(env.MAX_TOKENS, 128),
-    maxNewTokens: num(env.MAX_NEW_TOKENS, 64) });
+    maxNewTokens: num(env.MAX_NEW_TOKENS, 64), maxBodyBytes: num(env.MAX_BODY_BYTES, 1 << 20), maxAdapterBytes: num(env.MAX_ADAPTER_BYTES, 1 << 20) });
   c.set("backbone", async () => {
-    backboneId ??= defaultBackbone(env).catch((e) => { backboneId = null; throw e; });
-    return getBackbone(env.BUCKET, await backboneId);
+    backboneId ??= defaultBackbone(env, io).catch((e) => { backboneId = null; throw e; });
+    return getBackbone(io, await backboneId);
   });
   await next();
 });
-app.route("/", api);
+app.route("/", api(authenticate));
 app.onError(onError);
 app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
 

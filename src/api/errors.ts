@@ -4,7 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
 export class ApiError extends Error {
-  constructor(public status: ContentfulStatusCode, public code: string, message: string) {
+  constructor(public status: ContentfulStatusCode, public code: string, message: string, public headers: Record<string, string> = {}) {
     super(message);
   }
 }
@@ -12,7 +12,7 @@ export class ApiError extends Error {
 export const errorBody = (code: string, message: string) => ({ error: { code, message } });
 
 export function onError(err: Error, c: Context) {
-  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status);
+  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status, err.headers);
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
     const code = status === 413 ? "payload_too_large" : status === 400 ? "invalid_json" : "http_error";

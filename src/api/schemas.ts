@@ -1,15 +1,16 @@
 // Request and response shapes; they validate requests and generate the OpenAPI document.
 import { z } from "@hono/zod-openapi";
 
-const AdapterRef = z.string().min(3).max(160).openapi({ example: "demo/spam-prefix", description: "tenant/name or tenant/name@version" });
+const AdapterRef = z.string().min(3).max(160)
+  .openapi({ example: "demo/spam-prefix", description: "tenant/name or tenant/name@version; omitted: the tenant's default adapter for the task" });
 const Text = z.string().min(1).openapi({ example: "WIN a FREE cruise!!! Reply now" });
 
-export const ClassifyItem = z.object({ adapter: AdapterRef, text: Text }).strict();
+export const ClassifyItem = z.object({ adapter: AdapterRef.optional(), text: Text }).strict();
 export const ClassifyRequest = z
   .object({ adapter: AdapterRef.optional(), text: Text.optional(), items: z.array(ClassifyItem).min(1).optional() })
   .strict()
-  .refine((b) => (b.items ? b.adapter === undefined && b.text === undefined : b.adapter !== undefined && b.text !== undefined), {
-    message: "give either adapter and text, or items: [{adapter, text}, ...]",
+  .refine((b) => (b.items ? b.adapter === undefined && b.text === undefined : b.text !== undefined), {
+    message: "give text (and adapter), or items: [{adapter, text}, ...]",
   })
   .openapi("ClassifyRequest");
 
@@ -26,7 +27,7 @@ export const ClassifyResponse = z.union([ClassifyResult, z.object({ results: z.a
 
 export const GenerateRequest = z
   .object({
-    adapter: AdapterRef,
+    adapter: AdapterRef.optional(),
     input: Text,
     max_new_tokens: z.number().int().min(1).optional(),
     temperature: z.number().min(0).max(5).optional(),
@@ -47,3 +48,29 @@ export const AdapterInfo = z.object({}).passthrough().openapi("AdapterInfo");
 export const AdapterSummary = z
   .object({ alias: z.string(), version: z.string(), task: z.string(), kind: z.string(), backbone: z.string(), updated: z.string() })
   .openapi("AdapterSummary");
+
+const Name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "lowercase letters, digits, '-' or '_', at most 63");
+const Version = z.string().regex(/^[a-f0-9]{16}$/, "16 hex digits");
+export const AdapterPath = z.object({ tenant: Name.openapi({ param: { name: "tenant", in: "path" }, example: "acme" }),
+  name: Name.openapi({ param: { name: "name", in: "path" }, example: "spam" }) });
+export const ReaderPath = z.object({ reader: Name.openapi({ param: { name: "reader", in: "path" }, example: "globex" }) });
+export const PublishResponse = z
+  .object({ alias: z.string(), version: z.string(), previous: z.string().nullable(), moved: z.boolean(), bytes: z.number().int(),
+    kind: z.string(), task: z.string() })
+  .openapi("PublishResponse");
+export const RollbackRequest = z.object({ version: Version.optional().openapi({ description: "default: the version before the current one" }) })
+  .strict().openapi("RollbackRequest");
+export const RollbackResponse = z.object({ alias: z.string(), version: z.string(), previous: z.string().nullable(), moved: z.boolean() })
+  .openapi("RollbackResponse");
+export const VersionsResponse = z
+  .object({ alias: z.string(), current: z.string(), history: z.array(z.string()), updated: z.string(),
+    versions: z.array(z.object({ version: z.string(), bytes: z.number().int(), uploaded: z.string(), current: z.boolean() })) })
+  .openapi("Versions");
+export const Defaults = z
+  .object({ classify: AdapterRef.nullable().optional(), generate: AdapterRef.nullable().optional() })
+  .strict().openapi("Defaults", { description: "the adapter used when a request names none; null removes it" });
+export const TenantInfo = z
+  .object({ tenant: z.string(), scope: z.string(), key_id: z.string(), defaults: z.record(z.string(), z.string()),
+    readable: z.array(z.string()).openapi({ description: "namespaces this tenant may read: its own, the public ones, granted ones" }) })
+  .openapi("TenantInfo");
+export const Grants = z.object({ tenant: z.string(), readers: z.array(z.string()) }).openapi("Grants");

@@ -1,17 +1,34 @@
-// Adapters by reference: "tenant/name" (the alias, re-read from R2 at most every aliasTtlMs) or
-// "tenant/name@version" (immutable: cached without expiry). Parsed adapters sit in an in-isolate LRU bounded in
-// bytes; an adapter packed for another backbone is refused (409).
+// Adapters by reference: "tenant/name" (the alias, re-read from R2 at most every aliasTtlMs; at once on the
+// isolate that moved it) or "tenant/name@version" (immutable: cached without expiry). Parsed adapters sit in an
+// in-isolate LRU bounded in bytes; an adapter packed for another backbone is refused (409), a damaged one (502).
 import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
 import type { BackboneConfig } from "../engine/backbone-config";
 import { ApiError } from "../api/errors";
+import { getBytes, getJson, type Storage } from "./r2";
 
 const REF = /^([a-z0-9][a-z0-9_-]{0,62})\/([a-z0-9][a-z0-9_-]{0,62})(?:@([a-f0-9]{16}))?$/;
+export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export interface Resolved {
   ref: string; // tenant/name
   version: string;
   adapter: Adapter;
 }
+
+/** adapters/<tenant>/<name>/alias.json: the current version and the earlier ones, newest first */
+export interface AliasDoc {
+  alias: string;
+  version: string;
+  key: string;
+  backbone: string;
+  kind: string;
+  task: string;
+  updated: string;
+  history: string[];
+}
+
+export const aliasKey = (tenant: string, name: string) => `adapters/${tenant}/${name}/alias.json`;
+export const versionKey = (tenant: string, name: string, version: string) => `adapters/${tenant}/${name}/versions/${version}.safetensors`;
 
 export function parseRef(ref: string): { tenant: string; name: string; version?: string } {
   const m = REF.exec(ref);
@@ -42,30 +59,35 @@ export class AdapterCache {
   keys(): string[] { return [...this.map.keys()]; }
 }
 
+/** Per-isolate state (alias cache, parsed adapters, loads in flight); each call names the storage it reads. */
 export class AdapterStore {
   private aliases = new Map<string, { version: string; at: number }>();
   private inflight = new Map<string, Promise<Adapter>>();
-  constructor(private bucket: R2Bucket, public cache: AdapterCache, private aliasTtlMs: number) {}
+  constructor(public cache: AdapterCache, private aliasTtlMs: number) {}
 
-  async version(tenant: string, name: string): Promise<string> {
-    const key = `${tenant}/${name}`, hit = this.aliases.get(key), now = Date.now();
-    if (hit && now - hit.at < this.aliasTtlMs) return hit.version;
-    const o = await this.bucket.get(`adapters/${tenant}/${name}/alias.json`);
-    if (!o) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
-    const doc = await o.json<{ version: string }>();
-    this.aliases.set(key, { version: doc.version, at: now });
-    return doc.version;
+  /** after a publish or rollback on this isolate: the next request re-reads the alias */
+  forgetAlias(tenant: string, name: string) {
+    this.aliases.delete(`${tenant}/${name}`);
   }
 
-  async resolve(ref: string, backbone: BackboneConfig): Promise<Resolved> {
+  async version(io: Storage, tenant: string, name: string): Promise<string> {
+    const key = `${tenant}/${name}`, hit = this.aliases.get(key), now = Date.now();
+    if (hit && now - hit.at < this.aliasTtlMs) return hit.version;
+    const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
+    if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
+    this.aliases.set(key, { version: doc.value.version, at: now });
+    return doc.value.version;
+  }
+
+  async resolve(io: Storage, ref: string, backbone: BackboneConfig): Promise<Resolved> {
     const { tenant, name, version: pinned } = parseRef(ref);
-    const version = pinned ?? (await this.version(tenant, name));
+    const version = pinned ?? (await this.version(io, tenant, name));
     const key = `${tenant}/${name}@${version}`;
     let adapter = this.cache.get(key);
     if (!adapter) {
       let p = this.inflight.get(key);
       if (!p) {
-        p = this.fetch(tenant, name, version, backbone).finally(() => this.inflight.delete(key));
+        p = load(io, tenant, name, version, backbone).finally(() => this.inflight.delete(key));
         this.inflight.set(key, p);
       }
       adapter = await p;
@@ -73,18 +95,19 @@ export class AdapterStore {
     }
     return { ref: `${tenant}/${name}`, version, adapter };
   }
+}
 
-  private async fetch(tenant: string, name: string, version: string, backbone: BackboneConfig): Promise<Adapter> {
-    const o = await this.bucket.get(`adapters/${tenant}/${name}/versions/${version}.safetensors`);
-    if (!o) throw new ApiError(404, "adapter_not_found", `no version ${version} of ${tenant}/${name}`);
-    try {
-      return await parseAdapter(await o.arrayBuffer(), backbone);
-    } catch (e) {
-      if (e instanceof AdapterError)
-        throw e.code === "backbone_mismatch"
-          ? new ApiError(409, "backbone_mismatch", `${tenant}/${name}: ${e.message}`)
-          : new ApiError(502, "adapter_corrupt", `${tenant}/${name}@${version} is damaged in storage: ${e.message}`);
-      throw e;
-    }
+/** one stored version, parsed and checked against the backbone */
+export async function load(io: Storage, tenant: string, name: string, version: string, backbone: BackboneConfig): Promise<Adapter> {
+  const bytes = await getBytes(io, versionKey(tenant, name, version));
+  if (!bytes) throw new ApiError(404, "adapter_not_found", `no version ${version} of ${tenant}/${name}`);
+  try {
+    return await parseAdapter(bytes, backbone);
+  } catch (e) {
+    if (e instanceof AdapterError)
+      throw e.code === "backbone_mismatch"
+        ? new ApiError(409, "backbone_mismatch", `${tenant}/${name}: ${e.message}`)
+        : new ApiError(502, "adapter_corrupt", `${tenant}/${name}@${version} is damaged in storage: ${e.message}`);
+    throw e;
   }
 }

@@ -7,6 +7,7 @@ import type { BackboneConfig } from "../engine/backbone-config";
 import { loadOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
 import { ApiError } from "../api/errors";
+import { getBytes, type Storage } from "./r2";
 
 export interface Backbone {
   cfg: BackboneConfig;
@@ -18,25 +19,25 @@ export interface Backbone {
 let loading: Promise<Backbone> | null = null;
 export const stats = { loads: 0 };
 
-async function load(bucket: R2Bucket, id: string): Promise<Backbone> {
+async function load(io: Storage, id: string): Promise<Backbone> {
   const get = async (name: string) => {
-    const o = await bucket.get(`backbones/${id}/${name}`);
-    if (!o) throw new ApiError(503, "backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
-    return o.arrayBuffer();
+    const bytes = await getBytes(io, `backbones/${id}/${name}`);
+    if (!bytes) throw new ApiError(503, "backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
+    return bytes;
   };
   const [cfgBytes, tokBytes, model] = await Promise.all([get("config.json"), get("tokenizer.json"), get("model.onnx")]);
   const cfg = JSON.parse(new TextDecoder().decode(cfgBytes)) as BackboneConfig;
   if (cfg.id !== id) throw new ApiError(503, "backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
   if ((await sha256Hex(model)) !== cfg.model_sha256) throw new ApiError(503, "backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
   const ort = await loadOrt();
-  const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(tokBytes)), {});
   stats.loads++;
   return { cfg, session, tokenizer, ort };
 }
 
-export function getBackbone(bucket: R2Bucket, id: string): Promise<Backbone> {
-  loading ??= load(bucket, id).catch((e) => {
+export function getBackbone(io: Storage, id: string): Promise<Backbone> {
+  loading ??= load(io, id).catch((e) => {
     loading = null;
     throw e;
   });

@@ -6,44 +6,20 @@ import app from "../../src/index";
 import { stats } from "../../src/store/backbone";
 import { AdapterCache } from "../../src/store/adapters";
 import type { Adapter } from "../../src/engine/adapter";
+import { bytes, call, fx, newKey, plant, postJson, seedDefaults, type Catalog } from "./helpers";
 
-declare module "cloudflare:test" {
-  interface ProvidedEnv { FIXTURES: Fetcher; BUCKET: R2Bucket }
-}
-
-const fx = async (p: string) => {
-  const r = await env.FIXTURES.fetch(`http://fixtures/${p}`);
-  if (!r.ok) throw new Error(`fixture ${p}: ${r.status}`);
-  return r;
-};
-const hex = async (b: ArrayBuffer) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", b)), (x) => x.toString(16).padStart(2, "0")).join("");
-
-let catalog: { default_backbone: string; adapters: { alias: string; file: string; task: string; kind: string }[] };
+let catalog: Catalog;
 let golden: any;
+let key: string; // a read key of an ordinary tenant: the demo namespace is public
 const byFile: Record<string, string> = {}; // adapter file name -> alias
 
-async function publish(alias: string, buf: ArrayBuffer, extra: Record<string, unknown> = {}) {
-  const version = (await hex(buf)).slice(0, 16);
-  const base = `adapters/${alias}`;
-  await env.BUCKET.put(`${base}/versions/${version}.safetensors`, buf);
-  await env.BUCKET.put(`${base}/alias.json`, JSON.stringify({ alias, version, key: `${base}/versions/${version}.safetensors`, backbone: catalog.default_backbone, history: [], updated: "", ...extra }));
-  return version;
-}
-
-const post = (path: string, body: unknown) =>
-  app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) }, env);
+const post = (path: string, body: unknown) => postJson(path, key, body);
 
 beforeAll(async () => {
-  catalog = await (await fx("adapters/catalog.json")).json();
+  catalog = await seedDefaults();
   golden = await (await fx("test/fixtures/golden.json")).json();
-  const id = catalog.default_backbone;
-  for (const f of ["config.json", "tokenizer.json", "model.onnx"])
-    await env.BUCKET.put(`backbones/${id}/${f}`, await (await fx(`adapters/backbones/${id}/${f}`)).arrayBuffer());
-  await env.BUCKET.put("catalog.json", JSON.stringify({ default_backbone: id }));
-  for (const a of catalog.adapters) {
-    await publish(a.alias, await (await fx(`adapters/${a.file}`)).arrayBuffer(), { task: a.task, kind: a.kind });
-    byFile[a.file.split("/").pop()!] = a.alias;
-  }
+  key = await newKey("acme", "read");
+  for (const a of catalog.adapters) byFile[a.file.split("/").pop()!] = a.alias;
 });
 
 describe("API in workerd", () => {
@@ -96,9 +72,9 @@ describe("API in workerd", () => {
   });
 
   it("lists adapters and describes one", async () => {
-    const list: any = await (await app.request("/v1/adapters", {}, env)).json();
+    const list: any = await (await call("GET", "/v1/adapters", { key })).json();
     expect(list.adapters.map((x: any) => x.alias).sort()).toEqual(catalog.adapters.map((a) => a.alias).sort());
-    const one: any = await (await app.request(`/v1/adapters/${catalog.adapters[0].alias}`, {}, env)).json();
+    const one: any = await (await call("GET", `/v1/adapters/${catalog.adapters[0].alias}`, { key })).json();
     expect(one.alias).toBe(catalog.adapters[0].alias);
     expect(one.backbone).toBe(catalog.default_backbone);
     const doc: any = await (await app.request("/openapi.json", {}, env)).json();
@@ -130,7 +106,7 @@ describe("API in workerd", () => {
     r = await post("/v1/classify", { adapter: gen, text: "cat" });
     expect(((await r.json()) as any).error.code).toBe("wrong_task");
     // re-label a real artifact's header as packed for another backbone (the tensors and checksum stay valid)
-    const buf = new Uint8Array(await (await fx(`adapters/${catalog.adapters[0].file}`)).arrayBuffer());
+    const buf = await bytes(`adapters/${catalog.adapters[0].file}`);
     const n = Number(new DataView(buf.buffer).getBigUint64(0, true));
     const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
     header.__metadata__.backbone = "another-backbone-000000000000";
@@ -139,8 +115,8 @@ describe("API in workerd", () => {
     new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
     out.set(h, 8);
     out.set(buf.subarray(8 + n), 8 + h.length);
-    await publish("other/foreign", out.buffer);
-    r = await post("/v1/classify", { adapter: "other/foreign", text: "x" });
+    await plant("acme/foreign", out);
+    r = await post("/v1/classify", { adapter: "acme/foreign", text: "x" });
     expect(r.status).toBe(409);
     expect(((await r.json()) as any).error.code).toBe("backbone_mismatch");
     // and the worker keeps serving

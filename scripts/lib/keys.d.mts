@@ -1,0 +1,8 @@
+// Types for keys.mjs (the worker tests import it).
+export declare const SCOPES: string[];
+export declare const NAME: RegExp;
+export declare function sha256Hex(text: string): Promise<string>;
+export declare function createKey(
+  opts: { tenant: string; scope: string; label?: string },
+  secret?: string,
+): Promise<{ id: string; key: string; kvKey: string; record: { tenant: string; scope: string; hash: string; created: string; label: string } }>;

@@ -1,0 +1,91 @@
+// POST /v1/classify and /v1/generate. An item names its adapter or falls back to the tenant's default for the task;
+// either way the key's tenant must be allowed to read it.
+import { createRoute } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { AppEnv } from "../app-env";
+import { ApiError } from "./errors";
+import { bearer, errors, json, router, timing } from "./openapi";
+import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
+import { assertReadable, limitBody, requireScope } from "../auth/middleware";
+import { classifyBatch } from "../engine/classify";
+import { generate } from "../engine/generate";
+import { encodePromptChecked } from "../engine/prompt";
+import { parseRef, type Resolved } from "../store/adapters";
+
+export const inference = router();
+
+/** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
+async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
+  const ref = given ?? (await c.var.directory.settings(c.env.TENANTS, c.var.principal.tenant)).defaults[task];
+  if (!ref) throw new ApiError(400, "no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
+  await assertReadable(c, parseRef(ref).tenant);
+  const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
+  if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter`);
+  return r;
+}
+
+inference.openapi(
+  createRoute({ method: "post", path: "/v1/classify", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+    request: { body: { ...json(ClassifyRequest), required: true } },
+    responses: { 200: { description: "labels and probabilities", ...json(ClassifyResponse) }, ...errors } }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const L = c.var.limits;
+    const items = body.items ?? [{ adapter: body.adapter, text: body.text! }];
+    if (items.length > L.maxItems) throw new ApiError(413, "too_many_items", `at most ${L.maxItems} items per request`);
+    for (const it of items)
+      if (it.text.length > L.maxTextChars) throw new ApiError(413, "text_too_long", `text longer than ${L.maxTextChars} characters`);
+    const t0 = performance.now();
+    const bb = await c.var.backbone();
+    const resolved = await Promise.all(items.map((it) => adapterFor(c, it.adapter, "classify")));
+    const t1 = performance.now();
+    const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens));
+    const t2 = performance.now();
+    const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })));
+    timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
+    const results = out.map((r, i) => ({ ...r, adapter: resolved[i].ref, version: resolved[i].version, truncated: prompts[i].truncated }));
+    return c.json(body.items ? { results } : results[0], 200);
+  },
+);
+
+inference.openapi(
+  createRoute({ method: "post", path: "/v1/generate", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+    request: { body: { ...json(GenerateRequest), required: true } },
+    responses: { 200: { description: "generated text (JSON, or server-sent events with stream: true)", ...json(GenerateResponse) }, ...errors } }),
+  async (c) => {
+    const b = c.req.valid("json");
+    const L = c.var.limits;
+    if (b.input.length > L.maxTextChars) throw new ApiError(413, "text_too_long", `input longer than ${L.maxTextChars} characters`);
+    const t0 = performance.now();
+    const bb = await c.var.backbone();
+    const r = await adapterFor(c, b.adapter, "generate");
+    const maxNew = b.max_new_tokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
+    if (maxNew > L.maxNewTokens) throw new ApiError(400, "max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
+    const t1 = performance.now();
+    const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, L.maxTokens);
+    const t2 = performance.now();
+    const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
+    const opts = { maxNewTokens: maxNew, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed,
+      stop: b.stop ?? r.adapter.generation.stop ?? [] };
+    const steps = generate(bb.ort, bb.session, bb.cfg, r.adapter, ids, decode, opts);
+    const meta = { adapter: r.ref, version: r.version, truncated };
+    if (b.stream) {
+      timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
+      return streamSSE(c, async (s) => {
+        let sent = "", n = 0;
+        for await (const st of steps) {
+          n++;
+          const delta = st.text.slice(sent.length);
+          sent = st.text;
+          if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
+        }
+        await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), tokens: n, ...meta }) });
+      }) as never;
+    }
+    let text = "", n = 0;
+    for await (const st of steps) { text = st.text; n++; }
+    timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
+    return c.json({ text: text.trim(), tokens: n, ...meta }, 200);
+  },
+);

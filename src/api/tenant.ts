@@ -1,0 +1,80 @@
+// The calling tenant's own settings: who it is and what it may read (read scope); its default adapter per task
+// and which tenants may read its adapters (admin scope). Stored in KV (binding TENANTS):
+//   tenant/<t> -> {"defaults": {"classify"?: ref, "generate"?: ref}}
+//   grant/<reader>/<owner> and granted/<owner>/<reader>: owner lets reader use its adapters (both, so either side can list)
+import { createRoute } from "@hono/zod-openapi";
+import { ApiError } from "./errors";
+import { bearer, errors, json, router } from "./openapi";
+import { Defaults, Grants, ReaderPath, TenantInfo } from "./schemas";
+import { assertReadable, limitBody, requireScope } from "../auth/middleware";
+import type { TenantSettings } from "../auth/tenants";
+import { parseRef } from "../store/adapters";
+
+export const tenant = router();
+const admin = [requireScope("admin"), limitBody("json")];
+
+tenant.openapi(
+  createRoute({ method: "get", path: "/v1/tenant", security: bearer, middleware: [requireScope("read")] as const,
+    responses: { 200: { description: "the key's tenant, scope, defaults and readable namespaces", ...json(TenantInfo) }, ...errors } }),
+  async (c) => {
+    const p = c.var.principal, dir = c.var.directory;
+    const settings = await dir.settings(c.env.TENANTS, p.tenant);
+    return c.json({ tenant: p.tenant, scope: p.scope, key_id: p.keyId, defaults: settings.defaults as Record<string, string>,
+      readable: await dir.readable(c.env.TENANTS, p.tenant, c.var.publicTenants) }, 200);
+  },
+);
+
+tenant.openapi(
+  createRoute({ method: "put", path: "/v1/tenant/defaults", security: bearer, middleware: admin, request: { body: { ...json(Defaults), required: true } },
+    responses: { 200: { description: "the tenant's defaults after the change", ...json(Defaults) }, ...errors } }),
+  async (c) => {
+    const t = c.var.principal.tenant, kv = c.env.TENANTS;
+    const settings: TenantSettings = structuredClone(await c.var.directory.settings(kv, t));
+    for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", string | null | undefined][]) {
+      if (ref === undefined) continue;
+      if (ref === null) { delete settings.defaults[task]; continue; }
+      // a default must be an adapter this tenant can use, for that task
+      await assertReadable(c, parseRef(ref).tenant);
+      const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
+      if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
+      settings.defaults[task] = ref;
+    }
+    await kv.put(`tenant/${t}`, JSON.stringify(settings));
+    c.var.directory.forget(`tenant/${t}`);
+    return c.json(settings.defaults, 200);
+  },
+);
+
+async function readers(kv: KVNamespace, owner: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list({ prefix: `granted/${owner}/`, cursor });
+    out.push(...page.keys.map((k) => k.name.slice(`granted/${owner}/`.length)));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return out.sort();
+}
+
+tenant.openapi(
+  createRoute({ method: "get", path: "/v1/tenant/grants", security: bearer, middleware: [requireScope("admin")] as const,
+    responses: { 200: { description: "tenants allowed to read this tenant's adapters", ...json(Grants) }, ...errors } }),
+  async (c) => c.json({ tenant: c.var.principal.tenant, readers: await readers(c.env.TENANTS, c.var.principal.tenant) }, 200),
+);
+
+for (const method of ["put", "delete"] as const)
+  tenant.openapi(
+    createRoute({ method, path: "/v1/tenant/grants/{reader}", security: bearer, middleware: admin, request: { params: ReaderPath },
+      description: method === "put" ? "let another tenant read (use and list) this tenant's adapters" : "withdraw that",
+      responses: { 200: { description: "tenants allowed to read this tenant's adapters", ...json(Grants) }, ...errors } }),
+    async (c) => {
+      const owner = c.var.principal.tenant, { reader } = c.req.valid("param"), kv = c.env.TENANTS;
+      if (reader === owner) throw new ApiError(400, "invalid_request", "a tenant always reads its own adapters");
+      if (method === "put") {
+        const at = JSON.stringify({ created: new Date().toISOString() });
+        await Promise.all([kv.put(`grant/${reader}/${owner}`, at), kv.put(`granted/${owner}/${reader}`, at)]);
+      } else await Promise.all([kv.delete(`grant/${reader}/${owner}`), kv.delete(`granted/${owner}/${reader}`)]);
+      c.var.directory.forget(`grant/${reader}/${owner}`);
+      return c.json({ tenant: owner, readers: await readers(kv, owner) }, 200);
+    },
+  );

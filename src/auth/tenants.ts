@@ -1,0 +1,52 @@
+// Who may read what. A tenant reads its own adapters, those of the public namespaces (PUBLIC_TENANTS, "demo" by
+// default), and those of tenants that granted it access (KV grant/<reader>/<owner>). A tenant's settings (KV
+// tenant/<name>: default adapter per task) route requests that name no adapter.
+//
+// KV reads are cached in the isolate for `ttlMs` (AUTH_CACHE_MS, 10 s): a revoked key, a removed grant or a new
+// default takes effect within that time on other isolates (plus KV's own propagation in production), at once on
+// the isolate that made the change.
+import type { KeyRecord } from "./keys";
+
+export interface TenantSettings {
+  defaults: Partial<Record<"classify" | "generate", string>>;
+}
+
+const MAX_ENTRIES = 10_000;
+
+export class Directory {
+  private cache = new Map<string, { value: unknown; at: number }>();
+  constructor(private ttlMs: number) {}
+
+  private async read<T>(kv: KVNamespace, key: string): Promise<T | null> {
+    const hit = this.cache.get(key), now = Date.now();
+    if (hit && now - hit.at < this.ttlMs) return hit.value as T | null;
+    const value = await kv.get<T>(key, "json");
+    if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
+    this.cache.set(key, { value, at: now });
+    return value;
+  }
+  forget(key: string) {
+    this.cache.delete(key);
+  }
+
+  keyRecord(kv: KVNamespace, id: string) {
+    return this.read<KeyRecord>(kv, `key/${id}`);
+  }
+  async settings(kv: KVNamespace, tenant: string): Promise<TenantSettings> {
+    return (await this.read<TenantSettings>(kv, `tenant/${tenant}`)) ?? { defaults: {} };
+  }
+  async canRead(kv: KVNamespace, reader: string, owner: string, publicTenants: string[]): Promise<boolean> {
+    return reader === owner || publicTenants.includes(owner) || (await this.read(kv, `grant/${reader}/${owner}`)) !== null;
+  }
+  /** every tenant whose adapters `reader` may list: itself, the public namespaces, its grants */
+  async readable(kv: KVNamespace, reader: string, publicTenants: string[]): Promise<string[]> {
+    const owners = new Set([reader, ...publicTenants]);
+    let cursor: string | undefined;
+    do {
+      const page = await kv.list({ prefix: `grant/${reader}/`, cursor });
+      for (const k of page.keys) owners.add(k.name.slice(`grant/${reader}/`.length));
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor);
+    return [...owners].sort();
+  }
+}

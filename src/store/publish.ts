@@ -1,0 +1,105 @@
+// Publishing through the API: an artifact is validated (safetensors header and shapes, metadata, checksum,
+// backbone id) before anything is written; the immutable version object (key = first 16 hex of its sha256) is
+// written first, and only then does the alias move. Alias moves are compare-and-swap on the alias object's etag,
+// so concurrent publishes and rollbacks never lose one another's history.
+import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
+import type { BackboneConfig } from "../engine/backbone-config";
+import { sha256Hex } from "../engine/hash";
+import { ApiError } from "../api/errors";
+import { aliasKey, load, versionKey, type AliasDoc } from "./adapters";
+import { getBytes, getJson, reliably, type Storage } from "./r2";
+
+const HISTORY = 50; // earlier versions kept in alias.json (the objects themselves are never deleted)
+const CAS_ATTEMPTS = 8;
+
+const now = () => new Date().toISOString();
+const equal = (a: Uint8Array, b: Uint8Array) => a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
+
+/** Read-modify-write of alias.json guarded by its etag. `change` returns the new document, or null for "leave it". */
+async function moveAlias(io: Storage, tenant: string, name: string, change: (cur: AliasDoc | null) => Promise<AliasDoc | null>) {
+  const key = aliasKey(tenant, name);
+  for (let i = 0; i < CAS_ATTEMPTS; i++) {
+    const cur = await getJson<AliasDoc>(io, key);
+    const next = await change(cur?.value ?? null);
+    if (!next) return { doc: cur!.value, previous: cur!.value.version, moved: false };
+    const body = JSON.stringify(next);
+    const put = await reliably(io, `put ${key}`, () =>
+      io.bucket.put(key, body, { httpMetadata: { contentType: "application/json" }, ...(cur ? { onlyIf: { etagMatches: cur.etag } } : {}) }));
+    if (put) return { doc: next, previous: cur?.value.version ?? null, moved: true };
+    // someone else moved the alias between our read and write: read again
+  }
+  throw new ApiError(409, "alias_conflict", "the alias kept changing under concurrent updates; retry");
+}
+
+export interface Published {
+  alias: string;
+  version: string;
+  previous: string | null;
+  moved: boolean;
+  bytes: number;
+  kind: string;
+  task: string;
+}
+
+/** check an uploaded artifact against the backbone: 422 adapter_invalid with the reason, or 409 backbone_mismatch */
+export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
+  if (!bytes.byteLength) throw new ApiError(422, "adapter_invalid", "the request body is empty; send the .safetensors artifact");
+  try {
+    return await parseAdapter(bytes, backbone);
+  } catch (e) {
+    if (!(e instanceof AdapterError)) throw e;
+    if (e.code === "backbone_mismatch") throw new ApiError(409, "backbone_mismatch", e.message);
+    throw new ApiError(422, "adapter_invalid", `not a valid adapter artifact: ${e.message}`);
+  }
+}
+
+export async function publish(io: Storage, tenant: string, name: string, bytes: Uint8Array, backbone: BackboneConfig): Promise<Published> {
+  const adapter = await validateUpload(bytes, backbone);
+  const sha = await sha256Hex(bytes);
+  const version = sha.slice(0, 16), vkey = versionKey(tenant, name, version);
+  // content-addressed: write unless the same bytes are there already (a damaged object under this key is replaced)
+  const stored = await getBytes(io, vkey);
+  if (!stored || !equal(stored, bytes))
+    await reliably(io, `put ${vkey}`, () => io.bucket.put(vkey, bytes, { sha256: sha, httpMetadata: { contentType: "application/octet-stream" },
+      customMetadata: { kind: adapter.kind, task: adapter.task, backbone: adapter.backbone } }));
+  const r = await moveAlias(io, tenant, name, async (cur) =>
+    cur?.version === version ? null : {
+      alias: `${tenant}/${name}`, version, key: vkey, backbone: adapter.backbone, kind: adapter.kind, task: adapter.task, updated: now(),
+      history: cur ? [cur.version, ...cur.history.filter((v) => v !== version)].slice(0, HISTORY) : [],
+    });
+  return { alias: `${tenant}/${name}`, version, previous: r.previous, moved: r.moved, bytes: bytes.byteLength, kind: adapter.kind, task: adapter.task };
+}
+
+/** Point the alias at `to` (default: the version before the current one). The target must load for this backbone. */
+export async function rollback(io: Storage, tenant: string, name: string, to: string | undefined, backbone: BackboneConfig) {
+  const r = await moveAlias(io, tenant, name, async (cur) => {
+    if (!cur) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
+    const target = to ?? cur.history[0];
+    if (!target) throw new ApiError(409, "no_previous_version", `${tenant}/${name} has no earlier version to roll back to`);
+    if (target === cur.version) return null;
+    if (!cur.history.includes(target)) throw new ApiError(404, "version_not_found", `version ${target} was never published as ${tenant}/${name}`);
+    const a = await load(io, tenant, name, target, backbone); // refuses a damaged or foreign version before the alias moves
+    return { ...cur, version: target, key: versionKey(tenant, name, target), kind: a.kind, task: a.task, backbone: a.backbone, updated: now(),
+      history: [cur.version, ...cur.history].filter((v) => v !== target).slice(0, HISTORY) };
+  });
+  return { alias: `${tenant}/${name}`, version: r.doc.version, previous: r.previous, moved: r.moved };
+}
+
+/** the alias document and every stored version object (newest upload first) */
+export async function versions(io: Storage, tenant: string, name: string) {
+  const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
+  if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
+  const prefix = `adapters/${tenant}/${name}/versions/`;
+  const out: { version: string; bytes: number; uploaded: string; current: boolean }[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await reliably(io, `list ${prefix}`, () => io.bucket.list({ prefix, cursor, limit: 1000 }));
+    for (const o of page.objects) {
+      const version = o.key.slice(prefix.length).replace(/\.safetensors$/, "");
+      out.push({ version, bytes: o.size, uploaded: o.uploaded.toISOString(), current: version === doc.value.version });
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  out.sort((a, b) => b.uploaded.localeCompare(a.uploaded));
+  return { alias: `${tenant}/${name}`, current: doc.value.version, history: doc.value.history, updated: doc.value.updated, versions: out };
+}
