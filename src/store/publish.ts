@@ -15,7 +15,7 @@ const CAS_ATTEMPTS = 8;
 const now = () => new Date().toISOString();
 const equal = (a: Uint8Array, b: Uint8Array) => a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
 
-/** Read-modify-write of alias.json guarded by its etag. `change` returns the new document, or null for "leave it". */
+/** Read-modify-write of alias.json guarded by its etag (or, for a new alias, by its absence). `change` returns the new document, or null for "leave it". */
 async function moveAlias(io: Storage, tenant: string, name: string, change: (cur: AliasDoc | null) => Promise<AliasDoc | null>) {
   const key = aliasKey(tenant, name);
   for (let i = 0; i < CAS_ATTEMPTS; i++) {
@@ -24,7 +24,7 @@ async function moveAlias(io: Storage, tenant: string, name: string, change: (cur
     if (!next) return { doc: cur!.value, previous: cur!.value.version, moved: false };
     const body = JSON.stringify(next);
     const put = await reliably(io, `put ${key}`, () =>
-      io.bucket.put(key, body, { httpMetadata: { contentType: "application/json" }, ...(cur ? { onlyIf: { etagMatches: cur.etag } } : {}) }));
+      io.bucket.put(key, body, { httpMetadata: { contentType: "application/json" }, onlyIf: cur ? { etagMatches: cur.etag } : { etagDoesNotMatch: "*" } }));
     if (put) return { doc: next, previous: cur?.value.version ?? null, moved: true };
     // someone else moved the alias between our read and write: read again
   }

@@ -53,3 +53,23 @@ export const postJson = (path: string, key: string | undefined, body: unknown, e
   call("POST", path, { key, headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) }, e);
 export const putAdapter = (alias: string, key: string | undefined, buf: Uint8Array, e: object = env) =>
   call("PUT", `/v1/adapters/${alias}`, { key, headers: { "content-type": "application/octet-stream" }, body: buf }, e);
+
+/** an artifact's safetensors header (parsed) and its data section */
+export function split(buf: Uint8Array): { header: any; data: Uint8Array } {
+  const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
+  return { header: JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n))), data: buf.subarray(8 + n) };
+}
+export function join(header: unknown, data: Uint8Array): Uint8Array {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(data, 8 + h.length);
+  return out;
+}
+/** the same artifact with its header edited (tensor bytes, and so the checksum, unchanged) */
+export const withHeader = (buf: Uint8Array, edit: (h: any) => void) => {
+  const { header, data } = split(buf);
+  edit(header);
+  return join(header, data);
+};

@@ -1,0 +1,235 @@
+// Tenants, keys and scopes in workerd: the isolation matrix (every endpoint x own key, another tenant's key, no key,
+// bad keys, too small a scope), grants, per-tenant defaults, publish -> versions -> rollback through the API, limits.
+import { env } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import { bytes, call, hex, newKey, postJson, putAdapter, seedDefaults, withHeader, type Catalog } from "./helpers";
+
+let catalog: Catalog;
+const art: Record<string, Uint8Array> = {};
+const K: Record<string, string> = {};
+let v1 = "", v2 = "";
+
+/** every object under a tenant's prefix with its etag: a write leaves a trace here */
+async function snapshot(prefix: string) {
+  const page = await env.BUCKET.list({ prefix });
+  return page.objects.map((o) => `${o.key} ${o.etag}`).sort();
+}
+
+beforeAll(async () => {
+  catalog = await seedDefaults();
+  for (const n of ["spam-prefix", "spam-prompt", "topic-prefix", "define-prefix"]) art[n] = await bytes(`adapters/default/${n}.safetensors`);
+  for (const [t, s] of [["acme", "read"], ["acme", "publish"], ["acme", "admin"], ["globex", "admin"], ["globex", "read"]] as const)
+    K[`${t}-${s}`] = await newKey(t, s);
+  // a revoked key: created, then its record deleted, as `scripts/keys.mjs revoke` does
+  K.revoked = await newKey("acme", "admin");
+  await env.TENANTS.delete(`key/${K.revoked.split("_")[1]}`);
+  // a known id with the wrong secret, and a string that is not a key at all
+  K.wrongSecret = K["acme-admin"].replace(/_[^_]{8}/, (m) => m.replace(/[A-Za-z]/g, (ch) => (ch === "a" ? "b" : "a")));
+  K.malformed = "not-a-key";
+  let r = await putAdapter("acme/spam", K["acme-publish"], art["spam-prefix"]);
+  expect(r.status).toBe(201);
+  v1 = ((await r.json()) as any).version;
+  r = await putAdapter("acme/define", K["acme-publish"], art["define-prefix"]);
+  expect(r.status).toBe(201);
+  r = await putAdapter("globex/topics", K["globex-admin"], art["topic-prefix"]);
+  expect(r.status).toBe(201);
+  v2 = (await hex(art["spam-prompt"])).slice(0, 16);
+});
+
+describe("publishing through the API", () => {
+  it("publishes a version, moves the alias, lists versions, rolls back and forward", async () => {
+    const key = K["acme-publish"];
+    let r = await putAdapter("acme/spam", key, art["spam-prompt"]);
+    expect(r.status).toBe(201);
+    expect(await r.json()).toMatchObject({ alias: "acme/spam", version: v2, previous: v1, moved: true, kind: "prompt", task: "classify" });
+    // the isolate that moved the alias serves the new version at once
+    let j: any = await (await postJson("/v1/classify", key, { adapter: "acme/spam", text: "cheap meds" })).json();
+    expect(j.version).toBe(v2);
+    // same bytes again: nothing moves
+    r = await putAdapter("acme/spam", key, art["spam-prompt"]);
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).moved).toBe(false);
+    j = await (await call("GET", "/v1/adapters/acme/spam/versions", { key })).json();
+    expect(j.current).toBe(v2);
+    expect(j.history).toEqual([v1]);
+    expect(j.versions.map((v: any) => v.version).sort()).toEqual([v1, v2].sort());
+    expect(j.versions.find((v: any) => v.version === v2).bytes).toBe(art["spam-prompt"].byteLength);
+    // rollback (default: the previous version), then forward again by naming the version
+    r = await postJson("/v1/adapters/acme/spam/rollback", key, {});
+    expect(await r.json()).toMatchObject({ version: v1, previous: v2, moved: true });
+    j = await (await postJson("/v1/classify", key, { adapter: "acme/spam", text: "cheap meds" })).json();
+    expect(j.version).toBe(v1);
+    r = await call("POST", "/v1/adapters/acme/spam/rollback", { key }); // no body at all: the previous version
+    expect(((await r.json()) as any).version).toBe(v2);
+    r = await postJson("/v1/adapters/acme/spam/rollback", key, { version: v1 });
+    expect(((await r.json()) as any).version).toBe(v1);
+    j = await (await call("GET", "/v1/adapters/acme/spam/versions", { key })).json();
+    expect(j.history).toEqual([v2]);
+    // a version never published under this alias, and an alias that does not exist
+    r = await postJson("/v1/adapters/acme/spam/rollback", key, { version: "0123456789abcdef" });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([404, "version_not_found"]);
+    r = await postJson("/v1/adapters/acme/nothing/rollback", key, {});
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([404, "adapter_not_found"]);
+    r = await postJson("/v1/adapters/acme/define/rollback", key, {});
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([409, "no_previous_version"]);
+  });
+
+  it("keeps both publishers' versions in the history when they race (compare-and-swap on the alias)", async () => {
+    const key = K["acme-publish"];
+    const variants = await Promise.all(Array.from({ length: 6 }, async (_, i) =>
+      withHeader(art["spam-prefix"], (h) => { h.__metadata__.created = `race-${i}`; })));
+    const res = await Promise.all(variants.map((b) => putAdapter("acme/race", key, b)));
+    for (const r of res) expect(r.status).toBe(201);
+    const versions = await Promise.all(variants.map(async (b) => (await hex(b)).slice(0, 16)));
+    const j: any = await (await call("GET", "/v1/adapters/acme/race/versions", { key })).json();
+    expect([j.current, ...j.history].sort()).toEqual([...versions].sort());
+  });
+
+  it("refuses uploads over MAX_ADAPTER_BYTES, with or without a Content-Length, and writes nothing", async () => {
+    const before = await snapshot("adapters/acme/");
+    const e = { ...env, MAX_ADAPTER_BYTES: "1000" };
+    let r = await putAdapter("acme/big", K["acme-publish"], art["spam-prefix"], e);
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "adapter_too_large"]);
+    const stream = new Blob([art["spam-prefix"]]).stream(); // chunked: no length up front
+    r = await call("PUT", "/v1/adapters/acme/big", { key: K["acme-publish"], headers: { "content-type": "application/octet-stream" }, body: stream }, e);
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "adapter_too_large"]);
+    expect(await snapshot("adapters/acme/")).toEqual(before);
+  });
+});
+
+describe("isolation", () => {
+  // each endpoint: how to call it for acme's resources, and what the owner (acme admin) gets
+  const classify = (k?: string) => postJson("/v1/classify", k, { adapter: "acme/spam", text: "hello" });
+  const endpoints: [string, "read" | "publish" | "admin", (k?: string) => Promise<Response>][] = [
+    ["POST /v1/classify", "read", classify],
+    ["POST /v1/classify (pinned version)", "read", (k) => postJson("/v1/classify", k, { adapter: `acme/spam@${v1}`, text: "hello" })],
+    ["POST /v1/classify (batch)", "read", (k) => postJson("/v1/classify", k, { items: [{ adapter: "demo/spam-prefix", text: "a" }, { adapter: "acme/spam", text: "b" }] })],
+    ["POST /v1/generate", "read", (k) => postJson("/v1/generate", k, { adapter: "acme/define", input: "cat", max_new_tokens: 2 })],
+    ["GET /v1/adapters", "read", (k) => call("GET", "/v1/adapters", { key: k })],
+    ["GET /v1/adapters/{t}/{n}", "read", (k) => call("GET", "/v1/adapters/acme/spam", { key: k })],
+    ["GET /v1/adapters/{t}/{n}/versions", "read", (k) => call("GET", "/v1/adapters/acme/spam/versions", { key: k })],
+    ["PUT /v1/adapters/{t}/{n}", "publish", (k) => putAdapter("acme/spam", k, art["topic-prefix"])],
+    ["POST /v1/adapters/{t}/{n}/rollback", "publish", (k) => postJson("/v1/adapters/acme/spam/rollback", k, {})],
+    ["GET /v1/tenant", "read", (k) => call("GET", "/v1/tenant", { key: k })],
+    ["PUT /v1/tenant/defaults", "admin", (k) => call("PUT", "/v1/tenant/defaults", { key: k, headers: { "content-type": "application/json" }, body: JSON.stringify({ classify: "acme/spam" }) })],
+    ["GET /v1/tenant/grants", "admin", (k) => call("GET", "/v1/tenant/grants", { key: k })],
+    ["PUT /v1/tenant/grants/{reader}", "admin", (k) => call("PUT", "/v1/tenant/grants/initech", { key: k })],
+    ["DELETE /v1/tenant/grants/{reader}", "admin", (k) => call("DELETE", "/v1/tenant/grants/initech", { key: k })],
+  ];
+  const scopes = ["read", "publish", "admin"];
+
+  it("holds for every endpoint x key", async () => {
+    const cells: string[] = [];
+    const acmeBefore = await snapshot("adapters/acme/");
+    const acmeSettings = await env.TENANTS.get("tenant/acme");
+    for (const [name, need, fn] of endpoints) {
+      // no key, and three kinds of bad key: 401 with a generic message
+      for (const [kind, k, code] of [["no key", undefined, "missing_key"], ["malformed key", K.malformed, "invalid_key"],
+        ["wrong secret", K.wrongSecret, "invalid_key"], ["revoked key", K.revoked, "invalid_key"]] as const) {
+        const r = await fn(k);
+        const text = await r.text();
+        expect([name, kind, r.status, JSON.parse(text).error.code]).toEqual([name, kind, 401, code]);
+        expect(text).not.toMatch(/acme|globex/);
+        for (const secret of Object.values(K)) expect(text).not.toContain(secret);
+        cells.push(`${name} / ${kind}`);
+      }
+      // a scope below the endpoint's: 403, nothing changes
+      for (const s of scopes.slice(0, scopes.indexOf(need))) {
+        const r = await fn(K[`acme-${s}`]);
+        expect([name, s, r.status, ((await r.json()) as any).error.code]).toEqual([name, s, 403, "insufficient_scope"]);
+        cells.push(`${name} / scope ${s}`);
+      }
+      // another tenant's admin key: acme's adapters are invisible (404, the same as a missing one; also as a default)
+      // and unwritable (403); tenant endpoints answer about globex only
+      const r = await fn(K["globex-admin"]);
+      const text = await r.text();
+      if (name.startsWith("GET /v1/adapters") && !name.includes("{t}")) {
+        expect(r.status).toBe(200);
+        const aliases = JSON.parse(text).adapters.map((a: any) => a.alias);
+        expect(aliases).toContain("globex/topics");
+        expect(aliases.filter((a: string) => a.startsWith("acme/"))).toEqual([]);
+      } else if (name.includes("tenant") && name !== "PUT /v1/tenant/defaults") {
+        expect(r.status).toBe(200);
+        expect(text).not.toMatch(/acme/);
+      } else if (need === "publish") {
+        expect([name, r.status, JSON.parse(text).error.code]).toEqual([name, 403, "forbidden"]);
+      } else {
+        expect([name, r.status, JSON.parse(text).error.code]).toEqual([name, 404, "adapter_not_found"]);
+      }
+      expect(text).not.toMatch(/acme\//);
+      cells.push(`${name} / other tenant`);
+    }
+    // nothing of acme's changed through any of those calls
+    expect(await snapshot("adapters/acme/")).toEqual(acmeBefore);
+    expect(await env.TENANTS.get("tenant/acme")).toBe(acmeSettings);
+    // and the owner's key works on every endpoint
+    for (const [name, , fn] of endpoints) {
+      const r = await fn(K["acme-admin"]);
+      expect([name, r.status < 300]).toEqual([name, true]);
+      cells.push(`${name} / own key`);
+    }
+    // 4 bad-key kinds + other tenant + own per endpoint, and one cell per scope below the one needed
+    expect(cells.length).toBe(endpoints.length * 6 + endpoints.reduce((n, [, need]) => n + scopes.indexOf(need), 0));
+    console.log(`isolation matrix: ${cells.length} cells, ${endpoints.length} endpoints`);
+  });
+
+  it("lets a tenant read another's adapters only while granted; public namespaces are readable by all", async () => {
+    const g = K["globex-read"];
+    expect((await postJson("/v1/classify", g, { adapter: "demo/spam-prefix", text: "hi" })).status).toBe(200);
+    expect((await postJson("/v1/classify", g, { adapter: "acme/spam", text: "hi" })).status).toBe(404);
+    expect((await call("PUT", "/v1/tenant/grants/globex", { key: K["acme-admin"] })).status).toBe(200);
+    expect((await postJson("/v1/classify", g, { adapter: "acme/spam", text: "hi" })).status).toBe(200);
+    let list: any = await (await call("GET", "/v1/adapters", { key: g })).json();
+    expect(list.adapters.map((a: any) => a.alias)).toContain("acme/spam");
+    const t: any = await (await call("GET", "/v1/tenant", { key: g })).json();
+    expect(t.readable).toEqual(["acme", "demo", "globex"]);
+    // a grant is read-only: globex still cannot publish into acme
+    expect((await putAdapter("acme/spam", K["globex-admin"], art["spam-prefix"])).status).toBe(403);
+    expect((await call("DELETE", "/v1/tenant/grants/globex", { key: K["acme-admin"] })).status).toBe(200);
+    expect((await postJson("/v1/classify", g, { adapter: "acme/spam", text: "hi" })).status).toBe(404);
+    list = await (await call("GET", "/v1/adapters", { key: g })).json();
+    expect(list.adapters.map((a: any) => a.alias).filter((a: string) => a.startsWith("acme/"))).toEqual([]);
+  });
+});
+
+describe("per-tenant routing", () => {
+  it("uses the tenant's default adapter per task when a request names none", async () => {
+    const admin = K["acme-admin"], read = K["acme-read"];
+    const setDefaults = (k: string, body: unknown) => call("PUT", "/v1/tenant/defaults", { key: k, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    let r = await postJson("/v1/classify", K["globex-read"], { text: "hi" });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([400, "no_default_adapter"]);
+    r = await setDefaults(admin, { classify: "demo/spam-prefix", generate: "acme/define" });
+    expect(await r.json()).toEqual({ classify: "demo/spam-prefix", generate: "acme/define" });
+    let j: any = await (await postJson("/v1/classify", read, { text: "hi" })).json();
+    expect(j.adapter).toBe("demo/spam-prefix");
+    j = await (await postJson("/v1/classify", read, { items: [{ text: "a" }, { adapter: "acme/spam", text: "b" }] })).json();
+    expect(j.results.map((x: any) => x.adapter)).toEqual(["demo/spam-prefix", "acme/spam"]);
+    j = await (await postJson("/v1/generate", read, { input: "cat", max_new_tokens: 2 })).json();
+    expect(j.adapter).toBe("acme/define");
+    // a default must be readable and of the right task; null removes one
+    r = await setDefaults(admin, { classify: "globex/topics" });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([404, "adapter_not_found"]);
+    r = await setDefaults(admin, { classify: "acme/define" });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([400, "wrong_task"]);
+    r = await setDefaults(admin, { generate: null });
+    expect(await r.json()).toEqual({ classify: "demo/spam-prefix" });
+  });
+});
+
+describe("limits", () => {
+  it("caps the JSON body (413 payload_too_large)", async () => {
+    const r = await postJson("/v1/classify", K["acme-read"], { adapter: "demo/spam-prefix", text: "x".repeat(2000) }, { ...env, MAX_BODY_BYTES: "1000" });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "payload_too_large"]);
+  });
+
+  it("rate-limits per tenant when a limiter is bound (429 rate_limited), other tenants unaffected", async () => {
+    const e = { ...env, RATE_LIMITER: env.TIGHT_LIMITER }; // 3 requests per 60 s per tenant
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) codes.push((await call("GET", "/v1/tenant", { key: K["acme-read"] }, e)).status);
+    expect(codes).toEqual([200, 200, 200, 429, 429]);
+    const r = await call("GET", "/v1/tenant", { key: K["acme-read"] }, e);
+    expect(r.headers.get("retry-after")).toBeTruthy();
+    expect(((await r.json()) as any).error.code).toBe("rate_limited");
+    expect((await call("GET", "/v1/tenant", { key: K["globex-read"] }, e)).status).toBe(200);
+  });
+});
