@@ -11,9 +11,10 @@ export default defineConfig({
     hookTimeout: 120_000,
     projects: [
       // offline-side parity and the engine in Node (onnxruntime-node and onnxruntime-web's wasm build)
-      { test: { name: "node", include: ["test/js/**/*.test.ts"], environment: "node" } },
+      { extends: true, test: { name: "node", include: ["test/js/**/*.test.ts"], environment: "node" } },
       // the worker inside workerd, with miniflare's R2; FIXTURES serves repo files to tests (read-only)
       {
+        extends: true,
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
