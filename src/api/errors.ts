@@ -15,7 +15,7 @@ export function onError(err: Error, c: Context) {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status, err.headers);
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
-    const code = status === 413 ? "payload_too_large" : status === 400 ? "invalid_json" : "http_error";
+    const code = ({ 400: "invalid_json", 413: "payload_too_large", 415: "unsupported_media_type" } as Record<number, string>)[status] ?? "http_error";
     return c.json(errorBody(code, err.message || "bad request"), status);
   }
   console.error("unhandled", err);
