@@ -4,10 +4,11 @@
 //   npm run bench -- [--runs 30] [--port 8799]
 // Reports warm classification p50/p99 for 16/64/256-token inputs, a 16-item batch over 16 adapters vs one
 // adapter, generation ms/token at token 1 and 32, cold start, and the worker's memory. Loopback only.
-import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
+import { startDev } from "./lib/dev-server.mjs";
+import { DEV_KEYS } from "./lib/keys.mjs";
 
 const args = process.argv.slice(2);
 const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args[i + 1] : d; };
@@ -53,29 +54,14 @@ async function timeIt(fn, runs = RUNS) {
 }
 
 // ---- wrangler dev with a fresh local bucket: the default catalog plus 16 aliases for the mixed-adapter batch
-rmSync(STATE, { recursive: true, force: true }); // a fresh bucket each run
-execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", STATE, "--bench-aliases", "16"], { stdio: "inherit" });
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
-const t0 = performance.now();
-const wd = spawn("npx", ["wrangler", "dev", "--persist-to", STATE, "--port", String(PORT), "--ip", "127.0.0.1",
-  "--var", "MAX_TOKENS:512", "--var", "MAX_ITEMS:64"], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-const stop = () => { try { process.kill(-wd.pid, "SIGTERM"); } catch {} };
-process.on("exit", stop);
-const base = `http://127.0.0.1:${PORT}`;
-for (let i = 0; ; i++) {
-  try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
-  if (i > 300) throw new Error("wrangler dev did not come up");
-  await new Promise((r) => setTimeout(r, 200));
-}
-const ready = performance.now() - t0;
+const dev = await startDev({ state: STATE, port: PORT, vars: { MAX_TOKENS: 512, MAX_ITEMS: 64 }, seedArgs: ["--bench-aliases", "16"] });
+const { base, stop, rss } = dev;
+const ready = dev.readyMs;
+const auth = { authorization: `Bearer ${DEV_KEYS.find((k) => k[1] === "acme")[0]}` }; // a local dev key (seeded)
 const post = async (path, body) => {
-  const r = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
   if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
   return r;
-};
-const rss = () => {
-  const pids = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n");
-  return Math.max(...pids.map((p) => Number(readFileSync(`/proc/${p}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024));
 };
 const memStart = rss();
 const c0 = performance.now();
@@ -91,7 +77,7 @@ for (const n of [16, 64, 256]) {
 }
 {
   const { text, ids } = textOf(64, adapterNode);
-  const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `bench/a${String(i).padStart(2, "0")}`, text }));
+  const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `acme/bench-a${String(i).padStart(2, "0")}`, text }));
   const same = mixed.map(() => ({ adapter: cls.alias, text }));
   const adaptersNode = await Promise.all(mixed.map(() => engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg)));
   rows.push(["batch 16 x 64 tokens, 16 adapters", await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // Seeds the local R2 bucket that `wrangler dev` serves (miniflare's state under .wrangler/state) with the default
-// catalog: catalog.json, the default backbone bundle, and the default adapters as demo/<name>. Idempotent:
-// versions are content-addressed, and an alias is written only when absent or stale (pointing at an adapter for
-// another backbone), so a later publish for the current backbone is never undone.
+// catalog: catalog.json, the default backbone bundle, and the default adapters as demo/<name> (the public
+// namespace). Idempotent: versions are content-addressed, and an alias is written only when absent or stale
+// (pointing at an adapter for another backbone), so a later publish for the current backbone is never undone.
+// Also writes the local development keys (DEV_KEYS in lib/keys.mjs) into the local KV: well known, so the README's curl
+// lines work, and never anywhere but this local state (make real ones with scripts/keys.mjs).
 //   node scripts/seed-local-r2.mjs [--persist-to .wrangler/state]
 import { Miniflare } from "miniflare";
+import { DEV_KEYS, sha256Hex } from "./lib/keys.mjs";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,13 +15,18 @@ import { join } from "node:path";
 const args = process.argv.slice(2);
 const i = args.indexOf("--persist-to");
 const persist = i >= 0 ? args[i + 1] : ".wrangler/state";
-const j = args.indexOf("--bench-aliases"); // the benchmark's mixed batches: bench/a00.. point at the first classifier
+const j = args.indexOf("--bench-aliases"); // the benchmark's mixed batches: acme/bench-a00.. point at the first classifier
 const benchAliases = j >= 0 ? Number(args[j + 1]) : 0;
-const bucketName = /bucket_name\s*=\s*"([^"]+)"/.exec(readFileSync("wrangler.toml", "utf8"))[1];
+const toml = readFileSync("wrangler.toml", "utf8");
+const bucketName = /bucket_name\s*=\s*"([^"]+)"/.exec(toml)[1];
+const kvId = /\[\[kv_namespaces\]\][^[]*?id\s*=\s*"([^"]+)"/.exec(toml)[1];
+
 const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
 
-const mf = new Miniflare({ modules: true, script: "export default {}", r2Buckets: [bucketName], r2Persist: join(persist, "v3", "r2") });
+const mf = new Miniflare({ modules: true, script: "export default {}", r2Buckets: [bucketName], r2Persist: join(persist, "v3", "r2"),
+  kvNamespaces: { TENANTS: kvId }, kvPersist: join(persist, "v3", "kv") });
 const bucket = await mf.getR2Bucket(bucketName);
+const kv = await mf.getKVNamespace("TENANTS");
 let wrote = 0;
 const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); // miniflare cannot take a pooled Buffer view
 /** written only when the stored bytes differ (R2's etag of a single-part put is the MD5 of its content) */
@@ -46,6 +54,13 @@ for (const f of ["config.json", "tokenizer.json", "model.onnx"]) await put(`back
 await put("catalog.json", Buffer.from(JSON.stringify({ default_backbone: id })));
 for (const a of catalog.adapters ?? []) await publish(a.alias, a);
 const first = (catalog.adapters ?? []).find((a) => a.task === "classify");
-for (let k = 0; k < benchAliases && first; k++) await publish(`bench/a${String(k).padStart(2, "0")}`, first);
+for (let k = 0; k < benchAliases && first; k++) await publish(`acme/bench-a${String(k).padStart(2, "0")}`, first);
+for (const [key, tenant, scope] of DEV_KEYS) {
+  const id = key.split("_")[1];
+  if (await kv.get(`key/${id}`)) continue;
+  await kv.put(`key/${id}`, JSON.stringify({ tenant, scope, hash: await sha256Hex(key), created: new Date().toISOString(), label: "local development (seed)" }));
+  wrote++;
+}
 await mf.dispose();
-console.log(`seeded local R2 (${persist}): backbone ${id}, ${(catalog.adapters ?? []).length} adapters, ${wrote} objects written`);
+console.log(`seeded local R2 and KV (${persist}): backbone ${id}, ${(catalog.adapters ?? []).length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`);
+console.log(`local dev keys: ${DEV_KEYS.map(([k, t, s]) => `${t}/${s} ${k}`).join(", ")}`);

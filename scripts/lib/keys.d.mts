@@ -6,3 +6,4 @@ export declare function createKey(
   opts: { tenant: string; scope: string; label?: string },
   secret?: string,
 ): Promise<{ id: string; key: string; kvKey: string; record: { tenant: string; scope: string; hash: string; created: string; label: string } }>;
+export declare const DEV_KEYS: [string, string, string][];

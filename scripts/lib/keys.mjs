@@ -6,6 +6,14 @@
 export const SCOPES = ["read", "publish", "admin"];
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+/** well-known keys that `npm start` seeds into the LOCAL state only (README examples, bench, load): [key, tenant, scope] */
+export const DEV_KEYS = [
+  ["se_0000000000a1_local-dev-acme-admin", "acme", "admin"],
+  ["se_0000000000a2_local-dev-acme-read", "acme", "read"],
+  ["se_0000000000b1_local-dev-globex-admin", "globex", "admin"],
+  ["se_0000000000c1_local-dev-initech-read", "initech", "read"],
+];
+
 const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
 const b64url = (b) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 

@@ -15,18 +15,37 @@ const MAX_ENTRIES = 10_000;
 
 export class Directory {
   private cache = new Map<string, { value: unknown; at: number }>();
+  private reads = new Map<string, Promise<unknown>>(); // one KV read per key at a time, however many requests wait
   constructor(private ttlMs: number) {}
 
-  private async read<T>(kv: KVNamespace, key: string): Promise<T | null> {
-    const hit = this.cache.get(key), now = Date.now();
-    if (hit && now - hit.at < this.ttlMs) return hit.value as T | null;
-    const value = await kv.get<T>(key, "json");
-    if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
-    this.cache.set(key, { value, at: now });
-    return value;
+  /** A cached value younger than the TTL is returned as is; an older one is returned too while one refresh runs
+   *  (stale-while-revalidate), so a slow KV read delays no request that has an answer already. */
+  private read<T>(kv: KVNamespace, key: string): Promise<T | null> {
+    const hit = this.cache.get(key);
+    if (hit && Date.now() - hit.at < this.ttlMs) return Promise.resolve(hit.value as T | null);
+    const p = this.refresh<T>(kv, key);
+    if (hit) {
+      p.catch((e) => console.warn(`KV ${key}: refresh failed: ${e instanceof Error ? e.message : e}`));
+      return Promise.resolve(hit.value as T | null);
+    }
+    return p;
+  }
+
+  private refresh<T>(kv: KVNamespace, key: string): Promise<T | null> {
+    let p = this.reads.get(key);
+    if (!p) {
+      p = kv.get<T>(key, "json").then((value) => {
+        if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
+        if (this.reads.get(key) === p) this.cache.set(key, { value, at: Date.now() });
+        return value;
+      }).finally(() => { if (this.reads.get(key) === p) this.reads.delete(key); });
+      this.reads.set(key, p);
+    }
+    return p as Promise<T | null>;
   }
   forget(key: string) {
     this.cache.delete(key);
+    this.reads.delete(key); // a read begun before the change must not cache the old value
   }
 
   keyRecord(kv: KVNamespace, id: string) {

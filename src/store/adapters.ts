@@ -63,20 +63,43 @@ export class AdapterCache {
 export class AdapterStore {
   private aliases = new Map<string, { version: string; at: number }>();
   private inflight = new Map<string, Promise<Adapter>>();
+  private aliasReads = new Map<string, Promise<string>>();
+  private epoch = 0; // bumped by every alias move on this isolate
   constructor(public cache: AdapterCache, private aliasTtlMs: number) {}
 
   /** after a publish or rollback on this isolate: the next request re-reads the alias */
   forgetAlias(tenant: string, name: string) {
     this.aliases.delete(`${tenant}/${name}`);
+    this.aliasReads.delete(`${tenant}/${name}`); // a read begun before the move may carry the old version
+    this.epoch++;
   }
 
+  /** The alias's current version. Concurrent refreshes of one alias share one R2 read; when R2 fails during a
+   *  refresh, the version this isolate already knows keeps serving (for another TTL) instead of failing requests. */
   async version(io: Storage, tenant: string, name: string): Promise<string> {
-    const key = `${tenant}/${name}`, hit = this.aliases.get(key), now = Date.now();
-    if (hit && now - hit.at < this.aliasTtlMs) return hit.version;
-    const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
-    if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
-    this.aliases.set(key, { version: doc.value.version, at: now });
-    return doc.value.version;
+    const key = `${tenant}/${name}`, hit = this.aliases.get(key);
+    if (hit && Date.now() - hit.at < this.aliasTtlMs) return hit.version;
+    let p = this.aliasReads.get(key);
+    if (!p) {
+      const epoch = this.epoch;
+      p = (async () => {
+        try {
+          const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
+          if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
+          return doc.value.version;
+        } catch (e) {
+          const stale = this.aliases.get(key);
+          if (stale && e instanceof ApiError && e.code === "storage_unavailable") return stale.version;
+          throw e;
+        }
+      })().then((version) => {
+        // a read that began before this isolate moved an alias must not cache what it read
+        if (epoch === this.epoch) this.aliases.set(key, { version, at: Date.now() });
+        return version;
+      }).finally(() => { if (this.aliasReads.get(key) === p) this.aliasReads.delete(key); });
+      this.aliasReads.set(key, p);
+    }
+    return p;
   }
 
   async resolve(io: Storage, ref: string, backbone: BackboneConfig): Promise<Resolved> {

@@ -1,0 +1,31 @@
+// `wrangler dev` on loopback with a fresh local state seeded with the default catalog and dev keys, for the
+// benchmark and the load test: start, wait for /healthz, measure workerd's memory, stop.
+import { spawn, execFileSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+
+export async function startDev({ state, port, vars = {}, seedArgs = [] }) {
+  rmSync(state, { recursive: true, force: true }); // a fresh bucket each run
+  execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", state, ...seedArgs], { stdio: "inherit" });
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+  const t0 = performance.now();
+  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs],
+    { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let log = "";
+  wd.stdout.on("data", (d) => { log += d; });
+  wd.stderr.on("data", (d) => { log += d; });
+  const stop = () => { try { process.kill(-wd.pid, "SIGTERM"); } catch {} };
+  process.on("exit", stop);
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
+    if (i > 300) { stop(); throw new Error(`wrangler dev did not come up:\n${log.slice(-2000)}`); }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  /** resident memory of the workerd process(es) wrangler started, MB (the largest) */
+  const rss = () => {
+    const pids = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n");
+    return Math.max(...pids.map((p) => Number(readFileSync(`/proc/${p}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024));
+  };
+  return { base, stop, rss, readyMs: performance.now() - t0, log: () => log };
+}

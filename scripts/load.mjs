@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// Load test: autocannon against `wrangler dev` on loopback, several tenants and adapters at once, bounded in time.
+//   npm run load -- [--duration 60] [--connections 48] [--port 8798]
+// Set-up through the API itself: acme and globex publish their own adapters (PUT), then every connection cycles
+// through classify calls on own and public adapters, a mixed batch and a short generation, each with its tenant's key.
+// Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, and workerd's resident memory after
+// warm-up, every 10 s, and at the end. Writes .cache/load.md.
+import autocannon from "autocannon";
+import { readFileSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { startDev } from "./lib/dev-server.mjs";
+import { DEV_KEYS } from "./lib/keys.mjs";
+
+const { values: o } = parseArgs({ options: { duration: { type: "string", default: "60" }, connections: { type: "string", default: "48" },
+  port: { type: "string", default: "8798" } } });
+const duration = Number(o.duration), connections = Number(o.connections);
+if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256)) {
+  console.error("error: --duration 1..600 s, --connections 1..256");
+  process.exit(2);
+}
+const keyOf = (tenant, scope) => DEV_KEYS.find((k) => k[1] === tenant && (!scope || k[2] === scope))[0];
+const dev = await startDev({ state: ".cache/load-state", port: Number(o.port), vars: process.env.LOAD_VARS ? JSON.parse(process.env.LOAD_VARS) : {} });
+const auth = (tenant) => ({ authorization: `Bearer ${keyOf(tenant)}` });
+
+// each tenant publishes its own adapter through the API
+const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
+const file = (alias) => readFileSync(`adapters/${catalog.adapters.find((a) => a.alias === alias).file}`);
+for (const [alias, tenant, src] of [["acme/spam", "acme", "demo/spam-prompt"], ["globex/topics", "globex", "demo/topic-prefix"]]) {
+  const r = await fetch(`${dev.base}/v1/adapters/${alias}`, { method: "PUT", headers: { ...auth(tenant), "content-type": "application/octet-stream" }, body: file(src) });
+  if (r.status !== 201) throw new Error(`publishing ${alias}: ${r.status} ${await r.text()}`);
+}
+
+const texts = ["WIN a FREE cruise!!! Click here to claim your prize now", "Are we still meeting for lunch tomorrow?",
+  "sparrow: small brown songbird common in towns", "Minutes of Tuesday's meeting are attached; please review section 3."];
+const json = (tenant, path, body) => ({ method: "POST", path, headers: { ...auth(tenant), "content-type": "application/json" }, body: JSON.stringify(body) });
+const requests = [
+  json("acme", "/v1/classify", { adapter: "acme/spam", text: texts[0] }),
+  json("globex", "/v1/classify", { adapter: "globex/topics", text: texts[2] }),
+  json("initech", "/v1/classify", { adapter: "demo/spam-prefix", text: texts[1] }),
+  json("acme", "/v1/classify", { items: [{ adapter: "acme/spam", text: texts[3] }, { adapter: "demo/topic-prefix", text: texts[2] }] }),
+  json("globex", "/v1/classify", { adapter: "demo/spam-prompt", text: texts[3] }),
+  json("initech", "/v1/generate", { adapter: "demo/define-prefix", input: "lighthouse", max_new_tokens: 8 }),
+];
+// warm-up: every request once (backbone load, adapters into the cache)
+for (const r of requests) {
+  const res = await fetch(dev.base + r.path, { method: r.method, headers: r.headers, body: r.body });
+  if (!res.ok) throw new Error(`warm-up ${r.path}: ${res.status} ${await res.text()}`);
+}
+const memStart = dev.rss();
+const samples = [];
+const timer = setInterval(() => samples.push(dev.rss()), 10_000);
+console.log(`load: ${connections} connections for ${duration} s against ${dev.base} (${requests.length} request kinds, 3 tenants)`);
+const errorBodies = {};
+const watched = requests.map((r) => ({ ...r, onResponse: (status, body) => {
+  if (status >= 300) { const k = `${status} ${r.path} ${String(body).slice(0, 160)}`; errorBodies[k] = (errorBodies[k] ?? 0) + 1; }
+} }));
+const result = await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 });
+clearInterval(timer);
+const memEnd = dev.rss();
+dev.stop();
+const warnings = dev.log().split("\n").filter((l) => l.trim() && !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l));
+
+const L = result.latency, errors = result.non2xx + result.errors + result.timeouts;
+const codes = Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => `${k}: ${v.count}`).join(", ");
+const lines = [
+  `load: ${new Date().toISOString()}, ${connections} connections, ${duration} s, loopback, wrangler dev (one workerd isolate)`,
+  "",
+  "| requests | errors | non-2xx | socket errors | timeouts | req/s (mean) | p50 ms | p90 ms | p99 ms | max ms |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+  `| ${result.requests.total} | ${errors} | ${result.non2xx} | ${result.errors} | ${result.timeouts} | ${result.requests.average.toFixed(1)} | ${L.p50} | ${L.p90} | ${L.p99} | ${L.max} |`,
+  "",
+  `status codes: ${codes}`,
+  `workerd RSS: ${memStart.toFixed(0)} MB after warm-up, ${samples.map((m) => m.toFixed(0)).join(" / ")} MB every 10 s, ${memEnd.toFixed(0)} MB at the end`,
+];
+for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${n}: ${k}`);
+if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
+if (process.env.LOAD_DEBUG) { const all = dev.log().split("\n").filter((l) => /wrangler:info\] (POST|GET|PUT)/.test(l)); console.log(`request log lines ${all.length}; 503 at`, all.flatMap((l, i) => (/ 503 /.test(l) ? [i] : []))); }
+console.log(lines.join("\n"));
+writeFileSync(".cache/load.md", lines.join("\n") + "\n");
+process.exit(errors ? 1 : 0);
