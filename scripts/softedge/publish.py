@@ -3,8 +3,11 @@
     scripts/py publish adapter.safetensors --alias acme/spam [--local | --remote] [--persist-to .wrangler/state]
     scripts/py publish --rollback acme/spam [--to VERSION] [--local | --remote]
     scripts/py publish --list acme/spam [--local | --remote]
+    scripts/py publish adapter.safetensors --alias acme/spam --api https://softedge.example.workers.dev   (also --rollback, --list)
 
-Storage goes through wrangler's R2 commands against the bucket bound in wrangler.toml: --local is the bucket
+With --api the worker's own endpoints do the work (PUT /v1/adapters/<tenant>/<name>, POST .../rollback, GET
+.../versions) with the API key in $SOFTEDGE_API_KEY (publish scope, the alias's tenant); the worker validates the
+artifact against the backbone it serves. Without --api, storage goes through wrangler's R2 commands against the bucket bound in wrangler.toml: --local is the bucket
 `wrangler dev` serves (miniflare, under --persist-to); --remote is Cloudflare R2 (credentials from the environment:
 CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID).
 
@@ -22,6 +25,8 @@ import re
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from . import adapter as adapter_fmt
@@ -144,6 +149,50 @@ def rollback(store: Store, alias: str, to: str | None) -> str:
     return target
 
 
+class Api:
+    """The worker's publishing endpoints (the same layout and rules, enforced server-side)."""
+
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+        self.key = os.environ.get("SOFTEDGE_API_KEY", "")
+        if not self.key:
+            raise CliError("--api needs an API key with publish scope in $SOFTEDGE_API_KEY (scripts/keys.mjs create ...)")
+
+    def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
+        req = urllib.request.Request(f"{self.base}{path}", data=body, method=method,
+                                     headers={"authorization": f"Bearer {self.key}", "content-type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read())["error"]
+                raise CliError(f"{method} {path}: {e.code} {err['code']}: {err['message']}") from None
+            except (ValueError, KeyError, TypeError):
+                raise CliError(f"{method} {path}: HTTP {e.code}") from None
+        except urllib.error.URLError as e:
+            raise CliError(f"cannot reach {self.base}: {e.reason}") from None
+
+    def publish(self, path: Path, alias: str) -> str:
+        parse_alias(alias)
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+        buf = path.read_bytes()
+        try:
+            adapter_fmt.parse(buf, None, str(path))  # damaged files fail here, before any upload
+        except adapter_fmt.AdapterError as e:
+            raise CliError(str(e)) from None
+        return self.call("PUT", f"/v1/adapters/{alias}", buf, "application/octet-stream")["version"]
+
+    def rollback(self, alias: str, to: str | None) -> str:
+        parse_alias(alias)
+        return self.call("POST", f"/v1/adapters/{alias}/rollback", json.dumps({"version": to} if to else {}).encode())["version"]
+
+    def versions(self, alias: str) -> dict:
+        parse_alias(alias)
+        return self.call("GET", f"/v1/adapters/{alias}/versions")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("adapter", type=Path, nargs="?")
@@ -154,10 +203,22 @@ def main():
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="the bucket `wrangler dev` uses (default)")
     where.add_argument("--remote", action="store_true", help="Cloudflare R2")
+    where.add_argument("--api", metavar="URL", help="publish through a running worker's API (key in $SOFTEDGE_API_KEY)")
     ap.add_argument("--persist-to", type=Path, default=None, help="local state folder (default: wrangler's .wrangler/state)")
     ap.add_argument("--backbones", type=Path, default=ROOT / "adapters" / "backbones",
                     help="where backbone bundles live (the adapter must fit one of them)")
     a = ap.parse_args()
+    if a.api:
+        api = Api(a.api)
+        if a.rollback:
+            print(f"{a.rollback} -> {api.rollback(a.rollback, a.to)}")
+        elif a.list:
+            print(json.dumps(api.versions(a.list), indent=2))
+        else:
+            if not a.adapter or not a.alias:
+                raise CliError("give an adapter file and --alias tenant/name (or --rollback / --list)")
+            print(f"{a.alias} -> {api.publish(a.adapter, a.alias)}")
+        return
     store = Store(a.remote, a.persist_to)
     if a.rollback:
         print(f"{a.rollback} -> {rollback(store, a.rollback, a.to)}")

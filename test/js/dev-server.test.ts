@@ -1,0 +1,65 @@
+// End to end on `wrangler dev` (what `npm start` runs), over loopback: the seeded dev key answers the README's
+// classify call; a key made by the key CLI publishes through the API with the offline publish command (--api),
+// which also lists versions and rolls back; the key CLI lists without showing secrets and refuses bad input.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startDev } from "../../scripts/lib/dev-server.mjs";
+import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
+
+const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
+let dev: Awaited<ReturnType<typeof startDev>>;
+let ciKey = "", listing = "";
+const keys = (...a: string[]) => spawnSync("node", ["scripts/keys.mjs", ...a, "--persist-to", state], { encoding: "utf8" });
+const publish = (...a: string[]) =>
+  spawnSync("scripts/py", ["publish", ...a, "--api", dev.base], { encoding: "utf8", env: { ...process.env, SOFTEDGE_API_KEY: ciKey } });
+
+beforeAll(async () => {
+  dev = await startDev({ state, port: 8796, beforeStart: () => {
+    ciKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "publish", "--label", "e2e", "--persist-to", state], { encoding: "utf8" }).trim();
+    listing = execFileSync("node", ["scripts/keys.mjs", "list", "--persist-to", state], { encoding: "utf8" });
+  } });
+}, 120_000);
+afterAll(() => dev?.stop());
+
+describe("wrangler dev, key CLI and publishing through the API", () => {
+  it("answers the README's classify call with the seeded dev key, and 401 without one", async () => {
+    const body = JSON.stringify({ adapter: "demo/spam-prefix", text: "WIN a FREE cruise!!! Click here to claim your prize now" });
+    let r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` }, body });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).adapter).toBe("demo/spam-prefix");
+    r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([401, "missing_key"]);
+  });
+
+  it("creates and lists keys: the key is printed once and never stored or listed", () => {
+    expect(ciKey).toMatch(/^se_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
+    const id = ciKey.split("_")[1];
+    expect(listing).toContain(id);
+    expect(listing).toContain("'ci'");
+    expect(listing).not.toContain(ciKey.slice(16));
+    const bad = keys("create", "--tenant", "CI!", "--scope", "read");
+    expect([bad.status, bad.stderr.trim()]).toEqual([2, "error: tenant must be lowercase letters, digits, '-' or '_' (at most 63)"]);
+    expect(keys("create", "--tenant", "ci", "--scope", "owner").stderr).toMatch(/^error: scope must be one of read, publish, admin/);
+    expect(keys("revoke", "nope").stderr).toMatch(/^error: revoke needs a key id/);
+  });
+
+  it("publishes, lists and rolls back with `scripts/py publish --api`; refuses another tenant's alias", async () => {
+    let p = publish("adapters/default/spam-prefix.safetensors", "--alias", "ci/spam");
+    expect(p.stderr).toBe("");
+    const v1 = p.stdout.trim().split(" -> ")[1];
+    p = publish("adapters/default/spam-prompt.safetensors", "--alias", "ci/spam");
+    const v2 = p.stdout.trim().split(" -> ")[1];
+    expect(v2).toMatch(/^[0-9a-f]{16}$/);
+    const r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${ciKey}` },
+      body: JSON.stringify({ adapter: "ci/spam", text: "cheap meds" }) });
+    expect(((await r.json()) as any).version).toBe(v2);
+    const list = JSON.parse(publish("--list", "ci/spam").stdout);
+    expect([list.current, list.history]).toEqual([v2, [v1]]);
+    expect(publish("--rollback", "ci/spam").stdout.trim()).toBe(`ci/spam -> ${v1}`);
+    p = publish("adapters/default/spam-prefix.safetensors", "--alias", "acme/spam");
+    expect([p.status, p.stderr.trim()]).toEqual([2, "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters"]);
+  });
+});
