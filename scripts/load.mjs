@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Load test: autocannon against `wrangler dev` on loopback, several tenants and adapters at once, bounded in time.
-//   npm run load -- [--duration 60] [--connections 48] [--port 8798]
+//   npm run load -- [--duration 60] [--connections 48] [--port 8798] [--var NAME=VALUE ...]   (--var: a worker var, e.g. ALIAS_TTL_MS=60000)
 // Set-up through the API itself: acme and globex publish their own adapters (PUT), then every connection cycles
 // through classify calls on own and public adapters, a mixed batch and a short generation, each with its tenant's key.
 // Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, and workerd's resident memory after
@@ -12,14 +12,14 @@ import { startDev } from "./lib/dev-server.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
 
 const { values: o } = parseArgs({ options: { duration: { type: "string", default: "60" }, connections: { type: "string", default: "48" },
-  port: { type: "string", default: "8798" } } });
+  port: { type: "string", default: "8798" }, var: { type: "string", multiple: true, default: [] } } });
 const duration = Number(o.duration), connections = Number(o.connections);
-if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256)) {
-  console.error("error: --duration 1..600 s, --connections 1..256");
+if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256) || o.var.some((v) => !/^[A-Z_]+=\S+$/.test(v))) {
+  console.error("error: --duration 1..600 s, --connections 1..256, --var NAME=VALUE");
   process.exit(2);
 }
 const keyOf = (tenant, scope) => DEV_KEYS.find((k) => k[1] === tenant && (!scope || k[2] === scope))[0];
-const dev = await startDev({ state: ".cache/load-state", port: Number(o.port), vars: process.env.LOAD_VARS ? JSON.parse(process.env.LOAD_VARS) : {} });
+const dev = await startDev({ state: ".cache/load-state", port: Number(o.port), vars: Object.fromEntries(o.var.map((v) => v.split("="))) });
 const auth = (tenant) => ({ authorization: `Bearer ${keyOf(tenant)}` });
 
 // each tenant publishes its own adapter through the API
@@ -74,7 +74,6 @@ const lines = [
 ];
 for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${n}: ${k}`);
 if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
-if (process.env.LOAD_DEBUG) { const all = dev.log().split("\n").filter((l) => /wrangler:info\] (POST|GET|PUT)/.test(l)); console.log(`request log lines ${all.length}; 503 at`, all.flatMap((l, i) => (/ 503 /.test(l) ? [i] : []))); }
 console.log(lines.join("\n"));
 writeFileSync(".cache/load.md", lines.join("\n") + "\n");
 process.exit(errors ? 1 : 0);
