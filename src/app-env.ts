@@ -2,7 +2,7 @@
 import type { Backbone } from "./store/backbone";
 import type { AdapterStore } from "./store/adapters";
 import type { Storage } from "./store/r2";
-import type { Directory } from "./auth/tenants";
+import type { Directory, KvSource } from "./auth/tenants";
 import type { Principal } from "./auth/keys";
 
 export interface Bindings {
@@ -37,6 +37,7 @@ export interface AppEnv {
     backbone: () => Promise<Backbone>;
     adapters: AdapterStore;
     directory: Directory;
+    kv: KvSource;
     storage: Storage;
     limits: Limits;
     publicTenants: string[];

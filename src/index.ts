@@ -29,9 +29,13 @@ app.use("*", async (c, next) => {
   const env = c.env;
   store ??= new AdapterStore(new AdapterCache(num(env.ADAPTER_CACHE_BYTES, 32 << 20)), num(env.ALIAS_TTL_MS, 10_000));
   directory ??= new Directory(num(env.AUTH_CACHE_MS, 10_000));
-  const io: Storage = { bucket: env.BUCKET, retry: { attempts: num(env.R2_ATTEMPTS, 3), timeoutMs: num(env.R2_TIMEOUT_MS, 2000), backoffMs: 50 } };
+  const waitUntil = (p: Promise<unknown>) => {
+    try { c.executionCtx.waitUntil(p); } catch { /* no execution context (app.request in tests): the promise runs on */ }
+  };
+  const io: Storage = { bucket: env.BUCKET, retry: { attempts: num(env.R2_ATTEMPTS, 3), timeoutMs: num(env.R2_TIMEOUT_MS, 2000), backoffMs: 50 }, waitUntil };
   c.set("adapters", store);
   c.set("directory", directory);
+  c.set("kv", { kv: env.TENANTS, waitUntil });
   c.set("storage", io);
   c.set("publicTenants", (env.PUBLIC_TENANTS ?? "demo").split(",").map((s) => s.trim()).filter(Boolean));
   c.set("limits", { maxItems: num(env.MAX_ITEMS, 32), maxTextChars: num(env.MAX_TEXT_CHARS, 8000), maxTokens: num(env.MAX_TOKENS, 128),

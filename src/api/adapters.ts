@@ -18,7 +18,7 @@ adapters.openapi(
   async (c) => {
     const io = c.var.storage;
     const out: z.infer<typeof AdapterSummary>[] = [];
-    for (const owner of await c.var.directory.readable(c.env.TENANTS, c.var.principal.tenant, c.var.publicTenants)) {
+    for (const owner of await c.var.directory.readable(c.var.kv, c.var.principal.tenant, c.var.publicTenants)) {
       const prefix = `adapters/${owner}/`;
       let cursor: string | undefined;
       do {

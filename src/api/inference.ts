@@ -17,7 +17,7 @@ export const inference = router();
 
 /** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
-  const ref = given ?? (await c.var.directory.settings(c.env.TENANTS, c.var.principal.tenant)).defaults[task];
+  const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
   if (!ref) throw new ApiError(400, "no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
   await assertReadable(c, parseRef(ref).tenant);
   const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);

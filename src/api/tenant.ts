@@ -18,9 +18,9 @@ tenant.openapi(
     responses: { 200: { description: "the key's tenant, scope, defaults and readable namespaces", ...json(TenantInfo) }, ...errors } }),
   async (c) => {
     const p = c.var.principal, dir = c.var.directory;
-    const settings = await dir.settings(c.env.TENANTS, p.tenant);
+    const settings = await dir.settings(c.var.kv, p.tenant);
     return c.json({ tenant: p.tenant, scope: p.scope, key_id: p.keyId, defaults: settings.defaults as Record<string, string>,
-      readable: await dir.readable(c.env.TENANTS, p.tenant, c.var.publicTenants) }, 200);
+      readable: await dir.readable(c.var.kv, p.tenant, c.var.publicTenants) }, 200);
   },
 );
 
@@ -29,7 +29,7 @@ tenant.openapi(
     responses: { 200: { description: "the tenant's defaults after the change", ...json(Defaults) }, ...errors } }),
   async (c) => {
     const t = c.var.principal.tenant, kv = c.env.TENANTS;
-    const settings: TenantSettings = structuredClone(await c.var.directory.settings(kv, t));
+    const settings: TenantSettings = structuredClone(await c.var.directory.settings(c.var.kv, t));
     for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", string | null | undefined][]) {
       if (ref === undefined) continue;
       if (ref === null) { delete settings.defaults[task]; continue; }

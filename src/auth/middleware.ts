@@ -14,7 +14,7 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (!header) throw new ApiError(401, "missing_key", "send an API key: 'Authorization: Bearer se_...'", challenge);
   const key = /^Bearer +(\S+)$/i.exec(header)?.[1] ?? "";
   const id = keyId(key);
-  const record = id ? await c.var.directory.keyRecord(c.env.TENANTS, id) : null;
+  const record = id ? await c.var.directory.keyRecord(c.var.kv, id) : null;
   if (!(await verify(key, record)) || !record || !id) throw new ApiError(401, "invalid_key", "the API key is not valid", challenge);
   c.set("principal", { tenant: record.tenant, scope: record.scope, keyId: id });
   if (c.env.RATE_LIMITER && !(await c.env.RATE_LIMITER.limit({ key: record.tenant })).success)
@@ -42,7 +42,7 @@ export const limitBody = (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> =
 /** Another tenant's adapters are invisible unless public or granted: the same 404 whether or not they exist. */
 export async function assertReadable(c: Context<AppEnv>, owner: string): Promise<void> {
   const reader = c.var.principal.tenant;
-  if (!(await c.var.directory.canRead(c.env.TENANTS, reader, owner, c.var.publicTenants)))
+  if (!(await c.var.directory.canRead(c.var.kv, reader, owner, c.var.publicTenants)))
     throw new ApiError(404, "adapter_not_found", "no such adapter is visible to this key");
 }
 

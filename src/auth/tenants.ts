@@ -13,6 +13,13 @@ export interface TenantSettings {
 
 const MAX_ENTRIES = 10_000;
 
+/** the KV namespace, and the request's waitUntil: a background refresh must outlive the response that started it
+ *  (workerd cancels a request's pending I/O when the request ends) */
+export interface KvSource {
+  kv: KVNamespace;
+  waitUntil: (p: Promise<unknown>) => void;
+}
+
 export class Directory {
   private cache = new Map<string, { value: unknown; at: number }>();
   private reads = new Map<string, Promise<unknown>>(); // one KV read per key at a time, however many requests wait
@@ -20,15 +27,13 @@ export class Directory {
 
   /** A cached value younger than the TTL is returned as is; an older one is returned too while one refresh runs
    *  (stale-while-revalidate), so a slow KV read delays no request that has an answer already. */
-  private read<T>(kv: KVNamespace, key: string): Promise<T | null> {
+  private read<T>(src: KvSource, key: string): Promise<T | null> {
     const hit = this.cache.get(key);
     if (hit && Date.now() - hit.at < this.ttlMs) return Promise.resolve(hit.value as T | null);
-    const p = this.refresh<T>(kv, key);
-    if (hit) {
-      p.catch((e) => console.warn(`KV ${key}: refresh failed: ${e instanceof Error ? e.message : e}`));
-      return Promise.resolve(hit.value as T | null);
-    }
-    return p;
+    const p = this.refresh<T>(src.kv, key);
+    // other requests may wait on this read too: it must not die with the request that started it
+    src.waitUntil(p.catch((e) => console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`)));
+    return hit ? Promise.resolve(hit.value as T | null) : p;
   }
 
   private refresh<T>(kv: KVNamespace, key: string): Promise<T | null> {
@@ -48,17 +53,17 @@ export class Directory {
     this.reads.delete(key); // a read begun before the change must not cache the old value
   }
 
-  keyRecord(kv: KVNamespace, id: string) {
-    return this.read<KeyRecord>(kv, `key/${id}`);
+  keyRecord(src: KvSource, id: string) {
+    return this.read<KeyRecord>(src, `key/${id}`);
   }
-  async settings(kv: KVNamespace, tenant: string): Promise<TenantSettings> {
-    return (await this.read<TenantSettings>(kv, `tenant/${tenant}`)) ?? { defaults: {} };
+  async settings(src: KvSource, tenant: string): Promise<TenantSettings> {
+    return (await this.read<TenantSettings>(src, `tenant/${tenant}`)) ?? { defaults: {} };
   }
-  async canRead(kv: KVNamespace, reader: string, owner: string, publicTenants: string[]): Promise<boolean> {
-    return reader === owner || publicTenants.includes(owner) || (await this.read(kv, `grant/${reader}/${owner}`)) !== null;
+  async canRead(src: KvSource, reader: string, owner: string, publicTenants: string[]): Promise<boolean> {
+    return reader === owner || publicTenants.includes(owner) || (await this.read(src, `grant/${reader}/${owner}`)) !== null;
   }
   /** every tenant whose adapters `reader` may list: itself, the public namespaces, its grants */
-  async readable(kv: KVNamespace, reader: string, publicTenants: string[]): Promise<string[]> {
+  async readable({ kv }: KvSource, reader: string, publicTenants: string[]): Promise<string[]> {
     const owners = new Set([reader, ...publicTenants]);
     let cursor: string | undefined;
     do {

@@ -98,6 +98,7 @@ export class AdapterStore {
         return version;
       }).finally(() => { if (this.aliasReads.get(key) === p) this.aliasReads.delete(key); });
       this.aliasReads.set(key, p);
+      io.waitUntil?.(p.catch(() => {}));
     }
     return p;
   }
@@ -112,6 +113,7 @@ export class AdapterStore {
       if (!p) {
         p = load(io, tenant, name, version, backbone).finally(() => this.inflight.delete(key));
         this.inflight.set(key, p);
+        io.waitUntil?.(p.catch(() => {}));
       }
       adapter = await p;
       this.cache.set(key, adapter);

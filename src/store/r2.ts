@@ -8,10 +8,12 @@ export interface RetryPolicy {
   timeoutMs: number; // R2_TIMEOUT_MS per attempt, 2000
   backoffMs: number; // first pause between attempts, doubled each time
 }
-/** the bucket a request works on and how hard to try */
+/** the bucket a request works on, how hard to try, and the request's waitUntil (reads other requests may share
+ *  must outlive the request that started them: workerd cancels a request's pending I/O when it ends) */
 export interface Storage {
   bucket: R2Bucket;
   retry: RetryPolicy;
+  waitUntil?: (p: Promise<unknown>) => void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -3,6 +3,7 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bytes, call, hex, newKey, postJson, putAdapter, seedDefaults, withHeader, type Catalog } from "./helpers";
+import { Directory } from "../../src/auth/tenants";
 
 let catalog: Catalog;
 const art: Record<string, Uint8Array> = {};
@@ -213,6 +214,22 @@ describe("per-tenant routing", () => {
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([400, "wrong_task"]);
     r = await setDefaults(admin, { generate: null });
     expect(await r.json()).toEqual({ classify: "demo/spam-prefix" });
+  });
+});
+
+describe("key cache", () => {
+  it("serves a cached key record within the TTL, then refreshes it: a revoked key stops working", async () => {
+    const dir = new Directory(50);
+    const pending: Promise<unknown>[] = [];
+    const src = { kv: env.TENANTS, waitUntil: (p: Promise<unknown>) => { pending.push(p); } };
+    const key = await newKey("initech", "read"), id = key.split("_")[1];
+    expect((await dir.keyRecord(src, id))?.tenant).toBe("initech");
+    await env.TENANTS.delete(`key/${id}`);
+    expect((await dir.keyRecord(src, id))?.tenant).toBe("initech"); // within the TTL: cached
+    await new Promise((r) => setTimeout(r, 60));
+    expect((await dir.keyRecord(src, id))?.tenant).toBe("initech"); // expired: the old answer while one refresh runs
+    await Promise.all(pending); // the refresh was handed to waitUntil
+    expect(await dir.keyRecord(src, id)).toBeNull();
   });
 });
 
