@@ -1,6 +1,6 @@
 // End to end on `wrangler dev` (what `npm start` runs), over loopback: the seeded dev key answers the README's
 // classify call; a key made by the key CLI publishes through the API with the offline publish command (--api),
-// which also lists versions and rolls back; the key CLI lists without showing secrets and refuses bad input.
+// which also lists versions and rolls back; the key CLI lists without showing secrets, revokes, refuses bad input.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +11,7 @@ import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
 
 const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
 let dev: Awaited<ReturnType<typeof startDev>>;
-let ciKey = "", listing = "";
+let ciKey = "", revokedKey = "", revokeOut = "", listing = "";
 const keys = (...a: string[]) => spawnSync("node", ["scripts/keys.mjs", ...a, "--persist-to", state], { encoding: "utf8" });
 const publish = (...a: string[]) =>
   spawnSync("scripts/py", ["publish", ...a, "--api", dev.base], { encoding: "utf8", env: { ...process.env, SOFTEDGE_API_KEY: ciKey } });
@@ -19,6 +19,8 @@ const publish = (...a: string[]) =>
 beforeAll(async () => {
   dev = await startDev({ state, port: 8796, beforeStart: () => {
     ciKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "publish", "--label", "e2e", "--persist-to", state], { encoding: "utf8" }).trim();
+    revokedKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "read", "--persist-to", state], { encoding: "utf8" }).trim();
+    revokeOut = execFileSync("node", ["scripts/keys.mjs", "revoke", revokedKey.split("_")[1], "--persist-to", state], { encoding: "utf8" });
     listing = execFileSync("node", ["scripts/keys.mjs", "list", "--persist-to", state], { encoding: "utf8" });
   } });
 }, 120_000);
@@ -44,6 +46,13 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
     expect([bad.status, bad.stderr.trim()]).toEqual([2, "error: tenant must be lowercase letters, digits, '-' or '_' (at most 63)"]);
     expect(keys("create", "--tenant", "ci", "--scope", "owner").stderr).toMatch(/^error: scope must be one of read, publish, admin/);
     expect(keys("revoke", "nope").stderr).toMatch(/^error: revoke needs a key id/);
+    expect(revokeOut.trim()).toBe(`revoked ${revokedKey.split("_")[1]}`);
+    expect(listing).not.toContain(revokedKey.split("_")[1]);
+  });
+
+  it("refuses a revoked key", async () => {
+    const r = await fetch(`${dev.base}/v1/tenant`, { headers: { authorization: `Bearer ${revokedKey}` } });
+    expect([r.status, ((await r.json()) as any).error.code]).toEqual([401, "invalid_key"]);
   });
 
   it("publishes, lists and rolls back with `scripts/py publish --api`; refuses another tenant's alias", async () => {
