@@ -4,6 +4,7 @@ import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bytes, call, hex, newKey, postJson, putAdapter, seedDefaults, withHeader, type Catalog } from "./helpers";
 import { Directory } from "../../src/auth/tenants";
+import { AdapterCache, AdapterStore } from "../../src/store/adapters";
 
 let catalog: Catalog;
 const art: Record<string, Uint8Array> = {};
@@ -214,6 +215,22 @@ describe("per-tenant routing", () => {
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([400, "wrong_task"]);
     r = await setDefaults(admin, { generate: null });
     expect(await r.json()).toEqual({ classify: "demo/spam-prefix" });
+  });
+});
+
+describe("alias propagation", () => {
+  it("another isolate sees a moved alias within its alias TTL, and a pinned version at once", async () => {
+    const cfg = JSON.parse(await (await env.BUCKET.get(`backbones/${catalog.default_backbone}/config.json`))!.text());
+    const io = { bucket: env.BUCKET, retry: { attempts: 3, timeoutMs: 2000, backoffMs: 10 } };
+    const other = new AdapterStore(new AdapterCache(1 << 20), 200); // a second isolate's store, TTL 200 ms
+    const key = K["acme-publish"];
+    const first = ((await (await putAdapter("acme/ttl", key, art["spam-prefix"])).json()) as any).version;
+    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(first);
+    const second = ((await (await putAdapter("acme/ttl", key, art["spam-prompt"])).json()) as any).version;
+    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(first); // within the TTL: the version it knows
+    expect((await other.resolve(io, `acme/ttl@${second}`, cfg)).version).toBe(second); // pinned: at once
+    await new Promise((r) => setTimeout(r, 250));
+    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(second); // after the TTL: the moved alias
   });
 });
 
