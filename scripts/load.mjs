@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Load test: autocannon against `wrangler dev` on loopback, several tenants and adapters at once, bounded in time.
-//   npm run load -- [--duration 60] [--connections 48] [--port 8798] [--var NAME=VALUE ...]   (--var: a worker var, e.g. ALIAS_TTL_MS=60000)
+//   npm run load -- [--duration 60] [--connections 48] [--port 8798] [--client autocannon|fetch] [--var NAME=VALUE ...]
+// --var: a worker var (e.g. ALIAS_TTL_MS=60000); --client fetch: the same requests from Node's fetch, one loop per
+// connection (a second client, to tell the worker's errors from a client's or wrangler dev's proxy's).
 // Set-up through the API itself: acme and globex publish their own adapters (PUT), then every connection cycles
 // through classify calls on own and public adapters, a mixed batch and a short generation, each with its tenant's key.
 // Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, and workerd's resident memory after
-// warm-up, every 10 s, and at the end. Writes .cache/load.md.
+// warm-up, every 10 s, and at the end. Writes .cache/load-<client>.md.
 import autocannon from "autocannon";
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -12,10 +14,11 @@ import { startDev } from "./lib/dev-server.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
 
 const { values: o } = parseArgs({ options: { duration: { type: "string", default: "60" }, connections: { type: "string", default: "48" },
-  port: { type: "string", default: "8798" }, var: { type: "string", multiple: true, default: [] } } });
+  port: { type: "string", default: "8798" }, client: { type: "string", default: "autocannon" }, var: { type: "string", multiple: true, default: [] } } });
 const duration = Number(o.duration), connections = Number(o.connections);
-if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256) || o.var.some((v) => !/^[A-Z_]+=\S+$/.test(v))) {
-  console.error("error: --duration 1..600 s, --connections 1..256, --var NAME=VALUE");
+if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256) || o.var.some((v) => !/^[A-Z_]+=\S+$/.test(v)) ||
+  !["autocannon", "fetch"].includes(o.client)) {
+  console.error("error: --duration 1..600 s, --connections 1..256, --client autocannon|fetch, --var NAME=VALUE");
   process.exit(2);
 }
 const keyOf = (tenant, scope) => DEV_KEYS.find((k) => k[1] === tenant && (!scope || k[2] === scope))[0];
@@ -49,21 +52,48 @@ for (const r of requests) {
 const memStart = dev.rss();
 const samples = [];
 const timer = setInterval(() => samples.push(dev.rss()), 10_000);
-console.log(`load: ${connections} connections for ${duration} s against ${dev.base} (${requests.length} request kinds, 3 tenants)`);
+console.log(`load (${o.client}): ${connections} connections for ${duration} s against ${dev.base} (${requests.length} request kinds, 3 tenants)`);
 const errorBodies = {};
 const watched = requests.map((r) => ({ ...r, onResponse: (status, body) => {
   if (status >= 300) { const k = `${status} ${r.path} ${String(body).slice(0, 160)}`; errorBodies[k] = (errorBodies[k] ?? 0) + 1; }
 } }));
-const result = await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 });
+const result = o.client === "autocannon"
+  ? await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 })
+  : await fetchLoad(watched);
 clearInterval(timer);
 const memEnd = dev.rss();
 dev.stop();
 const warnings = dev.log().split("\n").filter((l) => l.trim() && !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l));
 
+/** the same requests from Node's fetch: `connections` loops, each cycling through them; autocannon's result shape */
+async function fetchLoad(reqs) {
+  const t0 = Date.now(), lat = [], codes = {};
+  let socketErrors = 0;
+  await Promise.all(Array.from({ length: connections }, async (_, c) => {
+    for (let i = c; Date.now() - t0 < duration * 1000; i++) {
+      const r = reqs[i % reqs.length], a = performance.now();
+      try {
+        const res = await fetch(dev.base + r.path, { method: r.method, headers: r.headers, body: r.body });
+        const body = await res.text();
+        lat.push(performance.now() - a);
+        codes[res.status] = { count: (codes[res.status]?.count ?? 0) + 1 };
+        r.onResponse(res.status, body);
+      } catch {
+        socketErrors++;
+      }
+    }
+  }));
+  lat.sort((a, b) => a - b);
+  const at = (p) => Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]);
+  const ok = Object.entries(codes).reduce((n, [k, v]) => n + (k < 300 ? v.count : 0), 0);
+  return { requests: { total: lat.length, average: lat.length / duration }, latency: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: Math.round(lat.at(-1)) },
+    non2xx: lat.length - ok, errors: socketErrors, timeouts: 0, statusCodeStats: codes };
+}
+
 const L = result.latency, errors = result.non2xx + result.errors + result.timeouts;
 const codes = Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => `${k}: ${v.count}`).join(", ");
 const lines = [
-  `load: ${new Date().toISOString()}, ${connections} connections, ${duration} s, loopback, wrangler dev (one workerd isolate)`,
+  `load: ${new Date().toISOString()}, client ${o.client}, ${connections} connections, ${duration} s, loopback, wrangler dev (one workerd isolate)`,
   "",
   "| requests | errors | non-2xx | socket errors | timeouts | req/s (mean) | p50 ms | p90 ms | p99 ms | max ms |",
   "|---|---|---|---|---|---|---|---|---|---|",
@@ -75,5 +105,5 @@ const lines = [
 for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${n}: ${k}`);
 if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
 console.log(lines.join("\n"));
-writeFileSync(".cache/load.md", lines.join("\n") + "\n");
+writeFileSync(`.cache/load-${o.client}.md`, lines.join("\n") + "\n");
 process.exit(errors ? 1 : 0);
