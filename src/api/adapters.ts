@@ -19,14 +19,14 @@ adapters.openapi(
     const io = c.var.storage;
     const out: z.infer<typeof AdapterSummary>[] = [];
     for (const owner of await c.var.directory.readable(c.var.kv, c.var.principal.tenant, c.var.publicTenants)) {
+      // one level at a time: adapters/<owner>/<name>/ prefixes, not every version object below them
       const prefix = `adapters/${owner}/`;
       let cursor: string | undefined;
       do {
-        const page = await reliably(io, `list ${prefix}`, () => io.bucket.list({ prefix, cursor, limit: 1000 }));
-        for (const o of page.objects.filter((x) => x.key.endsWith("/alias.json"))) {
-          const doc = (await getJson<AliasDoc>(io, o.key))?.value;
+        const page = await reliably(io, `list ${prefix}`, () => io.bucket.list({ prefix, delimiter: "/", cursor, limit: 1000 }));
+        const docs = await Promise.all(page.delimitedPrefixes.map(async (p) => (await getJson<AliasDoc>(io, `${p}alias.json`))?.value));
+        for (const doc of docs)
           if (doc) out.push({ alias: doc.alias, version: doc.version, task: doc.task, kind: doc.kind, backbone: doc.backbone, updated: doc.updated });
-        }
         cursor = page.truncated ? page.cursor : undefined;
       } while (cursor);
     }

@@ -78,7 +78,10 @@ describe("API in workerd", () => {
     expect(one.alias).toBe(catalog.adapters[0].alias);
     expect(one.backbone).toBe(catalog.default_backbone);
     const doc: any = await (await app.request("/openapi.json", {}, env)).json();
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/classify", "/v1/generate", "/v1/adapters"]));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/classify", "/v1/generate", "/v1/adapters", "/v1/adapters/{tenant}/{name}",
+      "/v1/adapters/{tenant}/{name}/versions", "/v1/adapters/{tenant}/{name}/rollback", "/v1/tenant", "/v1/tenant/defaults", "/v1/tenant/grants/{reader}"]));
+    expect(Object.keys(doc.paths["/v1/adapters/{tenant}/{name}"])).toEqual(expect.arrayContaining(["get", "put"]));
+    expect(doc.components.securitySchemes.apiKey.scheme).toBe("bearer");
   });
 
   it.each([
