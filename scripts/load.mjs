@@ -101,6 +101,8 @@ const lines = [
   "",
   `status codes: ${codes}`,
   `workerd RSS: ${memStart.toFixed(0)} MB after warm-up, ${samples.map((m) => m.toFixed(0)).join(" / ")} MB every 10 s, ${memEnd.toFixed(0)} MB at the end`,
+  // the first seconds grow the wasm heap to the working set of the connections in flight; drift is what follows
+  `workerd RSS drift over the second half of the run: ${samples.length >= 2 ? `${(memEnd - samples[Math.floor((samples.length - 1) / 2)]).toFixed(0)} MB` : "n/a (run too short)"}`,
 ];
 for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${n}: ${k}`);
 if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
