@@ -7,7 +7,7 @@
 // lines work, and never anywhere but this local state (make real ones with scripts/keys.mjs).
 //   node scripts/seed-local-r2.mjs [--persist-to .wrangler/state]
 import { Miniflare } from "miniflare";
-import { DEV_KEYS, sha256Hex } from "./lib/keys.mjs";
+import { DEV_KEYS, keyRecord } from "./lib/keys.mjs";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -58,7 +58,7 @@ for (let k = 0; k < benchAliases && first; k++) await publish(`acme/bench-a${Str
 for (const [key, tenant, scope] of DEV_KEYS) {
   const id = key.split("_")[1];
   if (await kv.get(`key/${id}`)) continue;
-  await kv.put(`key/${id}`, JSON.stringify({ tenant, scope, hash: await sha256Hex(key), created: new Date().toISOString(), label: "local development (seed)" }));
+  await kv.put(`key/${id}`, JSON.stringify(await keyRecord(key, { tenant, scope, label: "local development (seed)" })));
   wrote++;
 }
 await mf.dispose();

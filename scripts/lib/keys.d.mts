@@ -4,6 +4,9 @@ export declare const NAME: RegExp;
 export declare function sha256Hex(text: string): Promise<string>;
 export declare function createKey(
   opts: { tenant: string; scope: string; label?: string },
-  secret?: string,
 ): Promise<{ id: string; key: string; kvKey: string; record: { tenant: string; scope: string; hash: string; created: string; label: string } }>;
 export declare const DEV_KEYS: [string, string, string][];
+export declare function keyRecord(
+  key: string,
+  opts: { tenant: string; scope: string; label?: string },
+): Promise<{ tenant: string; scope: string; hash: string; created: string; label: string }>;

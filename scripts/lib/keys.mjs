@@ -22,11 +22,15 @@ export async function sha256Hex(text) {
 }
 
 /** a new random key and the KV entry that authorises it */
-export async function createKey({ tenant, scope, label = "" }, secret) {
+export async function createKey({ tenant, scope, label = "" }) {
   if (!NAME.test(tenant ?? "")) throw new Error("tenant must be lowercase letters, digits, '-' or '_' (at most 63)");
   if (!SCOPES.includes(scope)) throw new Error(`scope must be one of ${SCOPES.join(", ")}`);
   const id = hex(crypto.getRandomValues(new Uint8Array(6)));
-  const key = `se_${id}_${secret ?? b64url(crypto.getRandomValues(new Uint8Array(32)))}`;
-  const record = { tenant, scope, hash: await sha256Hex(key), created: new Date().toISOString(), label };
-  return { id, key, kvKey: `key/${id}`, record };
+  const key = `se_${id}_${b64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  return { id, key, kvKey: `key/${id}`, record: await keyRecord(key, { tenant, scope, label }) };
+}
+
+/** the KV value that authorises `key` (only its hash is kept) */
+export async function keyRecord(key, { tenant, scope, label = "" }) {
+  return { tenant, scope, hash: await sha256Hex(key), created: new Date().toISOString(), label };
 }

@@ -6,7 +6,7 @@ import { bearer, errors, json, router } from "./openapi";
 import { AdapterInfo, AdapterPath, AdapterSummary, PublishResponse, RollbackRequest, RollbackResponse, VersionsResponse } from "./schemas";
 import { assertOwn, assertReadable, limitBody, requireScope } from "../auth/middleware";
 import { aliasKey, type AliasDoc } from "../store/adapters";
-import { getJson, reliably } from "../store/r2";
+import { getJson, listPages } from "../store/r2";
 import { publish, rollback, versions } from "../store/publish";
 
 export const adapters = router();
@@ -20,15 +20,11 @@ adapters.openapi(
     const out: z.infer<typeof AdapterSummary>[] = [];
     for (const owner of await c.var.directory.readable(c.var.kv, c.var.principal.tenant, c.var.publicTenants)) {
       // one level at a time: adapters/<owner>/<name>/ prefixes, not every version object below them
-      const prefix = `adapters/${owner}/`;
-      let cursor: string | undefined;
-      do {
-        const page = await reliably(io, `list ${prefix}`, () => io.bucket.list({ prefix, delimiter: "/", cursor, limit: 1000 }));
+      for await (const page of listPages(io, { prefix: `adapters/${owner}/`, delimiter: "/" })) {
         const docs = await Promise.all(page.delimitedPrefixes.map(async (p) => (await getJson<AliasDoc>(io, `${p}alias.json`))?.value));
         for (const doc of docs)
           if (doc) out.push({ alias: doc.alias, version: doc.version, task: doc.task, kind: doc.kind, backbone: doc.backbone, updated: doc.updated });
-        cursor = page.truncated ? page.cursor : undefined;
-      } while (cursor);
+      }
     }
     return c.json({ adapters: out }, 200);
   },

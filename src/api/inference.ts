@@ -7,11 +7,11 @@ import type { AppEnv } from "../app-env";
 import { ApiError } from "./errors";
 import { bearer, errors, json, router, timing } from "./openapi";
 import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
-import { assertReadable, limitBody, requireScope } from "../auth/middleware";
+import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
 import { classifyBatch } from "../engine/classify";
 import { generate } from "../engine/generate";
 import { encodePromptChecked } from "../engine/prompt";
-import { parseRef, type Resolved } from "../store/adapters";
+import type { Resolved } from "../store/adapters";
 
 export const inference = router();
 
@@ -19,10 +19,7 @@ export const inference = router();
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
   const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
   if (!ref) throw new ApiError(400, "no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
-  await assertReadable(c, parseRef(ref).tenant);
-  const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
-  if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter`);
-  return r;
+  return usableAdapter(c, ref, task);
 }
 
 inference.openapi(

@@ -6,9 +6,8 @@ import { createRoute } from "@hono/zod-openapi";
 import { ApiError } from "./errors";
 import { bearer, errors, json, router } from "./openapi";
 import { Defaults, Grants, ReaderPath, TenantInfo } from "./schemas";
-import { assertReadable, limitBody, requireScope } from "../auth/middleware";
-import type { TenantSettings } from "../auth/tenants";
-import { parseRef } from "../store/adapters";
+import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
+import { kvNames, type TenantSettings } from "../auth/tenants";
 
 export const tenant = router();
 const admin = [requireScope("admin"), limitBody("json")];
@@ -33,10 +32,7 @@ tenant.openapi(
     for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", string | null | undefined][]) {
       if (ref === undefined) continue;
       if (ref === null) { delete settings.defaults[task]; continue; }
-      // a default must be an adapter this tenant can use, for that task
-      await assertReadable(c, parseRef(ref).tenant);
-      const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
-      if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
+      await usableAdapter(c, ref, task); // a default must be an adapter this tenant can use, for that task
       settings.defaults[task] = ref;
     }
     await kv.put(`tenant/${t}`, JSON.stringify(settings));
@@ -45,16 +41,7 @@ tenant.openapi(
   },
 );
 
-async function readers(kv: KVNamespace, owner: string): Promise<string[]> {
-  const out: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await kv.list({ prefix: `granted/${owner}/`, cursor });
-    out.push(...page.keys.map((k) => k.name.slice(`granted/${owner}/`.length)));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return out.sort();
-}
+const readers = async (kv: KVNamespace, owner: string) => (await kvNames(kv, `granted/${owner}/`)).sort();
 
 tenant.openapi(
   createRoute({ method: "get", path: "/v1/tenant/grants", security: bearer, middleware: [requireScope("admin")] as const,

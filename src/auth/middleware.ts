@@ -5,6 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app-env";
 import { ApiError } from "../api/errors";
 import { allows, keyId, verify, type Scope } from "./keys";
+import { parseRef, type Resolved } from "../store/adapters";
 
 const challenge = { "www-authenticate": 'Bearer realm="softedge"' };
 
@@ -44,6 +45,14 @@ export async function assertReadable(c: Context<AppEnv>, owner: string): Promise
   const reader = c.var.principal.tenant;
   if (!(await c.var.directory.canRead(c.var.kv, reader, owner, c.var.publicTenants)))
     throw new ApiError(404, "adapter_not_found", "no such adapter is visible to this key");
+}
+
+/** an adapter reference this key may use for `task`: readable, loaded, of that task */
+export async function usableAdapter(c: Context<AppEnv>, ref: string, task: "classify" | "generate"): Promise<Resolved> {
+  await assertReadable(c, parseRef(ref).tenant);
+  const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
+  if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
+  return r;
 }
 
 /** Writes go to the key's own tenant only. */

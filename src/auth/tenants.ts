@@ -6,6 +6,7 @@
 // default takes effect within that time on other isolates (plus KV's own propagation in production), at once on
 // the isolate that made the change.
 import type { KeyRecord } from "./keys";
+import { SingleFlight } from "../store/single-flight";
 
 export interface TenantSettings {
   defaults: Partial<Record<"classify" | "generate", string>>;
@@ -20,9 +21,22 @@ export interface KvSource {
   waitUntil: (p: Promise<unknown>) => void;
 }
 
+/** every key name under `prefix`, the prefix cut off, across KV's pages */
+export async function kvNames(kv: KVNamespace, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list({ prefix, cursor });
+    out.push(...page.keys.map((k) => k.name.slice(prefix.length)));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return out;
+}
+
 export class Directory {
   private cache = new Map<string, { value: unknown; at: number }>();
-  private reads = new Map<string, Promise<unknown>>(); // one KV read per key at a time, however many requests wait
+  private reads = new SingleFlight<unknown>(); // one KV read per key at a time, however many requests wait
+  private epoch = 0; // bumped by every forget: a read begun before a change must not cache the old value
   constructor(private ttlMs: number) {}
 
   /** A cached value younger than the TTL is returned as is; an older one is returned too while one refresh runs
@@ -30,27 +44,26 @@ export class Directory {
   private read<T>(src: KvSource, key: string): Promise<T | null> {
     const hit = this.cache.get(key);
     if (hit && Date.now() - hit.at < this.ttlMs) return Promise.resolve(hit.value as T | null);
-    const p = this.refresh<T>(src.kv, key);
-    // other requests may wait on this read too: it must not die with the request that started it
-    src.waitUntil(p.catch((e) => console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`)));
+    const epoch = this.epoch;
+    const p = this.reads.run(key, async () => {
+      let value: unknown;
+      try {
+        value = await src.kv.get(key, "json");
+      } catch (e) {
+        console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`);
+        throw e;
+      }
+      if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
+      if (epoch === this.epoch) this.cache.set(key, { value, at: Date.now() });
+      return value;
+    }, src.waitUntil) as Promise<T | null>;
     return hit ? Promise.resolve(hit.value as T | null) : p;
   }
 
-  private refresh<T>(kv: KVNamespace, key: string): Promise<T | null> {
-    let p = this.reads.get(key);
-    if (!p) {
-      p = kv.get<T>(key, "json").then((value) => {
-        if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
-        if (this.reads.get(key) === p) this.cache.set(key, { value, at: Date.now() });
-        return value;
-      }).finally(() => { if (this.reads.get(key) === p) this.reads.delete(key); });
-      this.reads.set(key, p);
-    }
-    return p as Promise<T | null>;
-  }
   forget(key: string) {
     this.cache.delete(key);
-    this.reads.delete(key); // a read begun before the change must not cache the old value
+    this.reads.forget(key);
+    this.epoch++;
   }
 
   keyRecord(src: KvSource, id: string) {
@@ -64,13 +77,6 @@ export class Directory {
   }
   /** every tenant whose adapters `reader` may list: itself, the public namespaces, its grants */
   async readable({ kv }: KvSource, reader: string, publicTenants: string[]): Promise<string[]> {
-    const owners = new Set([reader, ...publicTenants]);
-    let cursor: string | undefined;
-    do {
-      const page = await kv.list({ prefix: `grant/${reader}/`, cursor });
-      for (const k of page.keys) owners.add(k.name.slice(`grant/${reader}/`.length));
-      cursor = page.list_complete ? undefined : page.cursor;
-    } while (cursor);
-    return [...owners].sort();
+    return [...new Set([reader, ...publicTenants, ...(await kvNames(kv, `grant/${reader}/`))])].sort();
   }
 }

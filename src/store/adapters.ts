@@ -5,6 +5,7 @@ import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
 import type { BackboneConfig } from "../engine/backbone-config";
 import { ApiError } from "../api/errors";
 import { getBytes, getJson, type Storage } from "./r2";
+import { SingleFlight } from "./single-flight";
 
 const REF = /^([a-z0-9][a-z0-9_-]{0,62})\/([a-z0-9][a-z0-9_-]{0,62})(?:@([a-f0-9]{16}))?$/;
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -59,18 +60,18 @@ export class AdapterCache {
   keys(): string[] { return [...this.map.keys()]; }
 }
 
-/** Per-isolate state (alias cache, parsed adapters, loads in flight); each call names the storage it reads. */
+/** Per-isolate state (alias cache, parsed adapters, reads in flight); each call names the storage it reads. */
 export class AdapterStore {
   private aliases = new Map<string, { version: string; at: number }>();
-  private inflight = new Map<string, Promise<Adapter>>();
-  private aliasReads = new Map<string, Promise<string>>();
+  private loads = new SingleFlight<Adapter>();
+  private aliasReads = new SingleFlight<string>();
   private epoch = 0; // bumped by every alias move on this isolate
   constructor(public cache: AdapterCache, private aliasTtlMs: number) {}
 
   /** after a publish or rollback on this isolate: the next request re-reads the alias */
   forgetAlias(tenant: string, name: string) {
     this.aliases.delete(`${tenant}/${name}`);
-    this.aliasReads.delete(`${tenant}/${name}`); // a read begun before the move may carry the old version
+    this.aliasReads.forget(`${tenant}/${name}`); // a read begun before the move may carry the old version
     this.epoch++;
   }
 
@@ -79,28 +80,22 @@ export class AdapterStore {
   async version(io: Storage, tenant: string, name: string): Promise<string> {
     const key = `${tenant}/${name}`, hit = this.aliases.get(key);
     if (hit && Date.now() - hit.at < this.aliasTtlMs) return hit.version;
-    let p = this.aliasReads.get(key);
-    if (!p) {
-      const epoch = this.epoch;
-      p = (async () => {
-        try {
-          const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
-          if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
-          return doc.value.version;
-        } catch (e) {
-          const stale = this.aliases.get(key);
-          if (stale && e instanceof ApiError && e.code === "storage_unavailable") return stale.version;
-          throw e;
-        }
-      })().then((version) => {
-        // a read that began before this isolate moved an alias must not cache what it read
-        if (epoch === this.epoch) this.aliases.set(key, { version, at: Date.now() });
-        return version;
-      }).finally(() => { if (this.aliasReads.get(key) === p) this.aliasReads.delete(key); });
-      this.aliasReads.set(key, p);
-      io.waitUntil?.(p.catch(() => {}));
-    }
-    return p;
+    const epoch = this.epoch;
+    return this.aliasReads.run(key, async () => {
+      let version: string;
+      try {
+        const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
+        if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
+        version = doc.value.version;
+      } catch (e) {
+        const stale = this.aliases.get(key);
+        if (!(stale && e instanceof ApiError && e.code === "storage_unavailable")) throw e;
+        version = stale.version;
+      }
+      // a read that began before this isolate moved an alias must not cache what it read
+      if (epoch === this.epoch) this.aliases.set(key, { version, at: Date.now() });
+      return version;
+    }, io.waitUntil);
   }
 
   async resolve(io: Storage, ref: string, backbone: BackboneConfig): Promise<Resolved> {
@@ -109,13 +104,7 @@ export class AdapterStore {
     const key = `${tenant}/${name}@${version}`;
     let adapter = this.cache.get(key);
     if (!adapter) {
-      let p = this.inflight.get(key);
-      if (!p) {
-        p = load(io, tenant, name, version, backbone).finally(() => this.inflight.delete(key));
-        this.inflight.set(key, p);
-        io.waitUntil?.(p.catch(() => {}));
-      }
-      adapter = await p;
+      adapter = await this.loads.run(key, () => load(io, tenant, name, version, backbone), io.waitUntil);
       this.cache.set(key, adapter);
     }
     return { ref: `${tenant}/${name}`, version, adapter };

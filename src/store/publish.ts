@@ -7,7 +7,7 @@ import type { BackboneConfig } from "../engine/backbone-config";
 import { sha256Hex } from "../engine/hash";
 import { ApiError } from "../api/errors";
 import { aliasKey, load, versionKey, type AliasDoc } from "./adapters";
-import { getBytes, getJson, reliably, type Storage } from "./r2";
+import { getBytes, getJson, listPages, reliably, type Storage } from "./r2";
 
 const HISTORY = 50; // earlier versions kept in alias.json (the objects themselves are never deleted)
 const CAS_ATTEMPTS = 8;
@@ -91,15 +91,11 @@ export async function versions(io: Storage, tenant: string, name: string) {
   if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
   const prefix = `adapters/${tenant}/${name}/versions/`;
   const out: { version: string; bytes: number; uploaded: string; current: boolean }[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await reliably(io, `list ${prefix}`, () => io.bucket.list({ prefix, cursor, limit: 1000 }));
+  for await (const page of listPages(io, { prefix }))
     for (const o of page.objects) {
       const version = o.key.slice(prefix.length).replace(/\.safetensors$/, "");
       out.push({ version, bytes: o.size, uploaded: o.uploaded.toISOString(), current: version === doc.value.version });
     }
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
   out.sort((a, b) => b.uploaded.localeCompare(a.uploaded));
   return { alias: `${tenant}/${name}`, current: doc.value.version, history: doc.value.history, updated: doc.value.updated, versions: out };
 }

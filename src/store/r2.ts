@@ -57,3 +57,13 @@ export const getJson = <T>(io: Storage, key: string) =>
     const o = await io.bucket.get(key);
     return o ? { value: await o.json<T>(), etag: o.etag } : null;
   });
+
+/** a listing's pages (each read with retries), following R2's cursor */
+export async function* listPages(io: Storage, options: R2ListOptions & { prefix: string }): AsyncGenerator<R2Objects> {
+  let cursor: string | undefined;
+  do {
+    const page = await reliably(io, `list ${options.prefix}`, () => io.bucket.list({ limit: 1000, ...options, cursor }));
+    yield page;
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+}
