@@ -41,9 +41,12 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     fp = export_onnx.export(tiny_model)
     q = quantize.quantize(fp, scheme)
     onnx.checker.check_model(q)
-    floats = [i for i in q.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 1024]
+    scales = {n.input[2] for n in q.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized")}
+    floats = [i for i in q.graph.initializer
+              if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 1024 and i.name not in scales]
     assert floats == [], [i.name for i in floats]
-    assert any(i.data_type == onnx.TensorProto.INT8 for i in q.graph.initializer)
+    stored = onnx.TensorProto.UINT8 if scheme == "weight-only-nbits" else onnx.TensorProto.INT8
+    assert any(i.data_type == stored and np.prod(i.dims) >= 1024 for i in q.graph.initializer)
     weight_bytes = lambda m: sum(i.ByteSize() for i in m.graph.initializer)  # noqa: E731
     assert weight_bytes(q) < 0.4 * weight_bytes(fp)  # norms stay fp32; the rest is 4x smaller
     ops = {n.op_type for n in q.graph.node}
@@ -51,7 +54,24 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     assert ("MatMulInteger" in ops) == (scheme == "dynamic-row")
     if scheme == "weight-only":  # Cast+Mul of constants only, so ORT folds them at load
         assert "DequantizeLinear" not in ops and "MatMulInteger" not in ops
+    if scheme == "weight-only-nbits":  # weights stay uint8 in memory; no weight-sized Cast for ORT to fold
+        assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
+        casts = {n.output[0] for n in q.graph.node if n.op_type == "Cast"}
+        assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in casts]
     assert "DynamicQuantizeLinear" not in ops  # per-tensor activation scales would couple batch rows
+
+
+def test_nbits_tied_head_shares_the_gather_table(tiny_model):
+    q = quantize.quantize(export_onnx.export(tiny_model), "weight-only-nbits")
+    gather = next(n for n in q.graph.node if n.op_type == "GatherBlockQuantized")
+    heads = [n for n in q.graph.node if n.op_type == "MatMulNBits" and n.input[1] == gather.input[0]]
+    assert len(heads) == (1 if tiny_model.cfg.tie_embeddings else 0)
+
+
+def test_nbits_block_divides_k():
+    assert [quantize.nbits_block(k) for k in (256, 704, 128, 48)] == [256, 64, 128, 16]
+    with pytest.raises(ValueError, match="divisible by 16"):
+        quantize.nbits_block(100)
 
 
 def test_quantize_array_error_is_bounded():
