@@ -25,6 +25,7 @@ mkdirSync(".cache/bench-engine", { recursive: true });
 await build({ entryPoints: { engine: "scripts/lib/bench-engine-entry.ts" }, bundle: true, format: "esm", platform: "node",
   outdir: ".cache/bench-engine", external: ["onnxruntime-*", "@huggingface/tokenizers"], logLevel: "error" });
 const engine = await import(join(process.cwd(), ".cache/bench-engine/engine.js"));
+const BATCH_TOKENS = engine.SETTINGS.MAX_BATCH_TOKENS[0]; // the worker's default pass budget
 const ortNode = await import("onnxruntime-node");
 const { Tokenizer } = await import("@huggingface/tokenizers");
 const cfg = JSON.parse(readFileSync(`${BUNDLE}/config.json`, "utf8"));
@@ -72,7 +73,7 @@ const rows = [];
 for (const n of [16, 64, 256]) {
   const { text, ids } = textOf(n, adapterNode);
   const w = await timeIt(async () => (await post("/v1/classify", { adapter: cls.alias, text })).json());
-  const nd = await timeIt(() => engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }]));
+  const nd = await timeIt(() => engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }], BATCH_TOKENS));
   rows.push([`classify, ${ids.length} tokens`, w, nd]);
 }
 {
@@ -81,9 +82,9 @@ for (const n of [16, 64, 256]) {
   const same = mixed.map(() => ({ adapter: cls.alias, text }));
   const adaptersNode = await Promise.all(mixed.map(() => engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg)));
   rows.push(["batch 16 x 64 tokens, 16 adapters", await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, adaptersNode.map((a) => ({ ids, adapter: a }))), Math.ceil(RUNS / 3))]);
+    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, adaptersNode.map((a) => ({ ids, adapter: a })), BATCH_TOKENS), Math.ceil(RUNS / 3))]);
   rows.push(["batch 16 x 64 tokens, 1 adapter", await timeIt(async () => (await post("/v1/classify", { items: same })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, same.map(() => ({ ids, adapter: adapterNode }))), Math.ceil(RUNS / 3))]);
+    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, same.map(() => ({ ids, adapter: adapterNode })), BATCH_TOKENS), Math.ceil(RUNS / 3))]);
 }
 // generation (seeded sampling, stop strings off): token 1 = a request for one new token (prompt included);
 // at token 32 = the marginal cost per token between 16 and 32 new tokens, (T(32) - T(16)) / 16

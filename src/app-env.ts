@@ -4,6 +4,7 @@ import type { AdapterStore } from "./store/adapters";
 import type { Storage } from "./store/r2";
 import type { Directory, KvSource } from "./auth/tenants";
 import type { Principal } from "./auth/keys";
+import type { Limits } from "./config";
 
 export interface Bindings {
   BUCKET: R2Bucket;
@@ -17,20 +18,14 @@ export interface Bindings {
   MAX_NEW_TOKENS?: string;
   MAX_BODY_BYTES?: string;
   MAX_ADAPTER_BYTES?: string;
+  MAX_BATCH_TOKENS?: string;
   ADAPTER_CACHE_BYTES?: string;
   ALIAS_TTL_MS?: string;
   AUTH_CACHE_MS?: string;
   R2_ATTEMPTS?: string;
   R2_TIMEOUT_MS?: string;
 }
-export interface Limits {
-  maxItems: number;
-  maxTextChars: number;
-  maxTokens: number;
-  maxNewTokens: number;
-  maxBodyBytes: number;
-  maxAdapterBytes: number;
-}
+export type { Limits } from "./config";
 export interface AppEnv {
   Bindings: Bindings;
   Variables: {

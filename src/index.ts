@@ -8,16 +8,15 @@ import { Directory } from "./auth/tenants";
 import { AdapterCache, AdapterStore } from "./store/adapters";
 import { getBackbone } from "./store/backbone";
 import { getJson, type Storage } from "./store/r2";
+import { configOf } from "./config";
 
 // per isolate: caches outlive requests
 let store: AdapterStore | null = null;
 let directory: Directory | null = null;
 let backboneId: Promise<string> | null = null;
 
-const num = (v: string | undefined, d: number) => (v && Number.isFinite(Number(v)) ? Number(v) : d);
-
-async function defaultBackbone(env: Bindings, io: Storage): Promise<string> {
-  if (env.BACKBONE_ID) return env.BACKBONE_ID;
+async function defaultBackbone(backbone: string | undefined, io: Storage): Promise<string> {
+  if (backbone) return backbone;
   const o = await getJson<{ default_backbone: string }>(io, "catalog.json");
   if (!o) throw new ApiError(503, "backbone_unavailable", "no catalog.json in the bucket (run npm start to seed it)");
   return o.value.default_backbone;
@@ -27,21 +26,21 @@ export const app = new OpenAPIHono<AppEnv>();
 // per-request context: the isolate's stores, the storage and its retry policy, the limits, a lazy backbone handle
 app.use("*", async (c, next) => {
   const env = c.env;
-  store ??= new AdapterStore(new AdapterCache(num(env.ADAPTER_CACHE_BYTES, 32 << 20)), num(env.ALIAS_TTL_MS, 10_000));
-  directory ??= new Directory(num(env.AUTH_CACHE_MS, 10_000));
+  const cfg = configOf(env);
+  store ??= new AdapterStore(new AdapterCache(cfg.adapterCacheBytes), cfg.aliasTtlMs);
+  directory ??= new Directory(cfg.authCacheMs);
   const waitUntil = (p: Promise<unknown>) => {
     try { c.executionCtx.waitUntil(p); } catch { /* no execution context (app.request in tests): the promise runs on */ }
   };
-  const io: Storage = { bucket: env.BUCKET, retry: { attempts: num(env.R2_ATTEMPTS, 3), timeoutMs: num(env.R2_TIMEOUT_MS, 2000), backoffMs: 50 }, waitUntil };
+  const io: Storage = { bucket: env.BUCKET, retry: { attempts: cfg.r2Attempts, timeoutMs: cfg.r2TimeoutMs, backoffMs: 50 }, waitUntil };
   c.set("adapters", store);
   c.set("directory", directory);
   c.set("kv", { kv: env.TENANTS, waitUntil });
   c.set("storage", io);
-  c.set("publicTenants", (env.PUBLIC_TENANTS ?? "demo").split(",").map((s) => s.trim()).filter(Boolean));
-  c.set("limits", { maxItems: num(env.MAX_ITEMS, 32), maxTextChars: num(env.MAX_TEXT_CHARS, 8000), maxTokens: num(env.MAX_TOKENS, 128),
-    maxNewTokens: num(env.MAX_NEW_TOKENS, 64), maxBodyBytes: num(env.MAX_BODY_BYTES, 1 << 20), maxAdapterBytes: num(env.MAX_ADAPTER_BYTES, 1 << 20) });
+  c.set("publicTenants", cfg.publicTenants);
+  c.set("limits", cfg.limits);
   c.set("backbone", async () => {
-    backboneId ??= defaultBackbone(env, io).catch((e) => { backboneId = null; throw e; });
+    backboneId ??= defaultBackbone(cfg.backboneId, io).catch((e) => { backboneId = null; throw e; });
     return getBackbone(io, await backboneId);
   });
   await next();

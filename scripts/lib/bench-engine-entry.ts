@@ -3,3 +3,4 @@ export { parseAdapter } from "../../src/engine/adapter";
 export { classifyBatch } from "../../src/engine/classify";
 export { generate } from "../../src/engine/generate";
 export { encodePrompt } from "../../src/engine/prompt";
+export { SETTINGS } from "../../src/config";

@@ -39,7 +39,7 @@ inference.openapi(
     const t1 = performance.now();
     const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens));
     const t2 = performance.now();
-    const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })));
+    const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })), L.maxBatchTokens);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
     const results = out.map((r, i) => ({ ...r, adapter: resolved[i].ref, version: resolved[i].version, truncated: prompts[i].truncated }));
     return c.json(body.items ? { results } : results[0], 200);

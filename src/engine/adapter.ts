@@ -21,7 +21,9 @@ export interface Adapter {
   checksum: string;
   /** [L, 2, kvH, P, D] float32 */
   kv: Float32Array;
-  bytes: number;
+  bytes: number; // the artifact's size
+  /** what the parsed adapter holds in the isolate's memory: the fp32 KV prefix plus its metadata strings */
+  memoryBytes: number;
 }
 
 /** code: "adapter_corrupt" (damaged or not an adapter) or "backbone_mismatch" (packed for another backbone) */
@@ -77,6 +79,6 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   return {
     kind: m.kind, task: m.task, backbone: m.backbone, virtualTokens: P, dtype: m.dtype, template: m.template, labels,
     generation: json(m.generation, "generation", {}), training: json(m.training, "training", {}), checksum: m.checksum,
-    kv, bytes: u8.byteLength,
+    kv, bytes: u8.byteLength, memoryBytes: kv.byteLength + 2 * (m.labels.length + m.template.length + (m.training?.length ?? 0)),
   };
 }

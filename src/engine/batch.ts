@@ -24,6 +24,25 @@ export interface RunResult {
   S: number;
 }
 
+/**
+ * Splits a batch into backbone passes of at most `budget` slots (rows x the longest row's slots, virtual tokens
+ * included): activations grow with that product, and ONNX Runtime's wasm memory keeps its peak for the life of
+ * the isolate, so one pass of 32 x 128 tokens alone would take it past Workers' 128 MB. Rows are grouped by
+ * length (less padding); a row longer than the budget gets a pass of its own. Returns indices into `slots`.
+ */
+export function planPasses(slots: number[], budget: number): number[][] {
+  const order = slots.map((_, i) => i).sort((a, b) => slots[b] - slots[a] || a - b);
+  const passes: number[][] = [];
+  let cur: number[] = [];
+  for (const i of order) {
+    // sorted longest first: the pass's width is its first row's
+    if (cur.length && (cur.length + 1) * slots[cur[0]] > budget) { passes.push(cur); cur = []; }
+    cur.push(i);
+  }
+  if (cur.length) passes.push(cur);
+  return passes;
+}
+
 export function buildFeeds(ort: Ort, cfg: BackboneConfig, items: BatchItem[]) {
   const B = items.length, L = cfg.num_layers, H = cfg.num_kv_heads, D = cfg.head_dim;
   const Pmax = Math.max(0, ...items.map((x) => x.virtualTokens));

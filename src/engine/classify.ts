@@ -6,7 +6,7 @@
 import type * as ORT from "onnxruntime-web";
 import type { Adapter } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
-import { continueBatch, runBatch, type Ort } from "./batch";
+import { continueBatch, planPasses, runBatch, type Ort } from "./batch";
 
 export interface ClassifyItem {
   ids: number[]; // the prompt's tokens (template filled)
@@ -33,8 +33,20 @@ const logMeanExp = (xs: number[]) => {
   return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0) / xs.length);
 };
 
+/** Classifies a batch in passes of at most `maxBatchTokens` slots (planPasses); every item answers as it would alone. */
 export async function classifyBatch(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[],
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[], maxBatchTokens: number,
+): Promise<ClassifyResult[]> {
+  const out: ClassifyResult[] = new Array(items.length);
+  for (const pass of planPasses(items.map((it) => it.adapter.virtualTokens + it.ids.length), maxBatchTokens)) {
+    const res = await classifyPass(ort, session, cfg, pass.map((i) => items[i]), maxBatchTokens);
+    pass.forEach((i, k) => (out[i] = res[k]));
+  }
+  return out;
+}
+
+async function classifyPass(
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[], maxBatchTokens: number,
 ): Promise<ClassifyResult[]> {
   const V = cfg.vocab_size;
   const first = await runBatch(ort, session, cfg, items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })));
@@ -49,9 +61,11 @@ export async function classifyBatch(
       }),
     ),
   );
-  if (rows.length) {
-    const cont = await continueBatchAll(ort, session, cfg, first, rows, toks);
-    where.forEach(([b, li, wi], r) => {
+  // each continuation row carries a copy of its prompt's cache: bound the rows per pass by the same budget
+  const perPass = Math.max(1, Math.floor(maxBatchTokens / (first.S + Math.max(0, ...toks.map((t) => t.length)))));
+  for (let r0 = 0; r0 < rows.length; r0 += perPass) {
+    const cont = await continueBatchAll(ort, session, cfg, first, rows.slice(r0, r0 + perPass), toks.slice(r0, r0 + perPass));
+    where.slice(r0, r0 + perPass).forEach(([b, li, wi], r) => {
       const w = items[b].adapter.labels[li].token_ids[wi];
       for (let j = 1; j < w.length; j++) scores[b][li][wi] += cont[r][j - 1][w[j]];
     });

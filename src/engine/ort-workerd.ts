@@ -9,6 +9,17 @@ import wasmModule from "onnxruntime-web/ort-wasm-simd-threaded.wasm";
 
 export type OrtModule = typeof ort;
 let ready: Promise<OrtModule> | null = null;
+let memory: WebAssembly.Memory | null = null;
+
+/** Bytes of ONNX Runtime's WebAssembly memory (0 before init). It counts against the isolate's 128 MB and
+ *  never shrinks: its size is the peak of every session load and run so far. */
+export const wasmMemoryBytes = () => memory?.buffer.byteLength ?? 0;
+
+function findMemory(imports: unknown, instance: WebAssembly.Instance): WebAssembly.Memory | null {
+  const candidates = [...Object.values(instance.exports),
+    ...Object.values((imports ?? {}) as Record<string, Record<string, unknown>>).flatMap((m) => Object.values(m ?? {}))];
+  return (candidates.find((v) => v instanceof WebAssembly.Memory) as WebAssembly.Memory | undefined) ?? null;
+}
 
 export function loadOrt(): Promise<OrtModule> {
   ready ??= (async () => {
@@ -16,7 +27,10 @@ export function loadOrt(): Promise<OrtModule> {
     (WebAssembly as unknown as { instantiate: unknown }).instantiate = (src: unknown, imports: unknown) =>
       src instanceof WebAssembly.Module
         ? original(src, imports)
-        : (original(wasmModule, imports) as Promise<WebAssembly.Instance>).then((instance) => ({ module: wasmModule, instance }));
+        : (original(wasmModule, imports) as Promise<WebAssembly.Instance>).then((instance) => {
+            memory = findMemory(imports, instance);
+            return { module: wasmModule, instance };
+          });
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmBinary = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]); // placeholder: the call above swaps it

@@ -50,11 +50,11 @@ export class AdapterCache {
   set(key: string, a: Adapter): void {
     if (this.map.has(key)) return;
     this.map.set(key, a);
-    this.bytes += a.bytes;
+    this.bytes += a.memoryBytes;
     for (const [k, v] of this.map) {
       if (this.bytes <= this.maxBytes || k === key) break;
       this.map.delete(k);
-      this.bytes -= v.bytes;
+      this.bytes -= v.memoryBytes;
     }
   }
   keys(): string[] { return [...this.map.keys()]; }

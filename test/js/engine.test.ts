@@ -8,6 +8,7 @@ import * as ort from "onnxruntime-web";
 import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
+import { planPasses } from "../../src/engine/batch";
 import { generate } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
 
@@ -45,15 +46,29 @@ describe("edge engine vs Python golden outputs", () => {
       for (const c of a.cases as GCase[]) items.push({ ids: c.prompt_ids, adapter: adapters[a.adapter], want: c });
     expect(items.length).toBeGreaterThan(0);
     const singles = [];
-    for (const it of items) singles.push((await classifyBatch(ort, session, cfg, [it]))[0]);
-    const mixed = await classifyBatch(ort, session, cfg, items);
+    for (const it of items) singles.push((await classifyBatch(ort, session, cfg, [it], 1024))[0]);
+    const mixed = await classifyBatch(ort, session, cfg, items, 1 << 16);
+    // a budget that fits only a few rows per pass: several passes, the same answers
+    const width = Math.max(...items.map((it) => it.adapter.virtualTokens + it.ids.length));
+    expect(planPasses(items.map((it) => it.adapter.virtualTokens + it.ids.length), 2 * width).length).toBeGreaterThan(2);
+    const passes = await classifyBatch(ort, session, cfg, items, 2 * width);
     items.forEach((it, i) => {
       expect(singles[i].label).toBe(it.want.label);
       for (const [l, p] of Object.entries(it.want.probabilities!)) {
         expect(Math.abs(singles[i].probabilities[l] - p)).toBeLessThanOrEqual(TOL);
         expect(Math.abs(mixed[i].probabilities[l] - singles[i].probabilities[l])).toBeLessThanOrEqual(1e-4);
+        expect(Math.abs(passes[i].probabilities[l] - singles[i].probabilities[l])).toBeLessThanOrEqual(1e-4);
       }
     });
+  });
+
+  it("plans passes under the slot budget, longest rows first, every row once", () => {
+    const slots = [10, 128, 40, 128, 7, 200, 64];
+    const passes = planPasses(slots, 256);
+    expect(passes.flat().sort((a, b) => a - b)).toEqual(slots.map((_, i) => i));
+    for (const p of passes) expect(p.length === 1 || p.length * Math.max(...p.map((i) => slots[i])) <= 256).toBe(true);
+    expect(passes[0]).toEqual([5]); // 200 slots: a pass of its own
+    expect(planPasses([300], 256)).toEqual([[0]]); // longer than the budget still runs
   });
 
   it("generates greedily what PyTorch generates", async () => {

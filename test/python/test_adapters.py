@@ -235,3 +235,27 @@ def test_peft_import_with_wrong_shapes(tiny_bundle, tmp_path):
     r = cli("peft_import", tmp_path / "p3", "--task", "generate", "--backbone", tiny_bundle, "--out", tmp_path / "a")
     one_line_error(r, "peft_type 'LORA'")
     assert not (tmp_path / "a").exists()
+
+
+def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tiny_bundle, tmp_path):
+    """weight-only -> weight-only-nbits of the same weights: only the backbone id changes; dynamic-row or other
+    weights are refused and leave the file as it was."""
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    w = tiny_bundle / "weights.safetensors"
+    nbits = build(w, tiny_bundle, tmp_path / "nb", "tiny", "weight-only-nbits", True)
+    dyn = build(w, tiny_bundle, tmp_path / "dr", "tiny", "dynamic-row", True)
+    kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
+    art = tmp_path / "a.safetensors"
+    art.write_bytes(A.pack("prefix", "classify", cfg, kv, template="{text}"))
+    before = art.read_bytes()
+    r = cli("retarget", "--from", tiny_bundle, "--to", dyn, art)
+    one_line_error(r, "do not compute the same weights")
+    assert art.read_bytes() == before
+    r = cli("retarget", "--from", tiny_bundle, "--to", nbits, art)
+    assert r.returncode == 0, r.stderr
+    new_cfg = json.loads((nbits / "config.json").read_text())
+    assert new_cfg["id"] != cfg["id"]
+    kv2, meta, _ = A.load(art, new_cfg)
+    assert meta["backbone"] == new_cfg["id"]
+    assert torch.allclose(kv2, kv.half().float())
+    one_line_error(cli("retarget", "--from", tiny_bundle, "--to", nbits, art), "packed for")

@@ -127,7 +127,7 @@ describe("API in workerd", () => {
   });
 
   it("evicts adapters from the cache by bytes, least recently used first", () => {
-    const a = (n: number) => ({ bytes: n }) as Adapter;
+    const a = (n: number) => ({ memoryBytes: n }) as Adapter;
     const c = new AdapterCache(100);
     c.set("a", a(40)); c.set("b", a(40));
     c.get("a");
@@ -136,5 +136,15 @@ describe("API in workerd", () => {
     expect(c.bytes).toBe(80);
     c.set("d", a(150)); // larger than the budget: kept alone
     expect(c.keys()).toEqual(["d"]);
+  });
+
+  it("refuses a bad setting with a clear error instead of a silent default", async () => {
+    for (const [name, value] of [["MAX_ITEMS", "lots"], ["MAX_BATCH_TOKENS", "0"], ["R2_TIMEOUT_MS", "1.5"]]) {
+      const r = await call("GET", "/v1/tenant", { key }, { ...env, [name]: value });
+      expect(r.status).toBe(500);
+      const j: any = await r.json();
+      expect(j.error.code).toBe("config_invalid");
+      expect(j.error.message).toContain(`${name}=${JSON.stringify(value)}`);
+    }
   });
 });

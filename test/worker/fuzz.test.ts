@@ -8,7 +8,7 @@ import { bytes, call, newKey, putAdapter, seedDefaults } from "./helpers";
 
 let key: string;
 let artifact: Uint8Array;
-const unlimited = { ...env, RATE_LIMITER: undefined }; // a thousand calls from one tenant: not a rate-limit test
+const unlimited = { ...env, RATE_LIMITER: undefined }; // thousands of calls from one tenant: not a rate-limit test
 
 /** mulberry32: a small seeded generator */
 function rng(seed: number) {
@@ -92,7 +92,7 @@ it("survives generated bad requests: no 500, every error in the JSON shape, a go
   const statuses: Record<number, number> = {};
   const authHeaders = ["", "Bearer", "Bearer ", `Basic ${btoa("a:b")}`, `Bearer ${key}x`, `Bearer ${key.toUpperCase()}`, "Bearer se_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaa", `bearer  ${key}`];
   let cases = 0;
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < 5000; i++) {
     let [method, path, headers, body] = badRequest(r);
     // one in eight with a broken Authorization header; the rest with the good key
     headers = { ...headers, authorization: r() < 0.125 ? authHeaders[Math.floor(r() * authHeaders.length)] : `Bearer ${key}` };
@@ -125,6 +125,6 @@ it("survives generated bad requests: no 500, every error in the JSON shape, a go
   }
   const ok = await call("POST", "/v1/classify", { key, headers: { "content-type": "application/json" }, body: JSON.stringify(good["/v1/classify"]) });
   expect(ok.status).toBe(200);
-  expect(cases).toBeGreaterThan(1000);
+  expect(cases).toBeGreaterThanOrEqual(5000 * 0.95);
   console.log(`fuzz: ${cases} cases, statuses ${JSON.stringify(statuses)}`);
 });
