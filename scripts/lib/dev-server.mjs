@@ -3,14 +3,14 @@
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 
-export async function startDev({ state, port, vars = {}, seedArgs = [], beforeStart = () => {} }) {
+export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs = [], beforeStart = () => {} }) {
   rmSync(state, { recursive: true, force: true }); // a fresh bucket each run
   execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", state, ...seedArgs], { stdio: "inherit" });
   beforeStart(); // e.g. more keys into the local KV, while no runtime holds it
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
   const t0 = performance.now();
   const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs],
+  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs],
     { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let log = "";
   wd.stdout.on("data", (d) => { log += d; });

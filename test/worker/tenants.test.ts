@@ -25,8 +25,12 @@ beforeAll(async () => {
   // a revoked key: created, then its record deleted, as `scripts/keys.mjs revoke` does
   K.revoked = await newKey("acme", "admin");
   await env.TENANTS.delete(`key/${K.revoked.split("_")[1]}`);
-  // a known id with the wrong secret, and a string that is not a key at all
-  K.wrongSecret = K["acme-admin"].replace(/_[^_]{8}/, (m) => m.replace(/[A-Za-z]/g, (ch) => (ch === "a" ? "b" : "a")));
+  // a known id with the wrong secret (its last character changed: always part of the secret; changing letters of
+  // the id, as before, left the key intact whenever the id's first 8 hex digits held no letter, ~2% of runs), and
+  // a string that is not a key at all
+  K.wrongSecret = K["acme-admin"].slice(0, -1) + (K["acme-admin"].endsWith("A") ? "B" : "A");
+  expect(K.wrongSecret.split("_")[1]).toBe(K["acme-admin"].split("_")[1]);
+  expect(K.wrongSecret).not.toBe(K["acme-admin"]);
   K.malformed = "not-a-key";
   let r = await putAdapter("acme/spam", K["acme-publish"], art["spam-prefix"]);
   expect(r.status).toBe(201);
