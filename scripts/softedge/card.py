@@ -75,7 +75,9 @@ def render(bundle: Path) -> str:
               "ratios); accuracy on "
               f"{qb['fixture']['windows']}x{qb['fixture']['seq']} held-out tokens. `graph none` is fp32.", "",
               qb["table"], "", f"Chosen: **{qb['choice']}** (the fastest in onnxruntime-web on a 16-item batch among the "
-              "int8 graphs with top-1 >= 98% and perplexity within +3%).", ""]
+              "int8 graphs with top-1 >= 98% and perplexity within +3%"
+              + (f" that load within {qb['load_budget_mb']} MB of wasm memory" if "load_budget_mb" in qb else "")
+              + ").", ""]
     if man:
         L += ["## Corpus (`scripts/py corpus`)", "",
               "Fetched from Debian and npm, cleaned (NFC, control characters, whitespace), exact duplicates dropped, "

@@ -1,7 +1,7 @@
 // Memory inside the isolate (Workers allow 128 MB, WebAssembly memory included): the worst requests the limits
 // allow, with 0, 10 and 100 adapters cached, keep ONNX Runtime's wasm memory (which never shrinks, so its size is
 // the peak) within 80 MB; the adapter cache stays within its byte bound; a batch run as several passes answers as
-// its items do alone. Figures are printed for BENCHMARKS.md (`npm run bench:memory` measures the JS heap too).
+// its items do alone. Figures are printed for BENCHMARKS.md.
 import { beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../../src/config";
 import { wasmMemoryBytes } from "../../src/engine/ort-workerd";
