@@ -133,9 +133,10 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
         replaced.add(id(node))
 
     for node in list(G.g.node):
-        if scheme == "weight-only-nbits" and node.op_type == "Gather" and G.weight(node.input[0]) is not None:
-            tq, s, bs = nbits_table(node.input[0], G.weight(node.input[0]))
-            v, k = G.weight(node.input[0]).shape
+        table_w = G.weight(node.input[0]) if node.op_type == "Gather" else None  # one copy of the table, used below
+        if scheme == "weight-only-nbits" and table_w is not None:
+            tq, s, bs = nbits_table(node.input[0], table_w)
+            v, k = table_w.shape
             scales = G.add_init(np.repeat(s, k // bs).reshape(v, k // bs, 1).astype(np.float32), node.input[0] + "_gs")
             zp = G.add_init(np.full((v, k // bs, 1), 128, np.uint8), node.input[0] + "_zp")
             blocks = G.node("GatherBlockQuantized", [tq, node.input[1], scales, zp], node.input[0], domain=MS_DOMAIN,
@@ -144,8 +145,8 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
                    out=node.output[0])
             replaced.add(id(node))
             continue
-        if node.op_type == "Gather" and G.weight(node.input[0]) is not None:
-            qt, qs = table(node.input[0], G.weight(node.input[0]))
+        if table_w is not None:
+            qt, qs = table(node.input[0], table_w)
             rows = G.node("Gather", [qt, node.input[1]], node.input[0], axis=0)
             scales = G.node("Gather", [qs, node.input[1]], node.input[0])
             rows_f = G.node("Cast", [rows], node.input[0], to=TensorProto.FLOAT)
@@ -165,10 +166,11 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
                 G.drop.add(wname)
                 continue
             prod = G.producer.get(wname)  # tied head: MatMul(x, Transpose(E)) is MatMulNBits over E itself
-            if prod is None or prod.op_type != "Transpose" or G.weight(prod.input[0]) is None:
+            e = G.weight(prod.input[0]) if prod is not None and prod.op_type == "Transpose" else None
+            if e is None:
                 continue
-            tq, s, bs = nbits_table(prod.input[0], G.weight(prod.input[0]))
-            matmul_nbits(node, tq, s, G.weight(prod.input[0]).shape[1], bs)
+            tq, s, bs = nbits_table(prod.input[0], e)
+            matmul_nbits(node, tq, s, e.shape[1], bs)
             replaced.add(id(prod))
             continue
         if w is not None:  # plain weight [K, N]: per-output-column scales
