@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// ONNX Runtime Web's wasm memory after loading one graph, in a process of its own (wasm memory never shrinks, so
-// each graph needs a fresh instance). The same wasm build and the same allocations as in workerd (the worker's
-// /healthz reports the same figure there; src/engine/ort-workerd.ts finds the Memory the same way). Prints JSON.
-//   node scripts/lib/wasm-memory.mjs model.onnx
+// ONNX Runtime Web's wasm memory for one graph, in a process of its own (wasm memory never shrinks, so each graph
+// needs a fresh instance): after loading it, and after the largest pass the worker runs (--slots rows x slots,
+// 128-token rows behind a 32-token prefix). The same wasm build and the same allocations as in workerd (the
+// worker's /healthz reports the same figure there; src/engine/ort-workerd.ts finds the Memory the same way).
+//   node scripts/lib/wasm-memory.mjs model.onnx [--slots 1024]          prints JSON
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 
 let memory = null;
 const instantiate = WebAssembly.instantiate.bind(WebAssembly);
@@ -17,5 +19,20 @@ const ort = await import("onnxruntime-web");
 ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
 const model = readFileSync(process.argv[2]);
-await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-console.log(JSON.stringify({ load_bytes: memory.buffer.byteLength }));
+const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+const loadBytes = memory.buffer.byteLength;
+
+const i = process.argv.indexOf("--slots");
+const slots = i > 0 ? Number(process.argv[i + 1]) : 1024;
+const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
+const [P, T] = [32, 128], B = Math.max(1, Math.floor(slots / (P + T)));
+const feeds = {
+  input_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, j) => BigInt(4 + (j * 37) % 7000)), [B, T]),
+  attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (P + T)).fill(1n), [B, P + T]),
+  position_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, j) => BigInt(P + (j % T))), [B, T]),
+};
+for (let l = 0; l < cfg.num_layers; l++)
+  for (const kv of ["key", "value"])
+    feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * P * cfg.head_dim).fill(0.01), [B, cfg.num_kv_heads, P, cfg.head_dim]);
+await session.run(feeds);
+console.log(JSON.stringify({ load_bytes: loadBytes, peak_bytes: memory.buffer.byteLength, pass: [B, P + T] }));

@@ -12,6 +12,10 @@ zero point 0). Two schemes, chosen by measuring in ONNX Runtime Web (npm run ben
                by block inside the kernel. weight-only's folded fp32 copies (and the folding's temporaries) put ORT's
                wasm memory at 83 MB after loading the 5M default; this scheme loads in 23 MB (the isolate limit is
                128 MB, wasm memory never shrinks). Stored as uint8 with the zero point 128: (q + 128) - 128 = q.
+               The price: every call dequantises every weight, ~5x the time of a decode step in wasm.
+  weight-only-nbits-embed  only the embedding table (and a tied head over it: the vocabulary matrix, 40% of a 5M
+               model, folded twice by weight-only because of its transpose) kept int8 as above; the other matrices
+               folded as weight-only. Between the two on memory and on decode time (npm run bench:quant).
   dynamic-row  activations quantised to int8 per row (one scale per token, from that token's own max |x|),
                MatMulInteger(x_q, W_q) in int32, then rescaled. ONNX's DynamicQuantizeLinear is per tensor, so
                one row's scale would depend on every other row of the batch: a customer's answer would change with
@@ -27,7 +31,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-SCHEMES = ("weight-only", "weight-only-dql", "weight-only-nbits", "dynamic-row")
+SCHEMES = ("weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row")
+NBITS_TABLES = ("weight-only-nbits", "weight-only-nbits-embed")  # embedding tables (and a tied head) kept int8
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 MIN_ELEMENTS = 1024  # smaller matrices are not worth the extra nodes
 
@@ -50,7 +55,7 @@ def nbits_block(k: int) -> int:
     while b >= 16 and k % b:
         b //= 2
     if b < 16:
-        raise ValueError(f"weight-only-nbits needs an inner dimension divisible by 16 (got {k})")
+        raise ValueError(f"MatMulNBits needs an inner dimension divisible by 16 (got {k})")
     return b
 
 
@@ -134,7 +139,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
 
     for node in list(G.g.node):
         table_w = G.weight(node.input[0]) if node.op_type == "Gather" else None  # one copy of the table, used below
-        if scheme == "weight-only-nbits" and table_w is not None:
+        if scheme in NBITS_TABLES and table_w is not None:
             tq, s, bs = nbits_table(node.input[0], table_w)
             v, k = table_w.shape
             scales = G.add_init(np.repeat(s, k // bs).reshape(v, k // bs, 1).astype(np.float32), node.input[0] + "_gs")
@@ -158,21 +163,23 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             continue
         wname = node.input[1]
         w = G.weight(wname)
-        if scheme == "weight-only-nbits":
-            if w is not None:  # plain weight [K, N]: MatMulNBits wants B as [N, K/bs, bs]
+        if scheme in NBITS_TABLES:
+            if w is not None and scheme == "weight-only-nbits":  # plain [K, N]: MatMulNBits wants [N, K/bs, bs]
                 q, s = quantize_array(w, axis=1)
                 bs = nbits_block(w.shape[0])
                 matmul_nbits(node, G.add_init(_u8_blocks(q.T, bs), wname + "_u8"), s, w.shape[0], bs)
                 G.drop.add(wname)
                 continue
             prod = G.producer.get(wname)  # tied head: MatMul(x, Transpose(E)) is MatMulNBits over E itself
-            e = G.weight(prod.input[0]) if prod is not None and prod.op_type == "Transpose" else None
-            if e is None:
+            e = G.weight(prod.input[0]) if w is None and prod is not None and prod.op_type == "Transpose" else None
+            if e is not None:
+                tq, s, bs = nbits_table(prod.input[0], e)
+                matmul_nbits(node, tq, s, e.shape[1], bs)
+                replaced.add(id(prod))
                 continue
-            tq, s, bs = nbits_table(prod.input[0], e)
-            matmul_nbits(node, tq, s, e.shape[1], bs)
-            replaced.add(id(prod))
-            continue
+            if w is None:
+                continue
+            # weight-only-nbits-embed: the other matrices are folded as weight-only below
         if w is not None:  # plain weight [K, N]: per-output-column scales
             q, s = quantize_array(w, axis=1)
             wq, ws = G.add_init(q, wname + "_int8"), G.add_init(s, wname + "_scale")
@@ -184,7 +191,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             qt, ws = table(prod.input[0], G.weight(prod.input[0]))
             wq = G.node("Transpose", [qt], prod.input[0], perm=[1, 0])
             replaced.add(id(prod))
-        if scheme == "weight-only":
+        if scheme in ("weight-only", "weight-only-nbits-embed"):
             # Cast+Mul of constants: ONNX Runtime folds this into an fp32 weight once, at session creation
             wf = G.node("Cast", [wq], wname, to=TensorProto.FLOAT)
             rewired[id(node)] = (1, G.node("Mul", [wf, ws], wname))
@@ -223,7 +230,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
     keep = [i for i in G.g.initializer if i.name not in G.drop]
     del G.g.initializer[:]
     G.g.initializer.extend(keep + G.new_inits)
-    if scheme == "weight-only-nbits" and not any(o.domain == MS_DOMAIN for o in proto.opset_import):
+    if scheme in NBITS_TABLES and not any(o.domain == MS_DOMAIN for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     onnx.checker.check_model(proto)
     return proto

@@ -3,9 +3,9 @@
     scripts/py retarget --from OLD_BUNDLE --to NEW_BUNDLE adapters/default/*.safetensors
 
 An adapter names exactly the backbone it fits (the bundle id hashes model.onnx). A bundle rebuilt from the same
-training weights with a scheme that computes the same dequantised weights (the weight-only family: weight-only,
-weight-only-dql, weight-only-nbits) gives every KV prefix exactly the same meaning, so the adapter only needs the
-new id: the tensors, and so the checksum, stay as they are. Refused otherwise (retrain instead). Each file, and its
+training weights with a scheme that computes the same dequantised weights (the weight-only family, SAME_MATH)
+gives every KV prefix exactly the same meaning, so the adapter only needs the new id: the tensors, and so the
+checksum, stay as they are. Refused otherwise (retrain instead). Each file, and its
 .metrics.json beside it when there is one, is rewritten atomically.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from . import adapter as adapter_fmt
 from . import safetensors_io
 from .common import CliError, atomic_path, run_cli, sha256_file, write_json
 
-SAME_MATH = {"weight-only", "weight-only-dql", "weight-only-nbits"}
+SAME_MATH = {"weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed"}
 
 
 def check_same_backbone(old: Path, new: Path) -> tuple[dict, dict]:

@@ -58,11 +58,16 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
         assert {"MatMulNBits", "GatherBlockQuantized"} <= ops
         casts = {n.output[0] for n in q.graph.node if n.op_type == "Cast"}
         assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in casts]
+    if scheme == "weight-only-nbits-embed":  # the table (and tied head) compressed, the other matrices folded
+        assert "GatherBlockQuantized" in ops and "MatMulNBits" in ops
+        casts = {n.output[0] for n in q.graph.node if n.op_type == "Cast"}
+        assert any(n.op_type == "Mul" and n.input[0] in casts for n in q.graph.node)
     assert "DynamicQuantizeLinear" not in ops  # per-tensor activation scales would couple batch rows
 
 
-def test_nbits_tied_head_shares_the_gather_table(tiny_model):
-    q = quantize.quantize(export_onnx.export(tiny_model), "weight-only-nbits")
+@pytest.mark.parametrize("scheme", quantize.NBITS_TABLES)
+def test_nbits_tied_head_shares_the_gather_table(tiny_model, scheme):
+    q = quantize.quantize(export_onnx.export(tiny_model), scheme)
     gather = next(n for n in q.graph.node if n.op_type == "GatherBlockQuantized")
     heads = [n for n in q.graph.node if n.op_type == "MatMulNBits" and n.input[1] == gather.input[0]]
     assert len(heads) == (1 if tiny_model.cfg.tie_embeddings else 0)
