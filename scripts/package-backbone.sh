@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Packages a pretraining run as the default backbone: chooses the int8 scheme by measurement, builds the bundle
 # into adapters/backbones/<id>/, writes its fixtures, evaluation and model card, and points adapters/catalog.json
-# at it (older bundles are removed, and so is the adapter list: adapters fit one backbone). Usage: bash scripts/package-backbone.sh <run dir> <name>
+# at it (older bundles are removed, and so is the adapter list: adapters fit one backbone).
+# Usage: bash scripts/package-backbone.sh <run dir> <name> [--reuse-scheme]
+#   --reuse-scheme: skip the int8 benchmark and keep the current default's scheme and quant-bench.json (for a
+#   re-export of the same weights, e.g. when the graph gains an output; the benchmark takes about 15 minutes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 run="${1:?run dir}" NAME="${2:?name}"
-node scripts/bench-quant.mjs "$run"
+if [ "${3:-}" = "--reuse-scheme" ]; then
+  cur="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
+  mkdir -p .cache/bench-quant && cp "$cur/quant-bench.json" .cache/bench-quant/results.json
+else
+  node scripts/bench-quant.mjs "$run"
+fi
 scheme="$(node -p 'require("./.cache/bench-quant/results.json").choice')"
 
 out="$(scripts/py bundle --weights "$run" --name "$NAME" --quant "$scheme" --out adapters/backbones)"

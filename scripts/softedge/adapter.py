@@ -2,9 +2,14 @@
 
 tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | int8 (+ kv_prefix_scale [L, 2, kvH])
           prompt_embeddings  [P, d]             the raw soft prompt (prompt tuning only; same dtype, never int8)
+          head_weight        [n_labels, d]      classification head (readout "head"; float16, float32 for float32)
+          head_bias          [n_labels]         float32
+          bag_ids            [K] int32          the head's bag-of-tokens vocabulary (when it has one)
+          bag_weight         [n_labels, K]      one weight per label and bag token (same dtype as head_weight)
 metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
-          dtype, template, labels (JSON: name, words, token_ids), generation (JSON), training (JSON), created,
-          checksum = sha256 over the tensors' raw bytes, in name order.
+          dtype, template, labels (JSON: name, words, token_ids; no words for a head), generation (JSON),
+          training (JSON), readout (JSON {"type": "verbalizer"} or {"type": "head", "pooling": "mean"|"last",
+          "bag_tokens": K}; absent = verbalizer), created, checksum = sha256 over the tensors' raw bytes, in name order.
 
 Prompt tuning is compiled here: the soft prompt is run through the backbone once and its KV cache stored, which is
 exact (causal attention: the prompt's keys/values never depend on what follows).
@@ -63,7 +68,8 @@ def decode_kv(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: str = "float16",
          prompt: torch.Tensor | None = None, template: str, labels: list[dict] | None = None,
-         generation: dict | None = None, training: dict | None = None) -> bytes:
+         generation: dict | None = None, training: dict | None = None, head=None) -> bytes:
+    """head: a readout.Head (classification with a head readout) or None (verbalizer, or generation)."""
     if kind not in ("prompt", "prefix"):
         raise AdapterError(f"unknown adapter kind {kind!r}")
     if dtype not in DTYPES:
@@ -74,11 +80,16 @@ def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: s
     tensors = encode_kv(kv, dtype)
     if prompt is not None:
         tensors["prompt_embeddings"] = prompt.detach().to(torch.float32 if dtype == "float32" else torch.float16)
+    if head is not None:
+        if task != "classify":
+            raise AdapterError("a classification head needs task classify")
+        tensors.update(head.tensors(torch.float32 if dtype == "float32" else torch.float16))
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "task": task,
         "backbone": backbone_cfg["id"], "num_virtual_tokens": str(kv.shape[3]), "dtype": dtype, "template": template,
         "labels": json.dumps(labels or []), "generation": json.dumps(generation or {}),
-        "training": json.dumps(training or {}), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "training": json.dumps(training or {}),
+        "readout": json.dumps(head.meta() if head is not None else {"type": "verbalizer"}), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "checksum": tensor_checksum(tensors),
     }
     return safetensors_io.serialize(tensors, meta)
@@ -112,15 +123,39 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     if backbone_cfg is not None:
         check_backbone(meta, kv.shape, backbone_cfg, where)
     out = dict(meta)
-    for k in ("labels", "generation", "training"):
+    for k in ("labels", "generation", "training", "readout"):
         try:
             out[k] = json.loads(meta.get(k, "{}") or "{}")
         except json.JSONDecodeError:
             raise AdapterError(f"{where}: metadata {k!r} is not valid JSON") from None
+    out["readout"] = out["readout"] or {"type": "verbalizer"}
+    check_readout(out, tensors, where)
     kvf = decode_kv(tensors)
     if not torch.isfinite(kvf).all():
         raise AdapterError(f"{where}: kv_prefix holds NaN or inf")
     return kvf, out, tensors
+
+
+def check_readout(meta: dict, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """A head adapter's tensors fit its labels and its readout metadata; a verbalizer adapter has no head."""
+    r, n = meta["readout"], len(meta["labels"])
+    if r.get("type") == "verbalizer":
+        if any(k in tensors for k in ("head_weight", "head_bias", "bag_ids", "bag_weight")):
+            raise AdapterError(f"{where}: head tensors in a verbalizer adapter")
+        return
+    if r.get("type") != "head" or meta["task"] != "classify":
+        raise AdapterError(f"{where}: readout {r.get('type')!r} does not fit task {meta['task']!r}")
+    if r.get("pooling") not in ("mean", "last"):
+        raise AdapterError(f"{where}: unknown head pooling {r.get('pooling')!r}")
+    W, b = tensors.get("head_weight"), tensors.get("head_bias")
+    if W is None or b is None or W.dim() != 2 or W.shape[0] != n or list(b.shape) != [n]:
+        raise AdapterError(f"{where}: head_weight/head_bias do not fit {n} labels")
+    K = int(r.get("bag_tokens", 0))
+    ids, bw = tensors.get("bag_ids"), tensors.get("bag_weight")
+    if K == 0 and ids is None and bw is None:
+        return
+    if ids is None or bw is None or list(ids.shape) != [K] or list(bw.shape) != [n, K] or ids.dtype != torch.int32:
+        raise AdapterError(f"{where}: bag_ids/bag_weight do not fit bag_tokens={K} and {n} labels")
 
 
 def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapter") -> None:
@@ -131,6 +166,10 @@ def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapt
               backbone_cfg["head_dim"])
     if tuple(kv_shape) != expect:
         raise AdapterError(f"{where}: kv_prefix shape {list(kv_shape)} does not fit the backbone {list(expect)}")
+    readout = meta.get("readout") or {}
+    readout = json.loads(readout) if isinstance(readout, str) else readout
+    if readout.get("type") == "head" and "hidden_states" not in backbone_cfg.get("outputs", []):
+        raise AdapterError(f"{where}: a head adapter needs a backbone with a hidden_states output")
 
 
 def load(path: Path | str, backbone_cfg: dict | None = None):

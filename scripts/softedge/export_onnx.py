@@ -2,7 +2,8 @@
 
 inputs   input_ids [B,T] int64, attention_mask [B,S+T] int64, position_ids [B,T] int64,
          past_key_values.{i}.key / .value [B,kvH,S,D] float32
-outputs  logits [B,T,V] (or [B,1,V] with last_only), present.{i}.key / .value [B,kvH,S+T,D]
+outputs  logits [B,T,V] (or [B,1,V] with last_only), present.{i}.key / .value [B,kvH,S+T,D],
+         hidden_states [B,T,d] (the final norm's output at every input position: classification heads read it)
 
 These are the names Optimum and transformers.js use, so a decoder exported by standard tools can serve too.
 """
@@ -26,8 +27,9 @@ class _OnnxWrapper(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         pkv = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        logits, presents = self.model(input_ids, attention_mask, position_ids, pkv, last_only=self.last_only)
-        return (logits, *[t for kv in presents for t in kv])
+        h, presents = self.model.hidden_states(input_ids, attention_mask, position_ids, pkv)
+        logits = self.model.logits(h[:, -1:] if self.last_only else h)
+        return (logits, *[t for kv in presents for t in kv], h)
 
 
 def io_names(n_layer: int) -> tuple[list[str], list[str]]:
@@ -36,7 +38,7 @@ def io_names(n_layer: int) -> tuple[list[str], list[str]]:
     for i in range(n_layer):
         ins += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
         outs += [f"present.{i}.key", f"present.{i}.value"]
-    return ins, outs
+    return ins, outs + ["hidden_states"]
 
 
 def export(model: Transformer, last_only: bool = True) -> onnx.ModelProto:
@@ -52,10 +54,11 @@ def export(model: Transformer, last_only: bool = True) -> onnx.ModelProto:
         past += [torch.zeros(B, cfg.n_kv_head, S, cfg.head_dim), torch.zeros(B, cfg.n_kv_head, S, cfg.head_dim)]
     ins, outs = io_names(cfg.n_layer)
     dyn = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total_seq"},
-           "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "logit_seq"}}
+           "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "logit_seq"},
+           "hidden_states": {0: "batch", 1: "seq"}}
     for n in ins[3:]:
         dyn[n] = {0: "batch", 2: "past_seq"}
-    for n in outs[1:]:
+    for n in outs[1:-1]:
         dyn[n] = {0: "batch", 2: "total_seq"}
     buf = io.BytesIO()
     with torch.no_grad():

@@ -3,9 +3,9 @@
     scripts/py fixtures tiny                      # tiny random GPT-2 and Llama models: fp32 and int8 graphs + cases
     scripts/py fixtures backbone <bundle dir>     # the default backbone: held-out windows scored by PyTorch
 
-tiny: for each architecture, a seeded random model exported three ways (fp32 all-position logits, int8 weight-only
-and int8 dynamic-row, last-position logits), and cases: plain batch, KV prefix, left padding behind a KV prefix.
-Expected logits come from PyTorch: fp32 for the fp32 graph; for int8 graphs, quantize.simulate (the same int8 math).
+tiny: for each architecture, a seeded random model exported as fp32 (all-position logits) and with each int8 scheme
+(last-position logits), and cases: plain batch, KV prefix, left padding behind a KV prefix. Expected logits and
+final hidden states come from PyTorch: fp32 for the fp32 graph; for int8 graphs, quantize.simulate (the same math).
 """
 from __future__ import annotations
 
@@ -68,19 +68,22 @@ def make_cases(cfg: ModelConfig, seed: int) -> list[dict]:
     return cases
 
 
-def case_json(case: dict, logits: torch.Tensor, n_layer: int) -> dict:
+def case_json(case: dict, out: tuple[torch.Tensor, torch.Tensor], n_layer: int) -> dict:
+    logits, hidden = out
     inputs = {"input_ids": tensor_json(case["ids"]), "attention_mask": tensor_json(case["mask"]),
               "position_ids": tensor_json(case["pos"])}
     for i, (k, v) in enumerate(case["past"]):
         inputs[f"past_key_values.{i}.key"] = tensor_json(k)
         inputs[f"past_key_values.{i}.value"] = tensor_json(v)
-    return {"name": case["name"], "inputs": inputs, "valid": case["valid"].tolist(), "logits": tensor_json(logits)}
+    return {"name": case["name"], "inputs": inputs, "valid": case["valid"].tolist(), "logits": tensor_json(logits),
+            "hidden_states": tensor_json(hidden)}
 
 
 @torch.no_grad()
-def run_torch(model: Transformer, case: dict, last_only: bool) -> torch.Tensor:
-    logits, _ = model(case["ids"], case["mask"], case["pos"], case["past"] or None, last_only=last_only)
-    return logits
+def run_torch(model: Transformer, case: dict, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, final hidden states at every input position)"""
+    h, _ = model.hidden_states(case["ids"], case["mask"], case["pos"], case["past"] or None)
+    return model.logits(h[:, -1:] if last_only else h), h
 
 
 def write_tiny(out: Path) -> None:
@@ -155,7 +158,8 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
     and greedy token ids (generation), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
     from . import adapter as adapter_fmt
-    from .tasks import Verbalizer, encode_prompts, greedy, label_logprobs, load_jsonl
+    from .readout import Head, label_scores
+    from .tasks import Verbalizer, encode_prompts, greedy, load_jsonl
     from .tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
@@ -165,20 +169,24 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
     items = []
     for case in cases:
         path, data = case.split(":", 1)
-        kv, meta, _ = adapter_fmt.load(path, cfg)
+        kv, meta, tensors = adapter_fmt.load(path, cfg)
         task = meta["task"]
         rows = load_jsonl(Path(data), task)[:per_adapter]
         key = "text" if task == "classify" else "input"
         prompts = encode_prompts(tok, meta["template"], rows, key, max_tokens)
-        entry = {"adapter": Path(path).name, "task": task, "cases": []}
-        verb = Verbalizer.from_meta(meta["labels"]) if task == "classify" else None
+        entry = {"adapter": Path(path).name, "task": task, "readout": meta["readout"]["type"], "cases": []}
+        readout = None
+        if task == "classify":
+            names = [l["name"] for l in meta["labels"]]
+            readout = (Head.from_artifact(tensors, meta["readout"], names) if meta["readout"]["type"] == "head"
+                       else Verbalizer.from_meta(meta["labels"]))
         past = adapter_fmt.tensor_to_kv(kv, 1)
         for r, ids in zip(rows, prompts):
             c = {key: r[key], "prompt_ids": ids}
-            if verb is not None:
-                probs = torch.softmax(label_logprobs(ref, past, [ids], verb, tok.pad_id)[0], 0)
-                c["probabilities"] = {l: round(float(p), 7) for l, p in zip(verb.labels, probs)}
-                c["label"] = verb.labels[int(probs.argmax())]
+            if readout is not None:
+                probs = torch.softmax(label_scores(ref, past, [ids], readout, tok.pad_id)[0].double(), 0)
+                c["probabilities"] = {l: round(float(p), 7) for l, p in zip(readout.labels, probs)}
+                c["label"] = readout.labels[int(probs.argmax())]
             else:
                 c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]
                 c["greedy_text"] = tok.decode(c["greedy_ids"])

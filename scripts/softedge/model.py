@@ -196,6 +196,16 @@ class Transformer(nn.Module):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, last_only: bool = False):
         """Returns (logits [B,T,V] or [B,1,V] with last_only, presents: list of (k, v) per layer)."""
+        h, presents = self.hidden_states(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds)
+        return self.logits(h[:, -1:] if last_only else h), presents
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The output projection of final hidden states."""
+        return self.output_fn(h) if self.output_fn is not None else h @ self.output_weight().t()
+
+    def hidden_states(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                      inputs_embeds=None):
+        """(final hidden states after the last norm [B,T,d], presents). Classification heads read these."""
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T, _ = x.shape
         S = 0 if past_key_values is None else past_key_values[0][0].shape[2]
@@ -221,8 +231,4 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x, present = block(x, mask_bias, rope, None if past_key_values is None else past_key_values[i])
             presents.append(present)
-        if last_only:
-            x = x[:, -1:]
-        h = self.ln_f(x)
-        logits = self.output_fn(h) if self.output_fn is not None else h @ self.output_weight().t()
-        return logits, presents
+        return self.ln_f(x), presents

@@ -1,14 +1,17 @@
 """Train a per-task adapter (or a baseline) on a frozen backbone from a JSONL file, evaluate it, pack it.
 
-    scripts/py tune --task classify --train spam/train.jsonl [--eval spam/eval.jsonl] --method prompt|prefix \
-                    --out .cache/tune/spam-prefix [--virtual-tokens 20] [--init labels|vocab|random] \
-                    [--prefix-hidden 256] [--lr ...] [--epochs 1] [--steps N] [--patience 3] [--seed 0]
-    scripts/py tune ... --method full     # baseline: full fine-tuning of the backbone, same data, same head
+    scripts/py tune --task classify --train spam/train.jsonl            # the defaults: prefix tuning + a head
+    scripts/py tune --task classify --train F [--eval F] [--dev F] --method prompt|prefix --out DIR \
+                    [--readout head|verbalizer] [--pooling mean|last] [--bag auto|on|off] [--virtual-tokens 16] ...
+    scripts/py tune ... --method full     # baseline: full fine-tuning of the backbone, same data, same readout
     scripts/py tune ... --method nb       # classification baseline: multinomial naive Bayes on bag of words
 
-Classification data {"text", "label"}; generation data {"input", "output"}. Without --eval, --eval-frac of the
-training file (seeded) is held out. Writes metrics.json, curve.png and, for prompt/prefix, adapter.safetensors
-(--dtype float16 by default), after evaluating the packed adapter at float32, float16 and int8 storage.
+Classification data {"text", "label"}; generation data {"input", "output"}. Three splits: the eval rows (--eval,
+or --eval-frac of --train) are scored once at the end and choose nothing; the dev rows (--dev, or --dev-frac of
+the rest) choose the probe's weight decay and bag, and the training step kept (early stopping). A head readout
+starts from a linear probe on the untrained adapter's features (LP-FT), then trains adapter and head together.
+Writes metrics.json, curve.png and, for prompt/prefix, adapter.safetensors (--dtype float16 by default), after
+evaluating the packed adapter at float32, float16 and int8 storage.
 """
 from __future__ import annotations
 
@@ -16,18 +19,20 @@ import argparse
 import json
 import math
 import random
-import re
+import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from . import adapter as adapter_fmt
+from .baselines import naive_bayes
 from .checkpoint import CheckpointError, load_weights
 from .common import ROOT, CliError, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
+from .readout import POOLINGS, Head, choose_bag_ids, fit_probe, label_scores, run_features
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
-                    label_logprobs, load_jsonl, rouge_l)
+                    load_jsonl, rouge_l)
 from .tokenizer import Tokenizer
 from .tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
 
@@ -59,17 +64,18 @@ def load_backbone(path: Path):
 
 
 @torch.no_grad()
-def evaluate(model, kv_fn, tok, task, rows, template, verb=None, batch=32, max_tokens=128, max_new=32):
-    """kv_fn(B) -> KV prefix for a batch (or None). Classification: accuracy/macro-F1; generation: EM/ROUGE-L."""
+def evaluate(model, kv_fn, tok, task, rows, template, readout=None, batch=32, max_tokens=128, max_new=32):
+    """kv_fn(B) -> KV prefix for a batch (or None); readout: a Verbalizer or a readout.Head (classification).
+    Classification: accuracy/macro-F1; generation: EM/ROUGE-L."""
     model.eval()
     key = "text" if task == "classify" else "input"
     prompts = encode_prompts(tok, template, rows, key, max_tokens)
     if task == "classify":
         pred = []
         for i in range(0, len(rows), batch):
-            s = label_logprobs(model, kv_fn(len(prompts[i:i + batch])), prompts[i:i + batch], verb, tok.pad_id)
-            pred += [verb.labels[j] for j in s.argmax(1).tolist()]
-        return classification_metrics([r["label"] for r in rows], pred, verb.labels)
+            s = label_scores(model, kv_fn(len(prompts[i:i + batch])), prompts[i:i + batch], readout, tok.pad_id)
+            pred += [readout.labels[j] for j in s.argmax(1).tolist()]
+        return classification_metrics([r["label"] for r in rows], pred, readout.labels)
     outs = []
     for i in range(0, len(rows), batch):
         outs += greedy(model, kv_fn(len(prompts[i:i + batch])), prompts[i:i + batch], tok.pad_id, tok.eos_id, max_new)
@@ -80,22 +86,6 @@ def evaluate(model, kv_fn, tok, task, rows, template, verb=None, batch=32, max_t
             "samples": [{"input": r["input"], "reference": r["output"], "output": p} for r, p in zip(rows[:5], preds)]}
 
 
-def naive_bayes(train, evalrows, labels) -> dict:
-    words = lambda t: re.findall(r"[a-z0-9']+", t.lower())  # noqa: E731
-    counts = {l: Counter() for l in labels}
-    prior = Counter(r["label"] for r in train)
-    for r in train:
-        counts[r["label"]].update(words(r["text"]))
-    vocab = set().union(*counts.values())
-    totals = {l: sum(c.values()) for l, c in counts.items()}
-    pred = []
-    for r in evalrows:
-        best = max(labels, key=lambda l: math.log(prior[l] + 1) + sum(
-            math.log((counts[l][w] + 1) / (totals[l] + len(vocab))) for w in words(r["text"])))
-        pred.append(best)
-    return classification_metrics([r["label"] for r in evalrows], pred, labels)
-
-
 # ---------------------------------------------------------------- training
 
 
@@ -103,41 +93,119 @@ def main_metric(task: str) -> str:
     return "accuracy" if task == "classify" else "rouge_l"
 
 
-def train(a, model, tok, train_rows, eval_rows, verb):
-    torch.manual_seed(a.seed)
-    key, template = ("text" if a.task == "classify" else "input"), a.template
+class Progress:
+    """A progress bar on a terminal; on a log file, one line per evaluation instead (no carriage-return floods)."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=2, disable=not self.tty)
+        self.total, self.t0 = total, time.time()
+
+    def step(self, loss: float):
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+
+    def write(self, msg: str):
+        self.bar.write(msg) if self.tty else print(f"[{time.time() - self.t0:7.1f}s] {msg}", flush=True)
+
+    def close(self):
+        self.bar.close()
+
+
+def make_tuner(a, model, verb):
+    """The adapter being trained (None for full fine-tuning) and the function giving its KV prefix for a batch."""
     if a.method == "full":
-        tuner = None
         for p in model.parameters():
             p.requires_grad_(True)
-        params = list(model.parameters())
-        kv_fn = lambda B: None  # noqa: E731
+        return None, (lambda B: None)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if a.method == "prompt":
+        init_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
+        tuner = PromptTuning(PromptTuningConfig(a.virtual_tokens, a.init), model, init_ids, a.seed)
     else:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        if a.method == "prompt":
-            init_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
-            tuner = PromptTuning(PromptTuningConfig(a.virtual_tokens, a.init), model, init_ids, a.seed)
-        else:
-            tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden), model, a.seed)
-        params = list(tuner.parameters())
-        kv_fn = lambda B: tuner.kv_prefix(model, B)  # noqa: E731
-    trained = sum(p.numel() for p in params)
+        tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden), model, a.seed)
+    return tuner, (lambda B: tuner.kv_prefix(model, B))
+
+
+@torch.no_grad()
+def head_features(model, kv_fn, tok, rows, a, head):
+    pooled, bags = [], []
+    prompts = encode_prompts(tok, a.template, rows, "text", a.max_tokens)
+    for i in range(0, len(rows), 64):
+        p, b = run_features(model, kv_fn(len(prompts[i:i + 64])), prompts[i:i + 64], tok.pad_id, head)
+        pooled.append(p)
+        bags.append(b)
+    return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
+
+
+def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log) -> tuple[Head, dict]:
+    """Linear probe first (LP-FT): the head fitted on the features of the untrained adapter, its weight decay and
+    (with --bag auto) whether to use the bag-of-tokens term chosen on the dev split. Training then starts from it."""
+    model.eval()
+    d = model.cfg.d_model
+    prompts = encode_prompts(tok, a.template, train_rows, "text", a.max_tokens)
+    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if a.bag != "off" else []
+    full = Head(labels, d, a.pooling, bag_ids)
+    t0 = time.time()
+    tr, dv = head_features(model, kv_fn, tok, train_rows, a, full), head_features(model, kv_fn, tok, dev_rows, a, full)
+    log(f"probe features: {len(train_rows)} train + {len(dev_rows)} dev rows in {time.time() - t0:.0f} s")
+    y = torch.tensor([labels.index(r["label"]) for r in train_rows])
+    ydev = torch.tensor([labels.index(r["label"]) for r in dev_rows])
+    trials = []
+    for use_bag in ([True, False] if a.bag == "auto" and bag_ids else [bool(bag_ids)]):
+        for wd in a.weight_decay_grid:
+            head = Head(labels, d, a.pooling, bag_ids if use_bag else [])
+            ftr = (tr[0], tr[1] if use_bag else None)
+            head.standardise(*ftr)
+            fit_probe(head, ftr, y, wd)
+            with torch.no_grad():
+                acc = (head.scores(dv[0], dv[1] if use_bag else None).argmax(1) == ydev).float().mean().item()
+            trials.append({"bag": use_bag, "weight_decay": wd, "dev_accuracy": round(acc, 4), "head": head})
+            log(f"probe bag={'on' if use_bag else 'off'} weight decay {wd:g}: dev accuracy {acc:.4f}")
+    best = max(trials, key=lambda t: (t["dev_accuracy"], t["bag"] is False, t["weight_decay"]))
+    info = {"probe_trials": [{k: v for k, v in t.items() if k != "head"} for t in trials],
+            "weight_decay": best["weight_decay"], "bag_tokens": best["head"].bag_size, "probe_dev": best["dev_accuracy"]}
+    return best["head"], info
+
+
+def train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
+    """Trains the adapter (and the head, for a head readout) and keeps the state that scored best on dev_rows."""
+    torch.manual_seed(a.seed)
+    key = "text" if a.task == "classify" else "input"
+    head = readout if isinstance(readout, Head) else None
+    core = list(model.parameters()) if tuner is None else list(tuner.parameters())
     lr = a.lr or DEFAULT_LR[a.method]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0 if a.method != "full" else 0.01)
+    groups = [{"params": core, "lr": lr, "weight_decay": 0.01 if tuner is None else 0.0}]
+    if head is not None:
+        groups.append({"params": [head.weight, head.bias, head.bag_weight], "lr": a.head_lr, "weight_decay": 0.0})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups)
+    for g in opt.param_groups:
+        g["base_lr"] = g["lr"]
     steps_per_epoch = math.ceil(len(train_rows) / a.batch)
     total = min(a.steps or 10 ** 9, a.epochs * steps_per_epoch)
-    eval_subset = eval_rows[: a.eval_limit] if a.eval_limit else eval_rows
+    dev_subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
     rng = random.Random(a.seed)
-    history, best, best_state, bad, step, t0 = [], -1.0, None, 0, 0, time.time()
+    owners = [m for m in (tuner if tuner is not None else model, head) if m is not None]
+    trained = sum(p.numel() for m in owners for p in m.parameters())
+    metric = main_metric(a.task)
 
     def snapshot():
-        src = model if tuner is None else tuner
-        return {k: v.detach().clone() for k, v in src.state_dict().items()}
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in owners]
 
-    from tqdm import tqdm
+    def dev_score():
+        return evaluate(model, kv_fn, tok, a.task, dev_subset, a.template, readout, a.batch, a.max_tokens,
+                        a.max_new_tokens)[metric]
 
-    bar = tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=2)
+    history, step, bad, t0 = [], 0, 0, time.time()
+    best, best_state = -1.0, None
+    if head is not None:  # the probe is the state to beat
+        best, best_state = dev_score(), snapshot()
+        history.append({"step": 0, "eval": round(best, 4)})
+    bar = Progress(total)
     order = []
     while step < total:
         if not order:
@@ -145,32 +213,32 @@ def train(a, model, tok, train_rows, eval_rows, verb):
             rng.shuffle(order)
         idx, order = order[: a.batch], order[a.batch:]
         rows = [train_rows[i] for i in idx]
-        model.train(a.method == "full")
-        prompts = encode_prompts(tok, template, rows, key, a.max_tokens)
+        model.train(tuner is None)
+        prompts = encode_prompts(tok, a.template, rows, key, a.max_tokens)
         kv = kv_fn(len(rows))
         if a.task == "classify":
-            scores = label_logprobs(model, kv, prompts, verb, tok.pad_id)
-            gold = torch.tensor([verb.labels.index(r["label"]) for r in rows])
-            loss = torch.nn.functional.cross_entropy(scores, gold)
+            gold = torch.tensor([readout.labels.index(r["label"]) for r in rows])
+            loss = F.cross_entropy(label_scores(model, kv, prompts, readout, tok.pad_id), gold)
+            if head is not None:
+                loss = loss + a.weight_decay * (head.weight.pow(2).sum() + head.bag_weight.pow(2).sum())
         else:
             outs = [tok.encode(r["output"])[: a.max_new_tokens] + [tok.eos_id] for r in rows]
             loss = generation_loss(model, kv, prompts, outs, tok.pad_id)
         for g in opt.param_groups:  # linear warmup, then constant or cosine decay to 10%
             decay = 1.0 if a.schedule == "constant" else 0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, total)))
-            g["lr"] = lr * min(1.0, (step + 1) / max(1, a.warmup)) * decay
+            g["lr"] = g["base_lr"] * min(1.0, (step + 1) / max(1, a.warmup)) * decay
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.step(loss.item())
         history.append({"step": step, "train_loss": round(loss.item(), 4)})
         if step % a.eval_every == 0 or step == total:
-            m = evaluate(model, kv_fn, tok, a.task, eval_subset, template, verb, a.batch, a.max_tokens, a.max_new_tokens)
-            score = m[main_metric(a.task)]
+            score = dev_score()
             history.append({"step": step, "eval": round(score, 4)})
-            bar.write(f"step {step}: eval {main_metric(a.task)} {score:.4f} (on {len(eval_subset)})")
+            bar.write(f"step {step}/{total}: train loss {loss.item():.3f}, dev {metric} {score:.4f} "
+                      f"(on {len(dev_subset)})")
             if score > best:
                 best, best_state, bad = score, snapshot(), 0
             else:
@@ -180,9 +248,10 @@ def train(a, model, tok, train_rows, eval_rows, verb):
                     break
     bar.close()
     if best_state is not None:
-        (model if tuner is None else tuner).load_state_dict(best_state)
-    return tuner, kv_fn, {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
-                          "best_subset_eval": best, "history": history}
+        for m, st in zip(owners, best_state):
+            m.load_state_dict(st)
+    return {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
+            "best_dev": best, "history": history}
 
 
 def plot(history, path: Path, title: str, metric: str):
@@ -200,31 +269,41 @@ def plot(history, path: Path, title: str, metric: str):
     save_figure(fig, path)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["classify", "generate"], required=True)
     ap.add_argument("--train", type=Path, required=True)
-    ap.add_argument("--eval", type=Path)
+    ap.add_argument("--eval", type=Path, help="held-out file, scored once at the end (default: --eval-frac of --train)")
     ap.add_argument("--eval-frac", type=float, default=0.1)
-    ap.add_argument("--method", choices=["prompt", "prefix", "full", "nb"], required=True)
+    ap.add_argument("--dev", type=Path, help="model-selection file (default: --dev-frac of the training rows)")
+    ap.add_argument("--dev-frac", type=float, default=0.1)
+    ap.add_argument("--method", choices=["prompt", "prefix", "full", "nb"], default="prefix")
     ap.add_argument("--backbone", type=Path, help="backbone bundle (default: the catalog's default)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default=None, help="adapter name recorded in the metadata")
     ap.add_argument("--template", default=None, help="prompt template with {text} or {input}")
+    ap.add_argument("--readout", choices=["head", "verbalizer"], default="head",
+                    help="classification: a linear head over pooled hidden states, or label words")
+    ap.add_argument("--pooling", choices=POOLINGS, default="mean", help="head readout: how the states are pooled")
+    ap.add_argument("--bag", choices=["auto", "on", "off"], default="auto",
+                    help="head readout: add a bag-of-tokens term (auto = when it helps on the dev split)")
+    ap.add_argument("--bag-tokens", type=int, default=4096, help="size cap of the bag-of-tokens vocabulary")
     ap.add_argument("--verbalizer", default=None, help='JSON {"label": "word" | ["w1", "w2"]} or a file holding it')
-    ap.add_argument("--virtual-tokens", type=int, default=20)
+    ap.add_argument("--virtual-tokens", type=int, default=16)
     ap.add_argument("--init", choices=["labels", "vocab", "random"], default="vocab")
     ap.add_argument("--prefix-hidden", type=int, default=256)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="learning rate after warmup")
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="cosine", help="learning rate after warmup")
+    ap.add_argument("--epochs", type=int, default=None, help="default: 2 for a head readout, 1 otherwise")
     ap.add_argument("--steps", type=int, default=0, help="cap on optimizer steps (0 = epochs decide)")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--eval-every", type=int, default=50)
-    ap.add_argument("--eval-limit", type=int, default=400, help="eval examples used for early stopping (0 = all)")
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--eval-limit", type=int, default=None,
+                    help="dev examples used for model selection (0 = all; default all, 400 for generation)")
     ap.add_argument("--patience", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--max-tokens", type=int, default=128, help="prompt token budget (the edge's MAX_TOKENS is 128)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--dtype", choices=list(adapter_fmt.DTYPES), default="float16")
     ap.add_argument("--compare-to", type=Path, help="a full fine-tuning run's metrics.json: report the gap")
@@ -232,39 +311,112 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-
     if a.threads:
         torch.set_num_threads(a.threads)
     if not 1 <= a.virtual_tokens <= 256:
         raise CliError("--virtual-tokens must be in [1, 256]")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda asked for, but no CUDA device is available")
+    for name in ("eval_frac", "dev_frac"):
+        if not 0 < getattr(a, name) < 0.5:
+            raise CliError(f"--{name.replace('_', '-')} must be in (0, 0.5)")
     a.template = a.template or TEMPLATES[a.task]
     field_ = "{text}" if a.task == "classify" else "{input}"
     if a.template.count(field_) != 1:
         raise CliError(f"--template must contain {field_} exactly once")
-    train_rows = load_jsonl(a.train, a.task)
+    if a.task != "classify":
+        a.readout = None
+    a.epochs = a.epochs or (2 if a.readout == "head" else 1)
+    a.eval_limit = (400 if a.task == "generate" else 0) if a.eval_limit is None else a.eval_limit
+    a.weight_decay_grid = [1e-4, 1e-3, 1e-2, 3e-2]
+    return a
+
+
+def split_rows(a):
+    """(train, dev, eval) rows: eval from --eval or held out of --train; dev (model selection) from --dev or held
+    out of what is left. The eval rows are scored once, at the end, and never choose anything."""
+    rows = load_jsonl(a.train, a.task)
+    rng = random.Random(a.seed)
     if a.eval:
         eval_rows = load_jsonl(a.eval, a.task)
     else:
-        rows = list(train_rows)
-        random.Random(a.seed).shuffle(rows)
+        rng.shuffle(rows)
         n = max(1, int(len(rows) * a.eval_frac))
-        eval_rows, train_rows = rows[:n], rows[n:]
-    verb, labels = None, None
-    if a.task == "classify":
-        labels = sorted({r["label"] for r in train_rows})
-        unknown = sorted({r["label"] for r in eval_rows} - set(labels))
-        if unknown:
-            raise CliError(f"eval labels never seen in training: {unknown[:5]}")
-        if len(labels) < 2:
-            raise CliError("classification needs at least two labels in the training data")
+        eval_rows, rows = rows[:n], rows[n:]
+    if a.dev:
+        dev_rows = load_jsonl(a.dev, a.task)
+    else:
+        rows = list(rows)
+        rng.shuffle(rows)
+        n = max(1, int(len(rows) * a.dev_frac))
+        dev_rows, rows = rows[:n], rows[n:]
+    if len(rows) < 2:
+        raise CliError(f"{a.train}: too few rows left to train on after the eval and dev splits")
+    return rows, dev_rows, eval_rows
 
-    t0 = time.time()
+
+def check_labels(train_rows, other_rows) -> list[str]:
+    labels = sorted({r["label"] for r in train_rows})
+    unknown = sorted({r["label"] for r in other_rows} - set(labels))
+    if unknown:
+        raise CliError(f"dev/eval labels never seen in training: {unknown[:5]}")
+    if len(labels) < 2:
+        raise CliError("classification needs at least two labels in the training data")
+    return labels
+
+
+def load_verbalizer(a, labels, tok) -> Verbalizer:
+    mapping = None
+    if a.verbalizer:
+        try:
+            src = Path(a.verbalizer).read_text() if Path(a.verbalizer).is_file() else a.verbalizer
+            mapping = json.loads(src)
+        except (json.JSONDecodeError, OSError) as e:
+            raise CliError(f"--verbalizer: not JSON or a JSON file ({e})") from None
+    return Verbalizer.build(labels, tok, mapping)
+
+
+def pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
+    """Packs the adapter at each storage dtype, scores each packed form on the eval rows, writes the chosen one."""
+    metric = main_metric(a.task)
+    kv = adapter_fmt.kv_to_tensor(tuner.kv_prefix(model, 1))
+    prompt = tuner.prompt if a.method == "prompt" else None
+    head = readout if isinstance(readout, Head) else None
+    verb = readout if isinstance(readout, Verbalizer) else None
+    labels_meta = verb.to_meta() if verb else ([{"name": l, "words": [], "token_ids": []} for l in head.labels]
+                                               if head else None)
+    gen = {"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {}
+    training = {"data_sha256": sha256_file(a.train), "train_examples": len(train_rows), "steps": tr["steps"],
+                "eval": {metric: final[metric]}, "method": a.method, "max_tokens": a.max_tokens}
+    storage = {}
+    for dt in ("float32", "float16", "int8"):
+        buf = adapter_fmt.pack(a.method, a.task, bcfg, kv, dtype=dt, prompt=prompt, template=a.template,
+                               labels=labels_meta, generation=gen, training=training, head=head)
+        kvd, meta, tensors = adapter_fmt.parse(buf, bcfg)
+        packed = Head.from_artifact(tensors, meta["readout"], head.labels) if head else verb
+        m = evaluate(model, lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B), tok, a.task, eval_rows,
+                     a.template, packed, 32, a.max_tokens, a.max_new_tokens)
+        storage[dt] = {"bytes": len(buf), metric: m[metric]}
+        if dt == a.dtype:
+            with atomic_path(a.out / "adapter.safetensors") as tmp:
+                tmp.write_bytes(buf)
+    for dt in storage:
+        storage[dt]["change_vs_float32"] = storage[dt][metric] - storage["float32"][metric]
+    onnx_bytes = (bundle / "model.onnx").stat().st_size
+    return {"storage": storage, "adapter_bytes": storage[a.dtype]["bytes"],
+            "bytes_ratio_to_backbone_onnx": storage[a.dtype]["bytes"] / onnx_bytes}
+
+
+def main():
+    a = parse_args()
+    train_rows, dev_rows, eval_rows = split_rows(a)
+    labels = check_labels(train_rows, dev_rows + eval_rows) if a.task == "classify" else None
     out = a.out
+    log = lambda m: print(m, flush=True)  # noqa: E731
     if a.method == "nb":
         if a.task != "classify":
             raise CliError("--method nb is a classification baseline")
+        t0 = time.time()
         metrics = {"task": a.task, "method": "nb", "eval": naive_bayes(train_rows, eval_rows, labels),
                    "train_examples": len(train_rows), "wall_s": round(time.time() - t0, 1)}
         write_json(out / "metrics.json", metrics)
@@ -273,55 +425,36 @@ def main():
 
     bundle = a.backbone or default_backbone()
     model, tok, bcfg = load_backbone(bundle)
-    if a.task == "classify":
-        mapping = None
-        if a.verbalizer:
-            try:
-                src = Path(a.verbalizer).read_text() if Path(a.verbalizer).is_file() else a.verbalizer
-                mapping = json.loads(src)
-            except (json.JSONDecodeError, OSError) as e:
-                raise CliError(f"--verbalizer: not JSON or a JSON file ({e})") from None
-        verb = Verbalizer.build(labels, tok, mapping)
-    tuner, kv_fn, tr = train(a, model, tok, train_rows, eval_rows, verb)
-    final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, verb, 32, a.max_tokens, a.max_new_tokens)
+    torch.manual_seed(a.seed)
+    verb = load_verbalizer(a, labels, tok) if a.task == "classify" else None
+    tuner, kv_fn = make_tuner(a, model, verb)
+    readout, probe = verb, {}
+    if a.readout == "head":
+        readout, probe = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log)
+        a.weight_decay = probe["weight_decay"]
+    tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
+    final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
     metric = main_metric(a.task)
-    metrics = {"task": a.task, "method": a.method, "backbone": bcfg["id"], "template": a.template,
+    metrics = {"task": a.task, "method": a.method, "readout": a.readout, "backbone": bcfg["id"],
+               "template": a.template, "max_tokens": a.max_tokens,
                "virtual_tokens": a.virtual_tokens if tuner else 0, "init": a.init if a.method == "prompt" else None,
                "prefix_hidden": a.prefix_hidden if a.method == "prefix" else None,
-               "train_examples": len(train_rows), "eval": final, **{k: v for k, v in tr.items() if k != "history"},
+               "train_examples": len(train_rows), "dev_examples": len(dev_rows), "eval": final,
+               **{k: v for k, v in tr.items() if k != "history"}, **probe,
                "backbone_params": model.num_params(), "seed": a.seed}
+    if isinstance(readout, Head):
+        metrics["pooling"] = readout.pooling
     if a.compare_to:
         full = json.loads(Path(a.compare_to).read_text())
         metrics["full_finetune_" + metric] = full["eval"][metric]
         metrics["gap_to_full_finetune"] = final[metric] - full["eval"][metric]
     out.mkdir(parents=True, exist_ok=True)
     if tuner is not None:
-        kv = adapter_fmt.kv_to_tensor(tuner.kv_prefix(model, 1))
-        prompt = tuner.prompt if a.method == "prompt" else None
-        storage = {}
-        gen = {"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {}
-        training = {"data_sha256": sha256_file(a.train), "train_examples": len(train_rows), "steps": tr["steps"],
-                    "eval": {metric: final[metric]}, "method": a.method}
-        for dt in ("float32", "float16", "int8"):
-            buf = adapter_fmt.pack(a.method, a.task, bcfg, kv, dtype=dt, prompt=prompt, template=a.template,
-                                   labels=verb.to_meta() if verb else None, generation=gen, training=training)
-            kvd, _, _ = adapter_fmt.parse(buf, bcfg)
-            m = evaluate(model, lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B), tok, a.task, eval_rows,
-                         a.template, verb, 32, a.max_tokens, a.max_new_tokens)
-            storage[dt] = {"bytes": len(buf), metric: m[metric]}
-            if dt == a.dtype:
-                with atomic_path(out / "adapter.safetensors") as tmp:
-                    tmp.write_bytes(buf)
-        for dt in storage:
-            storage[dt]["change_vs_float32"] = storage[dt][metric] - storage["float32"][metric]
-        onnx_bytes = (bundle / "model.onnx").stat().st_size
-        metrics["storage"] = storage
-        metrics["adapter_bytes"] = storage[a.dtype]["bytes"]
-        metrics["bytes_ratio_to_backbone_onnx"] = storage[a.dtype]["bytes"] / onnx_bytes
+        metrics.update(pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final))
     write_json(out / "metrics.json", {**metrics, "history": tr["history"]})
     plot(tr["history"], out / "curve.png", f"{a.method} on {a.train.parent.name}", metric)
-    print(f"{a.method}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} examples"
-          + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else ""))
+    print(f"{a.method}{'+' + a.readout if a.readout else ''}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} "
+          f"examples" + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else ""))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 // The adapter artifact on the edge (scripts/softedge/adapter.py writes it): validation, checksum, KV prefix.
-import { parseSafetensors, SafetensorsError, toFloat32 } from "./safetensors";
+import { parseSafetensors, SafetensorsError, toFloat32, toInt32, type RawTensor } from "./safetensors";
 import type { BackboneConfig } from "./backbone-config";
 import { sha256Hex } from "./hash";
 
@@ -7,6 +7,20 @@ export interface Label {
   name: string;
   words: string[];
   token_ids: number[][];
+}
+/**
+ * A classification head over the final hidden states (readout "head"; scripts/softedge/readout.py):
+ * score[l] = weight[l] . pool(h) + bias[l] + sum of bagWeight[l, k] over the bag tokens k present in the prompt.
+ */
+export interface Head {
+  pooling: "mean" | "last";
+  /** [n_labels, hidden] */
+  weight: Float32Array;
+  bias: Float32Array;
+  /** token id -> its column in bagWeight */
+  bag: Map<number, number>;
+  /** [n_labels, K] */
+  bagWeight: Float32Array;
 }
 export interface Adapter {
   kind: "prompt" | "prefix";
@@ -21,6 +35,8 @@ export interface Adapter {
   checksum: string;
   /** [L, 2, kvH, P, D] float32 */
   kv: Float32Array;
+  /** the classification head, or null when labels are read through the verbalizer's words */
+  head: Head | null;
   bytes: number; // the artifact's size
   /** what the parsed adapter holds in the isolate's memory: the fp32 KV prefix plus its metadata strings */
   memoryBytes: number;
@@ -73,12 +89,47 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   }
   if (!kv.every(Number.isFinite)) throw new AdapterError("adapter_corrupt", "kv_prefix holds NaN or inf");
   const labels = json<Label[]>(m.labels, "labels", []);
-  if (m.task === "classify" && (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => l.token_ids?.length && l.token_ids.every((w) => w.length))))
+  const readout = json<{ type?: string; pooling?: string; bag_tokens?: number }>(m.readout, "readout", { type: "verbalizer" });
+  if (m.task === "classify" && (!Array.isArray(labels) || labels.length < 2 || typeof labels[0]?.name !== "string"))
     throw new AdapterError("adapter_corrupt", "classification adapter without usable labels");
+  let head: Head | null = null;
+  if (readout.type === "head") {
+    if (m.task !== "classify") throw new AdapterError("adapter_corrupt", "a head readout needs task classify");
+    if (!backbone.outputs?.includes("hidden_states"))
+      throw new AdapterError("backbone_mismatch", `backbone ${backbone.id} has no hidden_states output for a head adapter`);
+    head = parseHead(tensors, readout, labels.length, backbone.hidden_size);
+  } else if (readout.type !== "verbalizer") {
+    throw new AdapterError("adapter_corrupt", `unknown readout ${JSON.stringify(readout.type)}`);
+  } else if (m.task === "classify" && !labels.every((l) => l.token_ids?.length && l.token_ids.every((w) => w.length))) {
+    throw new AdapterError("adapter_corrupt", "verbalizer adapter without label tokens");
+  }
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  const headBytes = head ? head.weight.byteLength + head.bias.byteLength + head.bagWeight.byteLength + 48 * head.bag.size : 0;
   return {
     kind: m.kind, task: m.task, backbone: m.backbone, virtualTokens: P, dtype: m.dtype, template: m.template, labels,
     generation: json(m.generation, "generation", {}), training: json(m.training, "training", {}), checksum: m.checksum,
-    kv, bytes: u8.byteLength, memoryBytes: kv.byteLength + 2 * (m.labels.length + m.template.length + (m.training?.length ?? 0)),
+    kv, head, bytes: u8.byteLength,
+    memoryBytes: kv.byteLength + headBytes + 2 * (m.labels.length + m.template.length + (m.training?.length ?? 0)),
   };
+}
+
+function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: string; bag_tokens?: number }, n: number, hidden: number): Head {
+  const bad = (why: string) => new AdapterError("adapter_corrupt", `head: ${why}`);
+  if (readout.pooling !== "mean" && readout.pooling !== "last") throw bad(`unknown pooling ${JSON.stringify(readout.pooling)}`);
+  const W = tensors.head_weight, b = tensors.head_bias;
+  if (!W || !b || JSON.stringify(W.shape) !== JSON.stringify([n, hidden]) || JSON.stringify(b.shape) !== JSON.stringify([n]))
+    throw bad(`head_weight/head_bias do not fit ${n} labels x ${hidden} hidden units`);
+  const K = readout.bag_tokens ?? 0, ids = tensors.bag_ids, bw = tensors.bag_weight;
+  const bag = new Map<number, number>();
+  let bagWeight: Float32Array = new Float32Array(0);
+  if (K || ids || bw) {
+    if (!ids || !bw || ids.dtype !== "I32" || JSON.stringify(ids.shape) !== JSON.stringify([K]) || JSON.stringify(bw.shape) !== JSON.stringify([n, K]))
+      throw bad(`bag_ids/bag_weight do not fit bag_tokens=${K} and ${n} labels`);
+    toInt32(ids).forEach((id, k) => bag.set(id, k));
+    if (bag.size !== K) throw bad("bag_ids repeat a token");
+    bagWeight = toFloat32(bw);
+  }
+  const head = { pooling: readout.pooling, weight: toFloat32(W), bias: toFloat32(b), bag, bagWeight } as Head;
+  if (![head.weight, head.bias, head.bagWeight].every((a) => a.every(Number.isFinite))) throw bad("weights hold NaN or inf");
+  return head;
 }

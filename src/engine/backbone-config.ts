@@ -5,6 +5,7 @@ export interface BackboneConfig {
   num_heads: number;
   num_kv_heads: number;
   head_dim: number;
+  hidden_size: number;
   vocab_size: number;
   max_positions: number;
   pad_token_id: number;
@@ -12,5 +13,7 @@ export interface BackboneConfig {
   bos_token_id: number;
   quantization: string;
   logits: "last" | "all";
+  /** the graph's outputs; "hidden_states" (final norm, every input position) is what head adapters read */
+  outputs: string[];
   model_sha256: string;
 }

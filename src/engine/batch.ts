@@ -22,6 +22,10 @@ export interface RunResult {
   /** next position id per item */
   nextPos: number[];
   S: number;
+  /** [B, T, hidden] final hidden states at the input positions (left-padded rows), when the graph outputs them */
+  hidden: Float32Array | null;
+  /** input positions per row in `hidden` */
+  T: number;
 }
 
 /**
@@ -104,7 +108,8 @@ function presentsOf(cfg: BackboneConfig, out: Record<string, ORT.Tensor>): ORT.T
 export async function runBatch(ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: BatchItem[]): Promise<RunResult> {
   const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
   const out = await session.run(feeds);
-  return { logits: lastRows(out.logits, items.length, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S };
+  const hidden = out.hidden_states ? (out.hidden_states.data as Float32Array) : null;
+  return { logits: lastRows(out.logits, items.length, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S, hidden, T: S - Math.max(0, ...items.map((x) => x.virtualTokens)) };
 }
 
 /**
@@ -149,5 +154,5 @@ export async function continueBatch(
       feeds[`past_key_values.${l}.${j ? "value" : "key"}`] = new ort.Tensor("float32", data, [R, H, S, D]);
     }
   const out = await session.run(feeds);
-  return { logits: lastRows(out.logits, R, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S: S + T };
+  return { logits: lastRows(out.logits, R, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S: S + T, hidden: null, T };
 }

@@ -1,12 +1,14 @@
-// Classification through a verbalizer, for a batch of items that may use different adapters.
-// A label's score is the log-probability of its word's tokens after the prompt (multi-token words: the first
-// token from the prompt's last position, the rest by continuing from the prompt's KV cache); a label with several
-// words scores the log of the mean of their probabilities; probabilities are the softmax over labels.
-// Mirrors scripts/softedge/tasks.py label_logprobs, so Python's golden outputs apply.
+// Classification for a batch of items that may use different adapters and different readouts.
+// Verbalizer: a label's score is the log-probability of its word's tokens after the prompt (multi-token words: the
+// first token from the prompt's last position, the rest by continuing from the prompt's KV cache); a label with
+// several words scores the log of the mean of their probabilities (scripts/softedge/tasks.py label_logprobs).
+// Head: a linear head over the final hidden states pooled over the prompt's tokens, plus the bag-of-tokens term
+// (scripts/softedge/readout.py Head). Either way the probabilities are the softmax over labels, so Python's golden
+// outputs apply.
 import type * as ORT from "onnxruntime-web";
-import type { Adapter } from "./adapter";
+import type { Adapter, Head } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
-import { continueBatch, planPasses, runBatch, type Ort } from "./batch";
+import { continueBatch, planPasses, runBatch, type Ort, type RunResult } from "./batch";
 
 export interface ClassifyItem {
   ids: number[]; // the prompt's tokens (template filled)
@@ -50,9 +52,12 @@ async function classifyPass(
 ): Promise<ClassifyResult[]> {
   const V = cfg.vocab_size;
   const first = await runBatch(ort, session, cfg, items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })));
-  const lp = items.map((_, b) => logSoftmaxRow(first.logits, b, V));
-  // word scores start with the first token; multi-token words continue from the prompt's cache in one batch
-  const scores = items.map((it, b) => it.adapter.labels.map((l) => l.token_ids.map((w) => lp[b][w[0]])));
+  // verbalizer word scores start with the first token; multi-token words continue from the prompt's cache in one batch
+  const scores = items.map((it, b) => {
+    if (it.adapter.head) return [];
+    const lp = logSoftmaxRow(first.logits, b, V);
+    return it.adapter.labels.map((l) => l.token_ids.map((w) => lp[w[0]]));
+  });
   const rows: number[] = [], toks: number[][] = [], where: [number, number, number][] = [];
   items.forEach((it, b) =>
     it.adapter.labels.forEach((l, li) =>
@@ -71,7 +76,8 @@ async function classifyPass(
     });
   }
   return items.map((it, b) => {
-    const s = scores[b].map(logMeanExp);
+    const head = it.adapter.head;
+    const s = head ? headScores(head, first, b, it.ids, cfg.hidden_size) : scores[b].map(logMeanExp);
     const m = Math.max(...s);
     const e = s.map((x) => Math.exp(x - m));
     const z = e.reduce((a, x) => a + x, 0);
@@ -82,12 +88,32 @@ async function classifyPass(
   });
 }
 
+/** The head's label scores for row b: its final hidden states pooled over the row's own (right-aligned) tokens. */
+function headScores(head: Head, run: RunResult, b: number, ids: number[], d: number): number[] {
+  if (!run.hidden) throw new Error("the backbone graph has no hidden_states output");
+  const T = run.T, n = ids.length, pooled = new Float64Array(d);
+  const rows = head.pooling === "last" ? [T - 1] : Array.from({ length: n }, (_, j) => T - n + j);
+  for (const t of rows) {
+    const off = (b * T + t) * d;
+    for (let k = 0; k < d; k++) pooled[k] += run.hidden[off + k];
+  }
+  for (let k = 0; k < d; k++) pooled[k] /= rows.length;
+  const present = [...new Set(ids)].map((id) => head.bag.get(id)).filter((k): k is number => k !== undefined);
+  const K = head.bag.size;
+  return Array.from(head.bias, (bias, l) => {
+    let s = bias;
+    for (let k = 0; k < d; k++) s += head.weight[l * d + k] * pooled[k];
+    for (const k of present) s += head.bagWeight[l * K + k];
+    return s;
+  });
+}
+
 /**
  * log-softmax at every continuation position: the graph returns last-position logits only, so feed the
  * continuation one token at a time through the cache (labels are a few tokens long).
  */
 async function continueBatchAll(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, first: Awaited<ReturnType<typeof runBatch>>,
+  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, first: RunResult,
   rows: number[], toks: number[][],
 ): Promise<Float64Array[][]> {
   const V = cfg.vocab_size, maxLen = Math.max(...toks.map((t) => t.length));

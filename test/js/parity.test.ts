@@ -12,12 +12,13 @@ interface Case {
   inputs: Feeds;
   valid: number[][];
   logits: { dims: number[]; data: number[] };
+  hidden_states: { dims: number[]; data: number[] };
 }
 interface Graph { file: string; last_only: boolean; reference?: string; cases: Case[] }
 
 /** max |diff| over the positions that hold real tokens (padded positions have no defined answer) */
-function maxDiff(got: Float32Array, c: Case, lastOnly: boolean): number {
-  const [B, T, V] = c.logits.dims;
+function maxDiff(got: Float32Array, c: Case, lastOnly: boolean, want = c.logits): number {
+  const [B, T, V] = want.dims;
   let m = 0;
   for (let b = 0; b < B; b++)
     for (let t = 0; t < T; t++) {
@@ -25,7 +26,7 @@ function maxDiff(got: Float32Array, c: Case, lastOnly: boolean): number {
       if (!c.valid[b][tt]) continue;
       for (let v = 0; v < V; v++) {
         const i = (b * T + t) * V + v;
-        m = Math.max(m, Math.abs(got[i] - c.logits.data[i]));
+        m = Math.max(m, Math.abs(got[i] - want.data[i]));
       }
     }
   return m;
@@ -51,6 +52,7 @@ for (const name of index.models) {
         const out = await s.run(c.inputs);
         expect(out.logits.dims).toEqual(c.logits.dims);
         expect(maxDiff(out.logits.data, c, false), c.name).toBeLessThanOrEqual(1e-4);
+        expect(maxDiff(out.hidden_states.data, c, false, c.hidden_states), c.name).toBeLessThanOrEqual(1e-4);
       }
     });
 
@@ -74,6 +76,9 @@ for (const name of index.models) {
         const out = await s.run(c.inputs);
         expect(out.logits.dims).toEqual([c.logits.dims[0], 1, c.logits.dims[2]]);
         expect(maxDiff(out.logits.data, c, true), c.name).toBeLessThanOrEqual(1e-4);
+        // every position's final hidden states (what classification heads read)
+        expect(out.hidden_states.dims).toEqual(c.hidden_states.dims);
+        expect(maxDiff(out.hidden_states.data, c, false, c.hidden_states), c.name).toBeLessThanOrEqual(1e-4);
       }
     });
 

@@ -86,7 +86,7 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
     before = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
             "--out", tmp_path / "run", "--steps", "6", "--eval-every", "3", "--batch", "8", "--virtual-tokens", "4",
-            "--prefix-hidden", "16")
+            "--prefix-hidden", "16", "--readout", "verbalizer")
     assert r.returncode == 0, r.stderr
     after = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -105,12 +105,81 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
 def test_prompt_tuning_cli(tiny_bundle, data, tmp_path, init):
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prompt", "--init", init,
             "--backbone", tiny_bundle, "--out", tmp_path / "run", "--steps", "3", "--eval-every", "3",
-            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}',
+            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}', "--readout", "verbalizer",
             "--schedule", "cosine" if init == "random" else "constant")
     assert r.returncode == 0, r.stderr
     _, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors")
     assert meta["kind"] == "prompt" and tensors["prompt_embeddings"].shape == (3, 32)
     assert {l["name"]: l["words"] for l in meta["labels"]} == {"fruit": ["apple", "pear"], "color": ["red"]}
+
+
+def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bundle, data, tmp_path):
+    """Only --train (and a tiny budget): prefix + head; the packed head gives the trained head's probabilities."""
+    from softedge.readout import Head, label_scores
+    from softedge.tasks import encode_prompts
+    from softedge.tokenizer import Tokenizer
+
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle,
+            "--out", tmp_path / "run", "--steps", "4", "--eval-every", "2", "--virtual-tokens", "3",
+            "--prefix-hidden", "8", "--dtype", "float32")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["readout"] == "head" and m["method"] == "prefix" and m["pooling"] == "mean"
+    # 80 rows: 8 held out for eval, 7 of the rest for dev, 65 to train on; eval scored once, dev chose
+    assert (m["eval"]["examples"], m["dev_examples"], m["train_examples"]) == (8, 7, 65)
+    assert m["history"][0] == {"step": 0, "eval": m["probe_dev"]}  # the probe is the state to beat
+    assert {t["bag"] for t in m["probe_trials"]} == {True, False}
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors", cfg)
+    assert meta["readout"]["type"] == "head" and [l["name"] for l in meta["labels"]] == ["color", "fruit"]
+    assert tensors["head_weight"].shape == (2, 32) and tensors["head_bias"].dtype == torch.float32
+    assert meta["readout"]["bag_tokens"] == (tensors["bag_ids"].numel() if "bag_ids" in tensors else 0)
+    assert meta["training"]["max_tokens"] == 128  # trained at the token budget the edge serves
+    assert m["storage"]["float32"]["accuracy"] == m["eval"]["accuracy"]
+    # the folded head (what the edge applies) scores like the unfolded one
+    from softedge.checkpoint import load_weights
+    model, _ = load_weights(tiny_bundle / "weights.safetensors")
+    head = Head.from_artifact(tensors, meta["readout"], ["color", "fruit"])
+    tok = Tokenizer.from_dir(tiny_bundle)
+    prompts = encode_prompts(tok, meta["template"], [{"text": "apple banana 3"}, {"text": "red green blue 9"}], "text", 128)
+    with torch.no_grad():
+        s = label_scores(model, A.tensor_to_kv(kv, 2), prompts, head, tok.pad_id)
+    assert s.shape == (2, 2) and torch.isfinite(s).all()
+
+
+def test_head_folding_keeps_the_scores():
+    from softedge.readout import Head
+
+    torch.manual_seed(0)
+    h = Head(["a", "b", "c"], 8, "mean", [5, 9, 11])
+    pooled, bag = torch.randn(6, 8), (torch.rand(6, 3) > 0.5).float()
+    h.standardise(pooled * 3 + 1, bag)
+    with torch.no_grad():
+        for p in (h.weight, h.bias, h.bag_weight):
+            p.normal_()
+    W, b, bw = h.folded()
+    assert torch.allclose(h.scores(pooled, bag), pooled @ W.t() + b + bag @ bw.t(), atol=1e-5)
+    # presence features from token ids: repeated tokens count once, unknown ones not at all
+    assert h.bag([[5, 5, 11, 300]], 400).tolist() == [[1.0, 0.0, 1.0]]
+
+
+def test_head_tensors_that_do_not_fit_are_refused(tiny_bundle):
+    from softedge.readout import Head
+
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], 2, cfg["head_dim"])
+    labels = [{"name": n, "words": [], "token_ids": []} for n in ("x", "y")]
+    head = Head(["x", "y"], 32, "mean", [7, 8])
+    buf = A.pack("prefix", "classify", cfg, kv, template="{text}", labels=labels, head=head)
+    _, meta, tensors = A.parse(buf, cfg)
+    assert meta["readout"] == {"type": "head", "pooling": "mean", "bag_tokens": 2}
+    with pytest.raises(A.AdapterError, match="do not fit 3 labels"):
+        A.parse(A.pack("prefix", "classify", cfg, kv, template="{text}", labels=labels + [labels[0] | {"name": "z"}],
+                       head=head), cfg)
+    with pytest.raises(A.AdapterError, match="hidden_states"):
+        A.parse(buf, {**cfg, "outputs": [o for o in cfg["outputs"] if o != "hidden_states"]})
+    with pytest.raises(A.AdapterError, match="needs task classify"):
+        A.pack("prefix", "generate", cfg, kv, template="{input}", head=head)
 
 
 def test_generation_and_baselines(tiny_bundle, data, tmp_path):

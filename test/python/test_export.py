@@ -24,9 +24,11 @@ def test_export_has_the_kv_cache_contract(tiny_model):
     ins, outs = [i.name for i in p.graph.input], [o.name for o in p.graph.output]
     assert ins[:3] == ["input_ids", "attention_mask", "position_ids"]
     assert ins[3:] == [f"past_key_values.{i}.{kv}" for i in range(L) for kv in ("key", "value")]
-    assert outs == ["logits"] + [f"present.{i}.{kv}" for i in range(L) for kv in ("key", "value")]
+    assert outs == ["logits"] + [f"present.{i}.{kv}" for i in range(L) for kv in ("key", "value")] + ["hidden_states"]
     dims = [d.dim_param or d.dim_value for d in p.graph.input[3].type.tensor_type.shape.dim]
     assert dims == ["batch", tiny_model.cfg.n_kv_head, "past_seq", tiny_model.cfg.head_dim]
+    dims = [d.dim_param or d.dim_value for d in p.graph.output[-1].type.tensor_type.shape.dim]
+    assert dims == ["batch", "seq", tiny_model.cfg.d_model]
 
 
 def test_tied_embedding_is_stored_once(tiny_model):

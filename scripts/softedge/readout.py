@@ -1,0 +1,152 @@
+"""Classification readouts: how a prompt's backbone run becomes label scores.
+
+verbalizer  each label's word(s) scored by the language-model head after the prompt (tasks.label_logprobs).
+head        a linear head over the final hidden states pooled over the prompt's real tokens (P-Tuning v2's readout
+            for small backbones), plus, optionally, a bag-of-tokens term: one weight per label for each token of a
+            chosen vocabulary that occurs in the prompt (a linear model over token presence, the part naive Bayes
+            also uses). scores = W . pool(h) + b + sum over the prompt's distinct tokens k in the bag of B[:, k].
+
+Training keeps the features standardised (buffers mean/std) so one weight decay fits both parts; `tensors()` folds
+the standardisation into plain weights, the form the artifact stores and the edge applies (src/engine/classify.ts).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .tasks import Verbalizer, label_logprobs, left_pad
+
+POOLINGS = ("mean", "last")
+
+
+class Head(nn.Module):
+    def __init__(self, labels: list[str], d_model: int, pooling: str = "mean", bag_ids: list[int] | None = None):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r} ({', '.join(POOLINGS)})")
+        self.labels, self.pooling = list(labels), pooling
+        n, K = len(labels), len(bag_ids or [])
+        self.weight = nn.Parameter(torch.zeros(n, d_model))
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.bag_weight = nn.Parameter(torch.zeros(n, K))
+        self.register_buffer("bag_ids", torch.tensor(bag_ids or [], dtype=torch.long))
+        # standardisation of the features while training (identity once folded)
+        self.register_buffer("h_mu", torch.zeros(d_model))
+        self.register_buffer("h_sd", torch.ones(d_model))
+        self.register_buffer("bag_mu", torch.zeros(K))
+        self.register_buffer("bag_sd", torch.ones(K))
+
+    @property
+    def bag_size(self) -> int:
+        return int(self.bag_ids.numel())
+
+    def pool(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """h [B,T,d], valid [B,T] (1 on the prompt's real tokens, left-padded) -> [B,d]."""
+        if self.pooling == "last":
+            return h[:, -1]
+        v = valid.to(h.dtype)[..., None]
+        return (h * v).sum(1) / v.sum(1)
+
+    def bag(self, prompts: list[list[int]], vocab_size: int) -> torch.Tensor:
+        """[B, K] presence (0/1) of each bag token in each prompt."""
+        col = torch.full((vocab_size,), -1, dtype=torch.long)
+        col[self.bag_ids] = torch.arange(self.bag_size)
+        out = torch.zeros(len(prompts), self.bag_size)
+        for i, ids in enumerate(prompts):
+            k = col[torch.tensor(sorted(set(ids)), dtype=torch.long)]
+            out[i, k[k >= 0]] = 1.0
+        return out
+
+    def features(self, h, valid, prompts, vocab_size):
+        return self.pool(h, valid), (self.bag(prompts, vocab_size) if self.bag_size else None)
+
+    def scores(self, pooled: torch.Tensor, bag: torch.Tensor | None) -> torch.Tensor:
+        s = ((pooled - self.h_mu) / self.h_sd) @ self.weight.t() + self.bias
+        if bag is not None:
+            s = s + ((bag - self.bag_mu) / self.bag_sd) @ self.bag_weight.t()
+        return s
+
+    def standardise(self, pooled: torch.Tensor, bag: torch.Tensor | None) -> None:
+        self.h_mu.copy_(pooled.mean(0))
+        self.h_sd.copy_(pooled.std(0) + 1e-5)
+        if bag is not None:
+            self.bag_mu.copy_(bag.mean(0))
+            self.bag_sd.copy_(bag.std(0) + 1e-3)
+
+    @torch.no_grad()
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W [n,d], b [n], bag weights [n,K]) acting on raw pooled states and 0/1 presence."""
+        W = self.weight / self.h_sd
+        bw = self.bag_weight / self.bag_sd
+        b = self.bias - W @ self.h_mu - bw @ self.bag_mu
+        return W, b, bw
+
+    def tensors(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The artifact's head tensors: weights at `dtype` (float16 or float32), bias float32, token ids int32."""
+        W, b, bw = self.folded()
+        out = {"head_weight": W.to(dtype).contiguous(), "head_bias": b.float().contiguous()}
+        if self.bag_size:
+            out["bag_ids"] = self.bag_ids.to(torch.int32).contiguous()
+            out["bag_weight"] = bw.to(dtype).contiguous()
+        return out
+
+    def meta(self) -> dict:
+        return {"type": "head", "pooling": self.pooling, "bag_tokens": self.bag_size}
+
+    @classmethod
+    def from_artifact(cls, tensors: dict[str, torch.Tensor], readout: dict, labels: list[str]) -> "Head":
+        W = tensors["head_weight"].float()
+        bag_ids = tensors["bag_ids"].long().tolist() if "bag_ids" in tensors else []
+        head = cls(labels, W.shape[1], readout["pooling"], bag_ids)
+        with torch.no_grad():
+            head.weight.copy_(W)
+            head.bias.copy_(tensors["head_bias"].float())
+            if bag_ids:
+                head.bag_weight.copy_(tensors["bag_weight"].float())
+        return head
+
+
+def choose_bag_ids(prompts: list[list[int]], min_rows: int = 2, max_tokens: int = 4096) -> list[int]:
+    """Tokens in at least `min_rows` prompts but not in every one (a template's own tokens say nothing), the most
+    frequent `max_tokens` of them, sorted."""
+    df = Counter(t for ids in prompts for t in set(ids))
+    n = len(prompts)
+    keep = [t for t, c in df.most_common() if min_rows <= c < n][:max_tokens]
+    return sorted(keep)
+
+
+def run_features(model, kv, prompts: list[list[int]], pad: int, head: Head):
+    """One backbone run over left-padded prompts (behind an optional KV prefix) -> the head's features."""
+    P = 0 if kv is None else kv[0][0].shape[2]
+    ids, mask, pos = left_pad(prompts, pad, P)
+    h, _ = model.hidden_states(ids, mask, pos, kv)
+    return head.features(h, mask[:, P:], prompts, model.cfg.vocab_size)
+
+
+def label_scores(model, kv, prompts: list[list[int]], readout, pad: int) -> torch.Tensor:
+    """[B, n_labels] scores whose softmax is the label probabilities, for either readout."""
+    if isinstance(readout, Verbalizer):
+        return label_logprobs(model, kv, prompts, readout, pad)
+    return readout.scores(*run_features(model, kv, prompts, pad, readout))
+
+
+def fit_probe(head: Head, train: tuple, y: torch.Tensor, weight_decay: float, max_iter: int = 300) -> float:
+    """Fit the head alone on fixed features (L2-regularised logistic regression, L-BFGS). Returns the final loss."""
+    opt = torch.optim.LBFGS([head.weight, head.bias, head.bag_weight], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(head.scores(*train), y) + weight_decay * (
+            head.weight.pow(2).sum() + head.bag_weight.pow(2).sum())
+        loss.backward()
+        return loss
+
+    return float(opt.step(closure))
+
+
+def readout_meta(readout) -> str:
+    return json.dumps(readout.meta() if isinstance(readout, Head) else {"type": "verbalizer"})
