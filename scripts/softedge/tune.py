@@ -114,7 +114,18 @@ class Progress:
         self.bar.close()
 
 
-def make_tuner(a, model, verb):
+def prefix_init_ids(a, tok, train_rows) -> list[int]:
+    """Real tokens for --prefix-init tokens: the start of the training text, in the prompt template."""
+    key = "text" if a.task == "classify" else "input"
+    ids: list[int] = []
+    for r in train_rows:
+        ids += tok.encode(a.template.replace("{" + key + "}", r[key]))
+        if len(ids) >= a.virtual_tokens:
+            return ids[: a.virtual_tokens]
+    return (ids * a.virtual_tokens)[: a.virtual_tokens]
+
+
+def make_tuner(a, model, verb, init_ids=None):
     """The adapter being trained (None for full fine-tuning) and the function giving its KV prefix for a batch."""
     if a.method == "full":
         for p in model.parameters():
@@ -126,7 +137,8 @@ def make_tuner(a, model, verb):
         init_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
         tuner = PromptTuning(PromptTuningConfig(a.virtual_tokens, a.init), model, init_ids, a.seed)
     else:
-        tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden), model, a.seed)
+        tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden, a.prefix_init), model, a.seed,
+                             init_ids)
     return tuner, (lambda B: tuner.kv_prefix(model, B))
 
 
@@ -141,21 +153,20 @@ def head_features(model, kv_fn, tok, rows, a, head):
     return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
 
 
-def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log) -> tuple[Head, dict]:
-    """Linear probe first (LP-FT): the head fitted on the features of the untrained adapter, its weight decay and
-    (with --bag auto) whether to use the bag-of-tokens term chosen on the dev split. Training then starts from it."""
+def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, bag_choices) -> tuple[Head, dict]:
+    """A linear probe on the current adapter's features: L2-regularised logistic regression (L-BFGS), its weight
+    decay and, among `bag_choices`, whether to add the bag-of-tokens term, chosen by accuracy on the dev rows."""
     model.eval()
     d = model.cfg.d_model
     prompts = encode_prompts(tok, a.template, train_rows, "text", a.max_tokens)
-    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if a.bag != "off" else []
+    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if True in bag_choices else []
     full = Head(labels, d, a.pooling, bag_ids)
     t0 = time.time()
     tr, dv = head_features(model, kv_fn, tok, train_rows, a, full), head_features(model, kv_fn, tok, dev_rows, a, full)
-    log(f"probe features: {len(train_rows)} train + {len(dev_rows)} dev rows in {time.time() - t0:.0f} s")
     y = torch.tensor([labels.index(r["label"]) for r in train_rows])
     ydev = torch.tensor([labels.index(r["label"]) for r in dev_rows])
     trials = []
-    for use_bag in ([True, False] if a.bag == "auto" and bag_ids else [bool(bag_ids)]):
+    for use_bag in bag_choices:
         for wd in a.weight_decay_grid:
             head = Head(labels, d, a.pooling, bag_ids if use_bag else [])
             ftr = (tr[0], tr[1] if use_bag else None)
@@ -164,10 +175,12 @@ def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log) -> tuple[H
             with torch.no_grad():
                 acc = (head.scores(dv[0], dv[1] if use_bag else None).argmax(1) == ydev).float().mean().item()
             trials.append({"bag": use_bag, "weight_decay": wd, "dev_accuracy": round(acc, 4), "head": head})
-            log(f"probe bag={'on' if use_bag else 'off'} weight decay {wd:g}: dev accuracy {acc:.4f}")
     best = max(trials, key=lambda t: (t["dev_accuracy"], t["bag"] is False, t["weight_decay"]))
-    info = {"probe_trials": [{k: v for k, v in t.items() if k != "head"} for t in trials],
-            "weight_decay": best["weight_decay"], "bag_tokens": best["head"].bag_size, "probe_dev": best["dev_accuracy"]}
+    log(f"probe ({time.time() - t0:.0f} s): " + ", ".join(
+        f"{'bag ' if t['bag'] else ''}wd {t['weight_decay']:g} {t['dev_accuracy']:.4f}" for t in trials)
+        + f" -> {'bag, ' if best['bag'] else ''}wd {best['weight_decay']:g}")
+    info = {"trials": [{k: v for k, v in t.items() if k != "head"} for t in trials],
+            "weight_decay": best["weight_decay"], "bag_tokens": best["head"].bag_size, "dev": best["dev_accuracy"]}
     return best["head"], info
 
 
@@ -251,7 +264,7 @@ def train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
         for m, st in zip(owners, best_state):
             m.load_state_dict(st)
     return {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
-            "best_dev": best, "history": history}
+            "best_dev": best, "history": history, "readout": readout}
 
 
 def plot(history, path: Path, title: str, metric: str):
@@ -292,6 +305,8 @@ def parse_args():
     ap.add_argument("--virtual-tokens", type=int, default=16)
     ap.add_argument("--init", choices=["labels", "vocab", "random"], default="vocab")
     ap.add_argument("--prefix-hidden", type=int, default=256)
+    ap.add_argument("--prefix-init", choices=["random", "tokens"], default="random",
+                    help="prefix tuning: start from random values or from real tokens' keys/values")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=20)
@@ -427,20 +442,33 @@ def main():
     model, tok, bcfg = load_backbone(bundle)
     torch.manual_seed(a.seed)
     verb = load_verbalizer(a, labels, tok) if a.task == "classify" else None
-    tuner, kv_fn = make_tuner(a, model, verb)
+    tuner, kv_fn = make_tuner(a, model, verb, prefix_init_ids(a, tok, train_rows))
     readout, probe = verb, {}
     if a.readout == "head":
-        readout, probe = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log)
-        a.weight_decay = probe["weight_decay"]
+        # P-Tuning v2 with a linear-probe start (LP-FT): the pooled head fitted on the untrained adapter's features,
+        # adapter and head trained together, then the head refitted on the trained adapter's features, with the
+        # bag-of-tokens term where it helps on dev. The bag stays out of training: it fits the training rows almost
+        # perfectly on its own, which would leave the adapter nothing to learn from.
+        readout, start = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, [False])
+        a.weight_decay = start["weight_decay"]
+        probe["probe_start"] = start
     tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
+    if a.readout == "head":
+        choices = {"auto": [False, True], "on": [True], "off": [False]}[a.bag]
+        readout, end = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, choices)
+        if end["dev"] < tr["best_dev"] and a.bag != "on":  # the trained head is kept unless the refit wins on dev
+            readout = tr["readout"]
+        probe["probe_end"] = end
+        probe["bag_tokens"] = readout.bag_size
     final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
     metric = main_metric(a.task)
     metrics = {"task": a.task, "method": a.method, "readout": a.readout, "backbone": bcfg["id"],
                "template": a.template, "max_tokens": a.max_tokens,
                "virtual_tokens": a.virtual_tokens if tuner else 0, "init": a.init if a.method == "prompt" else None,
                "prefix_hidden": a.prefix_hidden if a.method == "prefix" else None,
+               "prefix_init": a.prefix_init if a.method == "prefix" else None,
                "train_examples": len(train_rows), "dev_examples": len(dev_rows), "eval": final,
-               **{k: v for k, v in tr.items() if k != "history"}, **probe,
+               **{k: v for k, v in tr.items() if k not in ("history", "readout")}, **probe,
                "backbone_params": model.num_params(), "seed": a.seed}
     if isinstance(readout, Head):
         metrics["pooling"] = readout.pooling

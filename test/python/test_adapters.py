@@ -81,6 +81,17 @@ def test_prefix_mlp_is_dropped_and_layout_is_pefts(tiny_model):
     assert torch.equal(kv[1][1][0, 1, 3], flat[3, off : off + D])
 
 
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_prefix_init_from_real_tokens_starts_as_those_tokens_in_front(tiny_model, hidden):
+    ids = torch.randint(4, 300, (1, 6))
+    pf = PrefixTuning(PrefixTuningConfig(4, hidden, "tokens"), tiny_model, init_token_ids=[5, 17, 42, 99])
+    with torch.no_grad():
+        front, _ = tiny_model(torch.cat([torch.tensor([[5, 17, 42, 99]]), ids], 1))
+        behind, _ = tiny_model(ids, torch.ones(1, 10, dtype=torch.long), past_key_values=pf.kv_prefix(tiny_model, 1))
+    assert (front[:, 4:] - behind).abs().max().item() <= 1e-4
+    assert "base" in dict(pf.named_buffers()) and len(list(pf.parameters())) == (5 if hidden else 1)
+
+
 def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp_path):
     from softedge.checkpoint import load_weights
     before = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
@@ -127,8 +138,9 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert m["readout"] == "head" and m["method"] == "prefix" and m["pooling"] == "mean"
     # 80 rows: 8 held out for eval, 7 of the rest for dev, 65 to train on; eval scored once, dev chose
     assert (m["eval"]["examples"], m["dev_examples"], m["train_examples"]) == (8, 7, 65)
-    assert m["history"][0] == {"step": 0, "eval": m["probe_dev"]}  # the probe is the state to beat
-    assert {t["bag"] for t in m["probe_trials"]} == {True, False}
+    assert m["history"][0] == {"step": 0, "eval": m["probe_start"]["dev"]}  # training starts from the probe
+    assert {t["bag"] for t in m["probe_start"]["trials"]} == {False}  # the bag stays out of training
+    assert {t["bag"] for t in m["probe_end"]["trials"]} == {True, False}  # and is refitted after it, if it helps
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors", cfg)
     assert meta["readout"]["type"] == "head" and [l["name"] for l in meta["labels"]] == ["color", "fruit"]

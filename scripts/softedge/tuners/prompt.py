@@ -19,8 +19,6 @@ class PromptTuningConfig:
 
 
 class PromptTuning(nn.Module):
-    kind = "prompt"
-
     def __init__(self, cfg: PromptTuningConfig, backbone, init_token_ids: list[int] | None = None, seed: int = 0):
         super().__init__()
         self.cfg = cfg
@@ -42,6 +40,3 @@ class PromptTuning(nn.Module):
     def kv_prefix(self, backbone, batch: int):
         _, presents = backbone(inputs_embeds=self.prompt[None])
         return [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in presents]
-
-    def raw(self) -> dict[str, torch.Tensor]:
-        return {"prompt_embeddings": self.prompt.detach().clone()}
