@@ -28,6 +28,7 @@ cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 scripts/py fixtures backbone "$dir"                                      # small, committed: the JS tests use it
 scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 --seq 128
 node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
+scripts/py probe "$dir"                                                 # held-out ppl + linear probes: probe.json
 scripts/py card "$dir"
 node -e 'const fs=require("fs");const p="adapters/catalog.json";const c=fs.existsSync(p)?JSON.parse(fs.readFileSync(p,"utf8")):{};if(c.default_backbone!==process.argv[1])delete c.adapters;c.default_backbone=process.argv[1];fs.writeFileSync(p+".tmp",JSON.stringify(c,null,2)+"\n");fs.renameSync(p+".tmp",p)' "$id"
 for old in adapters/backbones/*/; do [ "$old" = "$dir/" ] || rm -rf "$old"; done

@@ -53,6 +53,19 @@ def render(bundle: Path) -> str:
               f"| embeddings | {tr['embed_init']}{' (' + tr['note'] + ')' if tr.get('note') else ''} |",
               f"| held-out perplexity (PyTorch fp32) | {tr['heldout_ppl']:.2f} |", "",
               "![loss curve](loss.png)", ""]
+    pr = _load(bundle / "probe.json")
+    if pr:
+        h = pr["heldout"]
+        L += ["## What adapters can get out of it (`scripts/py probe`)", "",
+              f"Adapter-independent: held-out perplexity (PyTorch fp32, {h['windows']} windows x {h['seq']} tokens) and, "
+              "per default classification task, a linear probe (logistic regression) on the frozen backbone's "
+              "mean-pooled final hidden states, no adapter, weight decay chosen on a 10% dev split of the training "
+              "file, the eval file scored once.", "",
+              "| probe | result |", "|---|---|", f"| held-out perplexity | {h['ppl']:.2f} |"]
+        for t, p in pr["probes"].items():
+            L.append(f"| {t}: linear probe accuracy ({p['eval_examples']} eval, {p['max_tokens']} tokens) | "
+                     f"{p['accuracy'] * 100:.1f}% |")
+        L += [""]
     if ab:
         L += ["## Does starting from GloVe-derived vectors help? (`scripts/build-default-backbone.sh`, ablation step)", "",
               "Same model, data and seed, trained side by side for the same wall time (9 minutes, one thread each); "

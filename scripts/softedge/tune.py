@@ -153,35 +153,61 @@ def head_features(model, kv_fn, tok, rows, a, head):
     return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
 
 
-def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, bag_choices) -> tuple[Head, dict]:
-    """A linear probe on the current adapter's features: L2-regularised logistic regression (L-BFGS), its weight
-    decay and, among `bag_choices`, whether to add the bag-of-tokens term, chosen by accuracy on the dev rows."""
+PARTS = {"pooled": (True, False), "pooled+bag": (True, True), "bag": (False, True)}  # (pooled states, bag)
+
+
+def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts) -> tuple[Head, dict, dict]:
+    """Linear probes on the current adapter's features: L2-regularised logistic regression (L-BFGS) over each of
+    `parts` (PARTS), each part's weight decay chosen on the dev rows; the head returned is the best on dev among the
+    parts that use the backbone's states ("bag" alone is fitted for the report only). Returns (head, info, the best
+    head of each part)."""
     model.eval()
     d = model.cfg.d_model
     prompts = encode_prompts(tok, a.template, train_rows, "text", a.max_tokens)
-    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if True in bag_choices else []
-    full = Head(labels, d, a.pooling, bag_ids)
+    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if any(PARTS[p][1] for p in parts) else []
     t0 = time.time()
+    full = Head(labels, d, a.pooling, bag_ids)
     tr, dv = head_features(model, kv_fn, tok, train_rows, a, full), head_features(model, kv_fn, tok, dev_rows, a, full)
     y = torch.tensor([labels.index(r["label"]) for r in train_rows])
     ydev = torch.tensor([labels.index(r["label"]) for r in dev_rows])
-    trials = []
-    for use_bag in bag_choices:
+    trials, best_of = [], {}
+    for part in parts:
+        use_states, use_bag = PARTS[part]
+        ftr, fdv = (select(tr, use_states, use_bag), select(dv, use_states, use_bag))
         for wd in a.weight_decay_grid:
             head = Head(labels, d, a.pooling, bag_ids if use_bag else [])
-            ftr = (tr[0], tr[1] if use_bag else None)
             head.standardise(*ftr)
             fit_probe(head, ftr, y, wd)
             with torch.no_grad():
-                acc = (head.scores(dv[0], dv[1] if use_bag else None).argmax(1) == ydev).float().mean().item()
-            trials.append({"bag": use_bag, "weight_decay": wd, "dev_accuracy": round(acc, 4), "head": head})
-    best = max(trials, key=lambda t: (t["dev_accuracy"], t["bag"] is False, t["weight_decay"]))
-    log(f"probe ({time.time() - t0:.0f} s): " + ", ".join(
-        f"{'bag ' if t['bag'] else ''}wd {t['weight_decay']:g} {t['dev_accuracy']:.4f}" for t in trials)
-        + f" -> {'bag, ' if best['bag'] else ''}wd {best['weight_decay']:g}")
-    info = {"trials": [{k: v for k, v in t.items() if k != "head"} for t in trials],
-            "weight_decay": best["weight_decay"], "bag_tokens": best["head"].bag_size, "dev": best["dev_accuracy"]}
-    return best["head"], info
+                acc = (head.scores(*fdv).argmax(1) == ydev).float().mean().item()
+            trials.append({"part": part, "weight_decay": wd, "dev_accuracy": round(acc, 4)})
+            if part not in best_of or acc > best_of[part][1]:
+                best_of[part] = (head, acc, wd)
+    # ties go to the smaller head (no bag), then the stronger weight decay
+    best = max((p for p in best_of if PARTS[p][0]), key=lambda p: (best_of[p][1], not PARTS[p][1], best_of[p][2]))
+    head, acc, wd = best_of[best]
+    log(f"probe ({time.time() - t0:.0f} s): " + ", ".join(f"{p} {best_of[p][1]:.4f} (wd {best_of[p][2]:g})"
+                                                          for p in best_of) + f" -> {best}")
+    info = {"trials": trials, "part": best, "weight_decay": wd, "bag_tokens": head.bag_size, "dev": round(acc, 4)}
+    return head, info, {p: h for p, (h, _, _) in best_of.items()}
+
+
+def select(features, use_states: bool, use_bag: bool):
+    """A part of the (pooled, bag) features; a part without the states sees zeros there (its weights stay 0)."""
+    pooled, bag = features
+    return (pooled if use_states else torch.zeros_like(pooled)), (bag if use_bag else None)
+
+
+@torch.no_grad()
+def score_parts(a, model, tok, kv_fn, rows, heads: dict) -> dict:
+    """Eval accuracy of each part's head (the report's view of what the backbone and the bag each contribute)."""
+    labels = next(iter(heads.values())).labels
+    y = torch.tensor([labels.index(r["label"]) for r in rows])
+    out = {}
+    for part, head in heads.items():
+        feats = select(head_features(model, kv_fn, tok, rows, a, head), *PARTS[part])
+        out[part] = round((head.scores(*feats).argmax(1) == y).float().mean().item(), 4)
+    return out
 
 
 def train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
@@ -449,17 +475,18 @@ def main():
         # adapter and head trained together, then the head refitted on the trained adapter's features, with the
         # bag-of-tokens term where it helps on dev. The bag stays out of training: it fits the training rows almost
         # perfectly on its own, which would leave the adapter nothing to learn from.
-        readout, start = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, [False])
+        readout, start, _ = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, ["pooled"])
         a.weight_decay = start["weight_decay"]
         probe["probe_start"] = start
     tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
     if a.readout == "head":
-        choices = {"auto": [False, True], "on": [True], "off": [False]}[a.bag]
-        readout, end = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, choices)
+        parts = {"auto": ["pooled", "pooled+bag", "bag"], "on": ["pooled+bag", "bag"], "off": ["pooled"]}[a.bag]
+        readout, end, heads = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts)
         if end["dev"] < tr["best_dev"] and a.bag != "on":  # the trained head is kept unless the refit wins on dev
-            readout = tr["readout"]
+            readout = heads["pooled"] = tr["readout"]
         probe["probe_end"] = end
         probe["bag_tokens"] = readout.bag_size
+        probe["parts_eval"] = score_parts(a, model, tok, kv_fn, eval_rows, heads)  # reported, chooses nothing
     final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
     metric = main_metric(a.task)
     metrics = {"task": a.task, "method": a.method, "readout": a.readout, "backbone": bcfg["id"],

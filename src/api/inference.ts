@@ -8,6 +8,7 @@ import { ApiError } from "./errors";
 import { bearer, errors, json, router, timing } from "./openapi";
 import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
+import type { Adapter } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
 import { generate } from "../engine/generate";
 import { encodePromptChecked } from "../engine/prompt";
@@ -16,6 +17,12 @@ import type { Resolved } from "../store/adapters";
 export const inference = router();
 
 /** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
+/** An adapter reads at most the prompt length it was trained with (training.max_tokens), and never past MAX_TOKENS. */
+function tokenBudget(adapter: Adapter, limit: number): number {
+  const trained = adapter.training.max_tokens;
+  return typeof trained === "number" && trained > 0 ? Math.min(trained, limit) : limit;
+}
+
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
   const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
   if (!ref) throw new ApiError(400, "no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
@@ -37,7 +44,7 @@ inference.openapi(
     const bb = await c.var.backbone();
     const resolved = await Promise.all(items.map((it) => adapterFor(c, it.adapter, "classify")));
     const t1 = performance.now();
-    const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, L.maxTokens));
+    const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, tokenBudget(resolved[i].adapter, L.maxTokens)));
     const t2 = performance.now();
     const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })), L.maxBatchTokens);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
@@ -60,7 +67,7 @@ inference.openapi(
     const maxNew = b.max_new_tokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
     if (maxNew > L.maxNewTokens) throw new ApiError(400, "max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
     const t1 = performance.now();
-    const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, L.maxTokens);
+    const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, tokenBudget(r.adapter, L.maxTokens));
     const t2 = performance.now();
     const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
     const opts = { maxNewTokens: maxNew, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed,

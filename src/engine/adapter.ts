@@ -17,8 +17,8 @@ export interface Head {
   /** [n_labels, hidden] */
   weight: Float32Array;
   bias: Float32Array;
-  /** token id -> its column in bagWeight */
-  bag: Map<number, number>;
+  /** the bag-of-tokens vocabulary, strictly increasing token ids (column k of bagWeight is bagIds[k]) */
+  bagIds: Int32Array;
   /** [n_labels, K] */
   bagWeight: Float32Array;
 }
@@ -104,7 +104,7 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
     throw new AdapterError("adapter_corrupt", "verbalizer adapter without label tokens");
   }
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
-  const headBytes = head ? head.weight.byteLength + head.bias.byteLength + head.bagWeight.byteLength + 48 * head.bag.size : 0;
+  const headBytes = head ? head.weight.byteLength + head.bias.byteLength + head.bagWeight.byteLength + head.bagIds.byteLength : 0;
   return {
     kind: m.kind, task: m.task, backbone: m.backbone, virtualTokens: P, dtype: m.dtype, template: m.template, labels,
     generation: json(m.generation, "generation", {}), training: json(m.training, "training", {}), checksum: m.checksum,
@@ -120,16 +120,15 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
   if (!W || !b || JSON.stringify(W.shape) !== JSON.stringify([n, hidden]) || JSON.stringify(b.shape) !== JSON.stringify([n]))
     throw bad(`head_weight/head_bias do not fit ${n} labels x ${hidden} hidden units`);
   const K = readout.bag_tokens ?? 0, ids = tensors.bag_ids, bw = tensors.bag_weight;
-  const bag = new Map<number, number>();
-  let bagWeight: Float32Array = new Float32Array(0);
+  let bagIds: Int32Array = new Int32Array(0), bagWeight: Float32Array = new Float32Array(0);
   if (K || ids || bw) {
     if (!ids || !bw || ids.dtype !== "I32" || JSON.stringify(ids.shape) !== JSON.stringify([K]) || JSON.stringify(bw.shape) !== JSON.stringify([n, K]))
       throw bad(`bag_ids/bag_weight do not fit bag_tokens=${K} and ${n} labels`);
-    toInt32(ids).forEach((id, k) => bag.set(id, k));
-    if (bag.size !== K) throw bad("bag_ids repeat a token");
+    bagIds = toInt32(ids);
+    if (!bagIds.every((id, k) => k === 0 || id > bagIds[k - 1])) throw bad("bag_ids are not strictly increasing");
     bagWeight = toFloat32(bw);
   }
-  const head = { pooling: readout.pooling, weight: toFloat32(W), bias: toFloat32(b), bag, bagWeight } as Head;
+  const head = { pooling: readout.pooling, weight: toFloat32(W), bias: toFloat32(b), bagIds, bagWeight } as Head;
   if (![head.weight, head.bias, head.bagWeight].every((a) => a.every(Number.isFinite))) throw bad("weights hold NaN or inf");
   return head;
 }

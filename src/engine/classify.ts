@@ -98,14 +98,25 @@ function headScores(head: Head, run: RunResult, b: number, ids: number[], d: num
     for (let k = 0; k < d; k++) pooled[k] += run.hidden[off + k];
   }
   for (let k = 0; k < d; k++) pooled[k] /= rows.length;
-  const present = [...new Set(ids)].map((id) => head.bag.get(id)).filter((k): k is number => k !== undefined);
-  const K = head.bag.size;
+  const present = [...new Set(ids)].map((id) => bagColumn(head.bagIds, id)).filter((k) => k >= 0);
+  const K = head.bagIds.length;
   return Array.from(head.bias, (bias, l) => {
     let s = bias;
     for (let k = 0; k < d; k++) s += head.weight[l * d + k] * pooled[k];
     for (const k of present) s += head.bagWeight[l * K + k];
     return s;
   });
+}
+
+/** Binary search in the sorted bag vocabulary: the token's column, or -1. */
+function bagColumn(ids: Int32Array, id: number): number {
+  let lo = 0, hi = ids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid] === id) return mid;
+    if (ids[mid] < id) lo = mid + 1; else hi = mid - 1;
+  }
+  return -1;
 }
 
 /**

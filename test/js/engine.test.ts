@@ -83,6 +83,26 @@ describe("edge engine vs Python golden outputs", () => {
       }
   });
 
+  it("covers both classification readouts (a head and a verbalizer) in the golden cases", () => {
+    const readouts = golden.adapters.filter((x: { task: string }) => x.task === "classify").map((x: { readout: string }) => x.readout);
+    expect(new Set(readouts)).toEqual(new Set(["head", "verbalizer"]));
+    for (const a of golden.adapters) expect(adapters[a.adapter].head === null).toBe(a.readout !== "head");
+  });
+
+  it("refuses a head that does not fit its labels or its backbone", async () => {
+    const file = golden.adapters.find((x: { readout: string }) => x.readout === "head").adapter;
+    const verb = golden.adapters.find((x: { readout: string }) => x.readout === "verbalizer").adapter;
+    const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + file));
+    const a = await parseAdapter(buf, cfg);
+    const K = a.head!.bagIds.length;
+    await expect(parseAdapter(buf, { ...cfg, outputs: cfg.outputs.filter((o) => o !== "hidden_states") })).rejects.toMatchObject({ code: "backbone_mismatch" });
+    await expect(parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: K + 1 }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "max", bag_tokens: K }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+    const vbuf = new Uint8Array(readFileSync(ADAPTERS + "/" + verb));
+    await expect(parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: 0 }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "forest" }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+  });
+
   it("refuses a damaged adapter and one packed for another backbone", async () => {
     const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + golden.adapters[0].adapter));
     const flipped = buf.slice();
@@ -92,3 +112,16 @@ describe("edge engine vs Python golden outputs", () => {
     await expect(parseAdapter(buf, { ...cfg, id: "another-backbone" })).rejects.toMatchObject({ code: "backbone_mismatch" });
   });
 });
+
+/** The same artifact with some metadata entries replaced (the checksum covers the tensors, not the metadata). */
+function withMetadata(buf: Uint8Array, patch: Record<string, string>): Uint8Array {
+  const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+  Object.assign(header.__metadata__, patch);
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.length + buf.length - 8 - n);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(buf.subarray(8 + n), 8 + h.length);
+  return out;
+}

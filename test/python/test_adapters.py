@@ -139,8 +139,9 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     # 80 rows: 8 held out for eval, 7 of the rest for dev, 65 to train on; eval scored once, dev chose
     assert (m["eval"]["examples"], m["dev_examples"], m["train_examples"]) == (8, 7, 65)
     assert m["history"][0] == {"step": 0, "eval": m["probe_start"]["dev"]}  # training starts from the probe
-    assert {t["bag"] for t in m["probe_start"]["trials"]} == {False}  # the bag stays out of training
-    assert {t["bag"] for t in m["probe_end"]["trials"]} == {True, False}  # and is refitted after it, if it helps
+    assert {t["part"] for t in m["probe_start"]["trials"]} == {"pooled"}  # the bag stays out of training
+    assert {t["part"] for t in m["probe_end"]["trials"]} == {"pooled", "pooled+bag", "bag"}  # refitted after it
+    assert set(m["parts_eval"]) == {"pooled", "pooled+bag", "bag"} and m["probe_end"]["part"] != "bag"
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors", cfg)
     assert meta["readout"]["type"] == "head" and [l["name"] for l in meta["labels"]] == ["color", "fruit"]
