@@ -58,7 +58,8 @@ def build(weights: Path, tokenizer: Path, out: Path, name: str, quant: str, last
         (tmp / "model.onnx").write_bytes(model_bytes)
         write_tokenizer_json(tok, tmp / "tokenizer.json")
         shutil.copyfile(tok.path, tmp / "tokenizer.model")
-        save_weights(model, tmp / "weights.safetensors")
+        # the training record travels with the weights, so a bundle rebuilt from a bundle keeps its card's figures
+        save_weights(model, tmp / "weights.safetensors", {"training": meta["training"]} if "training" in meta else None)
         tok_sha = sha256_file(tmp / "tokenizer.json")
         model_sha = hashlib.sha256(model_bytes).hexdigest()
         bundle_id = f"{name}-{hashlib.sha256((model_sha + tok_sha).encode()).hexdigest()[:12]}"

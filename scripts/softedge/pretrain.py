@@ -2,6 +2,7 @@
 
     scripts/py pretrain --run .cache/runs/default [--preset default] [--minutes 45] [--steps N] [--device auto]
                         [--embed-init glove|random] [--resume]
+    scripts/py pretrain --run .cache/runs/continued --init-from adapters/backbones/<id> --minutes 60 --lr 1e-3
 
 CUDA with bf16 autocast where present, CPU otherwise. Progress bar with tokens/s and loss; held-out perplexity every
 --eval-every steps; a resumable checkpoint (model, optimizer, step, RNG) every --ckpt-every steps and at the end;
@@ -107,6 +108,27 @@ def heldout_loss(model, data: np.ndarray, seq: int, batch: int, n_windows: int, 
     return total / count
 
 
+def load_init(bundle: Path, tok: Tokenizer):
+    """The fp32 weights of a backbone bundle to continue from, checked against the bundle's tokenizer (changing the
+    tokenizer would invalidate every adapter). Returns (model, the earlier training record)."""
+    from .checkpoint import CheckpointError, load_weights
+
+    cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CliError(f"--init-from {bundle}: not a backbone bundle (config.json + weights.safetensors)")
+    try:
+        model, meta = load_weights(weights)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    bcfg = json.loads(cfg_path.read_text())
+    if tok.vocab_size != model.cfg.vocab_size:
+        raise CliError(f"--init-from {bundle}: tokenizer has {tok.vocab_size} pieces, the weights {model.cfg.vocab_size}")
+    prior = json.loads(meta["training"]) if "training" in meta else (bcfg.get("training") or {})
+    if prior.get("tokenizer_sha256") and prior["tokenizer_sha256"] != sha256_file(tok.path):
+        raise CliError(f"--init-from {bundle}: the weights were trained with another tokenizer")
+    return model.train(), prior
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -150,22 +172,30 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from run/ckpt.pt")
+    ap.add_argument("--init-from", type=Path, help="continued pretraining: start from this backbone bundle's weights "
+                    "(its config and tokenizer; --preset/--config/--tokenizer ignored)")
     a = ap.parse_args()
 
     if a.threads:
         torch.set_num_threads(a.threads)
     device = pick_device(a.device)
-    tok = Tokenizer.from_dir(a.tokenizer)
-    try:
-        cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
-    except (json.JSONDecodeError, ValueError, TypeError) as e:
-        raise CliError(f"bad --config: {e}") from None
+    tok = Tokenizer.from_dir(a.init_from if a.init_from else a.tokenizer)
+    prior: dict = {}
+    if a.init_from:  # continued pretraining: the bundle's weights, its own tokenizer, its config
+        model, prior = load_init(a.init_from, tok)
+        cfg = model.cfg
+    else:
+        try:
+            cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
+        except (json.JSONDecodeError, ValueError, TypeError) as e:
+            raise CliError(f"bad --config: {e}") from None
     train = tokenize_corpus(a.corpus, tok, "train")
     held = tokenize_corpus(a.corpus, tok, "heldout")
     torch.manual_seed(a.seed)
-    model = Transformer(cfg)
-    note = ""
-    if a.embed_init == "glove":
+    if not a.init_from:
+        model = Transformer(cfg)
+    note = f"continued from {a.init_from.name} after {prior.get('tokens_seen', 0):,} tokens" if a.init_from else ""
+    if a.embed_init == "glove" and not a.init_from:
         emb, n = glove_embeddings(tok, cfg.d_model, a.seed)
         model.embed.weight.data.copy_(emb)
         note = f"glove init for {n}/{tok.vocab_size} pieces"
@@ -180,7 +210,8 @@ def main():
     run = a.run
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "ckpt.pt"
-    step, tokens, wall, history = 0, 0, 0.0, []
+    # tokens_seen counts from the start of the backbone's training; wall time and steps are this run's
+    step, tokens, wall, history = 0, int(prior.get("tokens_seen", 0)), 0.0, []
     rng = np.random.default_rng(a.seed)
     if a.resume:
         if not ckpt_path.is_file():
@@ -191,6 +222,7 @@ def main():
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step, tokens, wall, history, note = ck["step"], ck["tokens"], ck["wall"], ck["history"], ck.get("note", note)
+        prior = ck.get("prior", prior)
         rng.bit_generator.state = ck["rng"]
         print(f"resumed at step {step} ({tokens / 1e6:.2f}M tokens)")
     elif ckpt_path.exists():
@@ -200,7 +232,7 @@ def main():
         with atomic_path(ckpt_path) as tmp:
             torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
                         "tokens": tokens, "wall": wall, "history": history, "rng": rng.bit_generator.state,
-                        "note": note}, tmp)
+                        "note": note, "prior": prior}, tmp)
 
     from tqdm import tqdm
 
@@ -256,7 +288,9 @@ def main():
         "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 3), "seq": a.seq, "batch": a.batch,
         "lr": a.lr, "embed_init": a.embed_init, "note": note,
         "corpus_manifest_sha256": sha256_file(a.corpus / "manifest.json") if (a.corpus / "manifest.json").is_file() else None,
-        "tokenizer_sha256": sha256_file(tok.path), "history": history,
+        "tokenizer_sha256": sha256_file(tok.path),
+        "continued_from": {k: prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")} if prior else None,
+        "history": history,
     }
     save_weights(model.cpu().float(), run / "weights.safetensors", {"training": {k: v for k, v in metrics.items() if k != "history"}})
     write_json(run / "metrics.json", metrics)

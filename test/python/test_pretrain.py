@@ -47,3 +47,34 @@ def test_pretrain_without_corpus_is_a_one_line_error(tmp_path, tiny_tokenizer):
              "--preset", "tiny"], tmp_path / "cache")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: no corpus split at {tmp_path / 'none' / 'train.txt'}: run scripts/py corpus first"]
+
+
+def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
+    """--init-from: the bundle's weights, config and tokenizer; tokens counted on from its training record; its
+    held-out loss falls further; a bundle whose weights are not there is a one-line error."""
+    from softedge.bundle import build
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
+    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    common = ["--corpus", str(corpus), "--seq", "16", "--batch", "4", "--eval-every", "5", "--eval-windows", "4",
+              "--warmup", "2"]
+    r = run(["--run", str(tmp_path / "first"), "--tokenizer", str(tiny_tokenizer), "--preset", "tiny", "--steps", "10",
+             *common], tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    bundle = build(tmp_path / "first", tiny_tokenizer, tmp_path / "bb", "tiny", "weight-only", True)
+    first = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    r = run(["--run", str(tmp_path / "more"), "--init-from", str(bundle), "--steps", "10", "--preset", "default", *common],
+            tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "more" / "metrics.json").read_text())
+    assert m["config"] == first["config"]  # the bundle's config, not --preset default
+    assert m["tokens_seen"] == first["tokens_seen"] + 10 * 4 * 16 and m["steps"] == 10
+    assert m["continued_from"]["tokens_seen"] == first["tokens_seen"]
+    assert m["heldout_loss"] < first["heldout_loss"]
+    (bundle / "weights.safetensors").unlink()
+    r = run(["--run", str(tmp_path / "bad"), "--init-from", str(bundle), *common], tmp_path / "cache")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not a backbone bundle" in r.stderr
+    assert not (tmp_path / "bad" / "ckpt.pt").exists()
