@@ -100,3 +100,37 @@ def save_figure(fig, path: Path | str) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+class Progress:
+    """A progress bar on a terminal; in a log file, plain lines instead of carriage-return redraws: each write(), and
+    a status line (step, postfix) at most every `every_s` seconds."""
+
+    def __init__(self, total: int, initial: int = 0, unit: str = "step", every_s: float = 60.0):
+        import sys
+        import time
+
+        from tqdm import tqdm
+
+        self._time = time.time
+        self.tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, mininterval=2, disable=not self.tty)
+        self.n, self.total, self.t0, self.last, self.every_s = initial, total, time.time(), time.time(), every_s
+
+    def update(self, **postfix):
+        self.n += 1
+        self.bar.update(1)
+        if postfix:
+            self.bar.set_postfix(**postfix)
+        if not self.tty and self._time() - self.last >= self.every_s:
+            self.last = self._time()
+            self.write(f"step {self.n}/{self.total} " + " ".join(f"{k} {v}" for k, v in postfix.items()))
+
+    def write(self, msg: str):
+        if self.tty:
+            self.bar.write(msg)
+        else:
+            print(f"[{self._time() - self.t0:7.1f}s] {msg}", flush=True)
+
+    def close(self):
+        self.bar.close()

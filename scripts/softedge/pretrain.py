@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_weights
-from .common import CACHE, CliError, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
+from .common import CACHE, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .model import ModelConfig, Transformer
 from .tokenizer import Tokenizer
 
@@ -234,16 +234,14 @@ def main():
                         "tokens": tokens, "wall": wall, "history": history, "rng": rng.bit_generator.state,
                         "note": note, "prior": prior}, tmp)
 
-    from tqdm import tqdm
-
     print(f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
           f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
           f"{'; ' + note if note else ''}", flush=True)
     model.train()
     t0 = time.time()
     wall0 = wall
-    bar = tqdm(total=a.steps, initial=step, unit="step", dynamic_ncols=True, mininterval=2)
-    tps_tokens, tps_t = 0, time.time()
+    bar = Progress(a.steps, initial=step)
+    tps_tokens, tps_t, tps = 0, time.time(), 0.0
     while step < a.steps:
         if a.minutes and wall0 + time.time() - t0 >= a.minutes * 60:
             break
@@ -266,8 +264,7 @@ def main():
             tps = tps_tokens / max(1e-9, now - tps_t)
             tps_tokens, tps_t = 0, now
             history.append({"step": step, "tokens": tokens, "train_loss": round(loss.item(), 4), "tok_s": round(tps)})
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
-        bar.update(1)
+        bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
         if step % a.eval_every == 0:
             hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
             history.append({"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)})

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from . import adapter as adapter_fmt
 from .baselines import naive_bayes
 from .checkpoint import CheckpointError, load_weights
-from .common import ROOT, CliError, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
+from .common import ROOT, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .readout import POOLINGS, Head, choose_bag_ids, fit_probe, label_scores, run_features
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
                     load_jsonl, rouge_l)
@@ -91,27 +90,6 @@ def evaluate(model, kv_fn, tok, task, rows, template, readout=None, batch=32, ma
 
 def main_metric(task: str) -> str:
     return "accuracy" if task == "classify" else "rouge_l"
-
-
-class Progress:
-    """A progress bar on a terminal; on a log file, one line per evaluation instead (no carriage-return floods)."""
-
-    def __init__(self, total: int):
-        from tqdm import tqdm
-
-        self.tty = sys.stderr.isatty()
-        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=2, disable=not self.tty)
-        self.total, self.t0 = total, time.time()
-
-    def step(self, loss: float):
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}")
-
-    def write(self, msg: str):
-        self.bar.write(msg) if self.tty else print(f"[{time.time() - self.t0:7.1f}s] {msg}", flush=True)
-
-    def close(self):
-        self.bar.close()
 
 
 def prefix_init_ids(a, tok, train_rows) -> list[int]:
@@ -271,7 +249,7 @@ def train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        bar.step(loss.item())
+        bar.update(loss=f"{loss.item():.3f}")
         history.append({"step": step, "train_loss": round(loss.item(), 4)})
         if step % a.eval_every == 0 or step == total:
             score = dev_score()
