@@ -5,6 +5,7 @@ import type { Storage } from "./store/r2";
 import type { Directory, KvSource } from "./auth/tenants";
 import type { Principal } from "./auth/keys";
 import type { Limits } from "./config";
+import type { RequestRecord } from "./api/request-log";
 
 export interface Bindings {
   BUCKET: R2Bucket;
@@ -37,5 +38,7 @@ export interface AppEnv {
     limits: Limits;
     publicTenants: string[];
     principal: Principal;
+    requestId: string;
+    record: RequestRecord; // what the request's log line reports (src/api/request-log.ts)
   };
 }

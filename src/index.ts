@@ -9,6 +9,7 @@ import { AdapterCache, AdapterStore } from "./store/adapters";
 import { getBackbone } from "./store/backbone";
 import { getJson, type Storage } from "./store/r2";
 import { configOf } from "./config";
+import { requestLog } from "./api/request-log";
 
 // per isolate: caches outlive requests
 let store: AdapterStore | null = null;
@@ -23,6 +24,7 @@ async function defaultBackbone(backbone: string | undefined, io: Storage): Promi
 }
 
 export const app = new OpenAPIHono<AppEnv>();
+app.use("*", requestLog);
 // per-request context: the isolate's stores, the storage and its retry policy, the limits, a lazy backbone handle
 app.use("*", async (c, next) => {
   const env = c.env;

@@ -16,12 +16,20 @@ import type { Resolved } from "../store/adapters";
 
 export const inference = router();
 
-/** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
 /** An adapter reads at most the prompt length it was trained with (training.max_tokens), and never past MAX_TOKENS. */
 function tokenBudget(adapter: Adapter, limit: number): number {
   const trained = adapter.training.max_tokens;
   return typeof trained === "number" && trained > 0 ? Math.min(trained, limit) : limit;
 }
+
+/** what the request's log line says ran: each adapter version once, and whether it came from this isolate's cache */
+function ran(resolved: Resolved[]) {
+  const seen = new Map<string, { ref: string; version: string; cache: "hit" | "miss" }>();
+  for (const r of resolved) if (!seen.has(`${r.ref}@${r.version}`)) seen.set(`${r.ref}@${r.version}`, { ref: r.ref, version: r.version, cache: r.cached ? "hit" : "miss" });
+  return [...seen.values()];
+}
+
+/** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
 
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
   const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
@@ -45,6 +53,7 @@ inference.openapi(
     const resolved = await Promise.all(items.map((it) => adapterFor(c, it.adapter, "classify")));
     const t1 = performance.now();
     const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, tokenBudget(resolved[i].adapter, L.maxTokens)));
+    Object.assign(c.var.record, { task: "classify", items: items.length, adapters: ran(resolved), input_tokens: prompts.reduce((a, p) => a + p.ids.length, 0) });
     const t2 = performance.now();
     const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })), L.maxBatchTokens);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
@@ -68,6 +77,7 @@ inference.openapi(
     if (maxNew > L.maxNewTokens) throw new ApiError(400, "max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
     const t1 = performance.now();
     const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, tokenBudget(r.adapter, L.maxTokens));
+    const record = Object.assign(c.var.record, { task: "generate" as const, items: 1, adapters: ran([r]), input_tokens: ids.length, generated_tokens: 0 });
     const t2 = performance.now();
     const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
     const opts = { maxNewTokens: maxNew, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed,
@@ -76,19 +86,26 @@ inference.openapi(
     const meta = { adapter: r.ref, version: r.version, truncated };
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
+      let ended!: () => void;
+      record.done = new Promise<void>((r) => (ended = r)); // the log line waits for the stream's end
       return streamSSE(c, async (s) => {
-        let sent = "", n = 0;
-        for await (const st of steps) {
-          n++;
-          const delta = st.text.slice(sent.length);
-          sent = st.text;
-          if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
+        try {
+          let sent = "";
+          for await (const st of steps) {
+            record.generated_tokens++;
+            const delta = st.text.slice(sent.length);
+            sent = st.text;
+            if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
+          }
+          await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), tokens: record.generated_tokens, ...meta }) });
+        } finally {
+          ended();
         }
-        await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), tokens: n, ...meta }) });
       }) as never;
     }
-    let text = "", n = 0;
-    for await (const st of steps) { text = st.text; n++; }
+    let text = "";
+    for await (const st of steps) { text = st.text; record.generated_tokens++; }
+    const n = record.generated_tokens;
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
     return c.json({ text: text.trim(), tokens: n, ...meta }, 200);
   },

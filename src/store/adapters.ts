@@ -14,6 +14,7 @@ export interface Resolved {
   ref: string; // tenant/name
   version: string;
   adapter: Adapter;
+  cached: boolean; // found parsed in this isolate's cache (no R2 read)
 }
 
 /** adapters/<tenant>/<name>/alias.json: the current version and the earlier ones, newest first */
@@ -103,11 +104,12 @@ export class AdapterStore {
     const version = pinned ?? (await this.version(io, tenant, name));
     const key = `${tenant}/${name}@${version}`;
     let adapter = this.cache.get(key);
+    const cached = adapter !== undefined;
     if (!adapter) {
       adapter = await this.loads.run(key, () => load(io, tenant, name, version, backbone), io.waitUntil);
       this.cache.set(key, adapter);
     }
-    return { ref: `${tenant}/${name}`, version, adapter };
+    return { ref: `${tenant}/${name}`, version, adapter, cached };
   }
 }
 

@@ -1,7 +1,7 @@
 // The API inside workerd against miniflare's R2, seeded from the default catalog: golden answers from the Python
 // side, mixed-adapter batches, streaming, one backbone load for concurrent cold requests, and bad input.
 import { env } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index";
 import { stats } from "../../src/store/backbone";
 import { AdapterCache } from "../../src/store/adapters";
@@ -146,5 +146,54 @@ describe("API in workerd", () => {
       expect(j.error.code).toBe("config_invalid");
       expect(j.error.message).toContain(`${name}=${JSON.stringify(value)}`);
     }
+  });
+});
+
+describe("request log and request id", () => {
+  afterEach(() => vi.restoreAllMocks());
+  const lines = (spy: { mock: { calls: unknown[][] } }) =>
+    spy.mock.calls.map((a) => String(a[0])).filter((l) => l.startsWith("{\"request_id\"")).map((l) => JSON.parse(l));
+
+  it("writes one JSON line per request, with the id the response carries, and no input text or key", async () => {
+    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const g = golden.adapters.find((a: any) => a.task === "classify");
+    const text = "zebra quartz secret-marker " + g.cases[0].text;
+    const r = await post("/v1/classify", { items: [{ adapter: byFile[g.adapter], text }, { adapter: byFile[g.adapter], text: "hello" }] });
+    expect(r.status).toBe(200);
+    const id = r.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const [line, ...more] = lines(spy);
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({ request_id: id, method: "POST", path: "/v1/classify", status: 200, tenant: "acme", task: "classify",
+      items: 2, error_code: null, adapters: [{ ref: byFile[g.adapter], cache: expect.stringMatching(/^(hit|miss)$/) }] });
+    expect(line.input_tokens).toBeGreaterThan(10);
+    const raw = JSON.stringify(line);
+    expect(raw).not.toContain("secret-marker");
+    expect(raw).not.toContain(key.split("_")[2]);
+  });
+
+  it("gives errors an id and an error code too", async () => {
+    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const bad = await postJson("/v1/classify", "se_000000000000_nope", { text: "x" });
+    expect(bad.status).toBe(401);
+    const missing = await call("GET", "/v1/nothing-here", { key });
+    const [a, b] = lines(spy);
+    expect(a).toMatchObject({ request_id: bad.headers.get("x-request-id"), status: 401, tenant: null });
+    expect(typeof a.error_code).toBe("string");
+    expect(b).toMatchObject({ request_id: missing.headers.get("x-request-id"), status: 404, error_code: "not_found" });
+    expect(a.request_id).not.toBe(b.request_id);
+  });
+
+  it("logs a streamed generation when the stream ends, with its token count", async () => {
+    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const a = golden.adapters.find((x: any) => x.task === "generate");
+    const r = await post("/v1/generate", { adapter: byFile[a.adapter], input: a.cases[0].input, max_new_tokens: 6, stream: true, stop: ["\u0000"] });
+    expect(r.status).toBe(200);
+    const body = await r.text();
+    const done = JSON.parse(body.split("event: done\ndata: ")[1].split("\n")[0]);
+    await new Promise((res) => setTimeout(res, 10));
+    const [line] = lines(spy);
+    expect(line).toMatchObject({ request_id: r.headers.get("x-request-id"), task: "generate", generated_tokens: done.tokens, status: 200 });
+    expect(done.tokens).toBeGreaterThan(0);
   });
 });

@@ -1,0 +1,37 @@
+// One structured JSON log line per request, and an x-request-id header on every response (errors included).
+// The line names the request, the tenant, what ran and what it cost; never a key, a secret or any input text.
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../app-env";
+
+/** What the handlers add to the request's log line (src/api/inference.ts). */
+export interface RequestRecord {
+  task?: "classify" | "generate";
+  adapters?: { ref: string; version: string; cache: "hit" | "miss" }[];
+  items?: number;
+  input_tokens?: number;
+  generated_tokens?: number;
+  /** a streamed response: the line waits for the stream's end */
+  done?: Promise<void>;
+}
+
+export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const id = crypto.randomUUID();
+  const record: RequestRecord = {};
+  c.set("requestId", id);
+  c.set("record", record);
+  await next();
+  c.header("x-request-id", id);
+  let errorCode: string | null = null;
+  if (c.res.status >= 400 && c.res.headers.get("content-type")?.includes("application/json")) {
+    try { errorCode = ((await c.res.clone().json()) as { error?: { code?: string } }).error?.code ?? null; } catch { /* not our error shape */ }
+  }
+  const status = c.res.status;
+  const write = () => {
+    const { done: _, ...fields } = record; // read when written: a stream counts its tokens until it ends
+    console.log(JSON.stringify({ request_id: id, method: c.req.method, path: new URL(c.req.url).pathname, status,
+      tenant: c.get("principal")?.tenant ?? null, ...fields, error_code: errorCode }));
+  };
+  if (!record.done) return write();
+  const logged = record.done.then(write, write);
+  try { c.executionCtx.waitUntil(logged); } catch { /* no execution context (app.request in tests): it runs on */ }
+};
