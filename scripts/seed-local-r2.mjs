@@ -8,6 +8,7 @@
 //   node scripts/seed-local-r2.mjs [--persist-to .wrangler/state]
 import { Miniflare } from "miniflare";
 import { DEV_KEYS, keyRecord } from "./lib/keys.mjs";
+import { catalogPlan, shouldWriteAlias } from "./lib/catalog-plan.mjs";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,7 +22,8 @@ const toml = readFileSync("wrangler.toml", "utf8");
 const bucketName = /bucket_name\s*=\s*"([^"]+)"/.exec(toml)[1];
 const kvId = /\[\[kv_namespaces\]\][^[]*?id\s*=\s*"([^"]+)"/.exec(toml)[1];
 
-const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
+let plan;
+try { plan = catalogPlan("."); } catch (e) { console.error(`error: ${e.message}`); process.exit(2); }
 
 const mf = new Miniflare({ modules: true, script: "export default {}", r2Buckets: [bucketName], r2Persist: join(persist, "v3", "r2"),
   kvNamespaces: { TENANTS: kvId }, kvPersist: join(persist, "v3", "kv") });
@@ -36,25 +38,23 @@ async function put(key, bytes) {
   await bucket.put(key, toArrayBuffer(bytes));
   wrote++;
 }
-const id = catalog.default_backbone;
-/** the artifact as an immutable version, then the alias, unless the alias already points at an adapter for this
- *  backbone (someone may have moved it; one for another backbone could not be served, so it is replaced) */
-async function publish(alias, entry) {
-  const buf = readFileSync(join("adapters", entry.file));
-  const version = createHash("sha256").update(buf).digest("hex").slice(0, 16);
-  const base = `adapters/${alias}`;
-  await put(`${base}/versions/${version}.safetensors`, buf);
-  const cur = await bucket.get(`${base}/alias.json`);
-  if (cur && (await cur.json()).backbone === id) return;
-  await bucket.put(`${base}/alias.json`, JSON.stringify({ alias, version, key: `${base}/versions/${version}.safetensors`,
-    backbone: id, kind: entry.kind, task: entry.task, updated: new Date(0).toISOString(), history: [] }));
+async function putAlias({ key, doc }) {
+  const cur = await bucket.get(key);
+  if (!shouldWriteAlias(cur && (await cur.json()), plan.backbone)) return;
+  await bucket.put(key, JSON.stringify(doc));
   wrote++;
 }
-for (const f of ["config.json", "tokenizer.json", "model.onnx"]) await put(`backbones/${id}/${f}`, readFileSync(`adapters/backbones/${id}/${f}`));
-await put("catalog.json", Buffer.from(JSON.stringify({ default_backbone: id })));
-for (const a of catalog.adapters ?? []) await publish(a.alias, a);
-const first = (catalog.adapters ?? []).find((a) => a.task === "classify");
-for (let k = 0; k < benchAliases && first; k++) await publish(`acme/bench-a${String(k).padStart(2, "0")}`, first);
+// versions before aliases: an alias never points at an object not yet written
+for (const o of plan.objects) await put(o.key, o.bytes);
+for (const a of plan.aliases) await putAlias(a);
+const first = plan.aliases.find((a) => a.doc.task === "classify");
+for (let k = 0; k < benchAliases && first; k++) {
+  const alias = `acme/bench-a${String(k).padStart(2, "0")}`;
+  const o = plan.objects.find((x) => x.key === first.doc.key);
+  const key = `adapters/${alias}/versions/${first.doc.version}.safetensors`;
+  await put(key, o.bytes);
+  await putAlias({ key: `adapters/${alias}/alias.json`, doc: { ...first.doc, alias, key } });
+}
 for (const [key, tenant, scope] of DEV_KEYS) {
   const id = key.split("_")[1];
   if (await kv.get(`key/${id}`)) continue;
@@ -62,5 +62,5 @@ for (const [key, tenant, scope] of DEV_KEYS) {
   wrote++;
 }
 await mf.dispose();
-console.log(`seeded local R2 and KV (${persist}): backbone ${id}, ${(catalog.adapters ?? []).length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`);
+console.log(`seeded local R2 and KV (${persist}): backbone ${plan.backbone}, ${plan.aliases.length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`);
 console.log(`local dev keys: ${DEV_KEYS.map(([k, t, s]) => `${t}/${s} ${k}`).join(", ")}`);

@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+// Deploys softedge to Cloudflare: the R2 bucket and KV namespace (created when missing), the default backbone and
+// catalog uploaded to R2 (the same plan and alias rule as the local seed: scripts/lib/catalog-plan.mjs), a first
+// admin key (printed once), then `wrangler deploy`.
+//   npm run deploy -- --dry-run            no network, no credentials: builds the bundle, checks its gzip size
+//                                          against the plan limits, checks the catalog, prints the plan
+//   npm run deploy [-- --tenant acme]      needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID in the environment
+// Idempotent and resumable: an object is uploaded only when R2's deploy manifest (deploy/manifest.json, sha256 per
+// key, updated after each upload) does not already list its hash; versions go up before any alias names them. The
+// KV namespace id is written to wrangler.deploy.toml (git-ignored: account-specific), which `wrangler deploy` reads.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { catalogPlan, shouldWriteAlias } from "./lib/catalog-plan.mjs";
+import { createKey } from "./lib/keys.mjs";
+
+// Workers script size limits after compression (developers.cloudflare.com/workers/platform/limits)
+const PLANS = [["Workers Free", 3 * 2 ** 20], ["Workers Paid", 10 * 2 ** 20]];
+const MANIFEST = "deploy/manifest.json";
+const mb = (n) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+
+class DeployError extends Error {}
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name, dflt) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : dflt);
+const dryRun = flag("--dry-run");
+const tenant = option("--tenant", "main");
+
+function wrangler(argv, { input, quiet = true } = {}) {
+  const r = spawnSync("npx", ["--no-install", "wrangler", ...argv], { encoding: "utf8", input,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+  if (!quiet) process.stdout.write(r.stdout);
+  return r;
+}
+function must(r, what) {
+  if (r.status !== 0) throw new DeployError(`${what} failed: ${(r.stderr || r.stdout).trim().split("\n").filter(Boolean).pop() ?? "no output"}`);
+  return r.stdout;
+}
+
+/** wrangler's own bundle (what `wrangler deploy` uploads), and its gzip size against the plan limits */
+function buildBundle() {
+  const out = mkdtempSync(join(tmpdir(), "softedge-bundle-"));
+  must(wrangler(["deploy", "--dry-run", "--outdir", out]), "wrangler deploy --dry-run");
+  const files = readdirSync(out).filter((f) => !f.endsWith(".map") && f !== "README.md");
+  const raw = files.reduce((a, f) => a + statSync(join(out, f)).size, 0);
+  const gzip = files.reduce((a, f) => a + gzipSync(readFileSync(join(out, f))).length, 0);
+  const plan = PLANS.find(([, limit]) => gzip <= limit);
+  if (!plan) throw new DeployError(`the bundle is ${mb(gzip)} gzipped, over every plan's limit (${mb(PLANS.at(-1)[1])})`);
+  return { dir: out, files, raw, gzip, plan: plan[0] };
+}
+
+function describe(plan, bundle, bucket) {
+  const bytes = plan.objects.reduce((a, o) => a + o.size, 0);
+  console.log(`bundle: ${bundle.files.join(", ")}: ${mb(bundle.raw)}, ${mb(bundle.gzip)} gzipped -> needs the ${bundle.plan} plan` +
+    ` (limits: ${PLANS.map(([n, l]) => `${n} ${mb(l)}`).join(", ")})`);
+  console.log(`catalog: backbone ${plan.backbone}, ${plan.aliases.length} adapters (checked: files present, packed for this backbone)`);
+  console.log(`plan:\n  1. R2 bucket "${bucket}" and KV namespace for TENANTS: created when missing; the KV id goes to wrangler.deploy.toml` +
+    `\n  2. upload ${plan.objects.length} objects (${mb(bytes)}) to R2, skipping those the deploy manifest already lists:` +
+    plan.objects.map((o) => `\n       ${o.key} (${o.size.toLocaleString("en-US")} bytes, sha256 ${o.sha256.slice(0, 12)})`).join("") +
+    `\n  3. ${plan.aliases.length} aliases (${plan.aliases.map((a) => a.alias).join(", ")}), each written only when absent or on another backbone` +
+    `\n  4. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
+    `\n  5. wrangler deploy --config wrangler.deploy.toml`);
+}
+
+function preflight() {
+  const missing = ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID"].filter((k) => !process.env[k]);
+  if (missing.length) throw new DeployError(`${missing.join(" and ")} not set (an API token with Workers Scripts, Workers KV and R2 edit rights, and the account id); nothing was changed`);
+  must(wrangler(["whoami"]), "checking the API token (wrangler whoami)");
+}
+
+function ensureBucket(bucket) {
+  const list = must(wrangler(["r2", "bucket", "list"]), "listing R2 buckets");
+  if (new RegExp(`^name:\\s*${bucket}\\s*$`, "m").test(list)) return;
+  must(wrangler(["r2", "bucket", "create", bucket]), `creating R2 bucket ${bucket}`);
+  console.log(`created R2 bucket ${bucket}`);
+}
+
+function ensureNamespace() {
+  const title = "softedge-TENANTS";
+  const find = () => JSON.parse(must(wrangler(["kv", "namespace", "list"]), "listing KV namespaces")).find((n) => n.title === title);
+  let ns = find();
+  if (!ns) {
+    must(wrangler(["kv", "namespace", "create", "TENANTS"]), "creating the KV namespace");
+    ns = find();
+    if (!ns) throw new DeployError(`created the KV namespace but cannot find "${title}" in the list`);
+    console.log(`created KV namespace ${title} (${ns.id})`);
+  }
+  const toml = readFileSync("wrangler.toml", "utf8").replace(/(\[\[kv_namespaces\]\][^[]*?id\s*=\s*")[^"]+(")/, `$1${ns.id}$2`);
+  writeFileSync("wrangler.deploy.toml.tmp", `# generated by scripts/deploy.mjs from wrangler.toml: account-specific, not committed\n${toml}`);
+  renameSync("wrangler.deploy.toml.tmp", "wrangler.deploy.toml");
+  return ns.id;
+}
+
+function r2Get(bucket, key) {
+  const dir = mkdtempSync(join(tmpdir(), "softedge-r2-"));
+  const r = wrangler(["r2", "object", "get", `${bucket}/${key}`, "--file", join(dir, "o"), "--remote"]);
+  return r.status === 0 && existsSync(join(dir, "o")) ? readFileSync(join(dir, "o")) : null;
+}
+function r2Put(bucket, key, bytes, file) {
+  let path = file;
+  if (!path) { path = join(mkdtempSync(join(tmpdir(), "softedge-r2-")), "o"); writeFileSync(path, bytes); }
+  must(wrangler(["r2", "object", "put", `${bucket}/${key}`, "--file", path, "--remote"]), `uploading ${key}`);
+}
+
+function upload(plan, bucket) {
+  const manifest = JSON.parse(r2Get(bucket, MANIFEST)?.toString("utf8") ?? "{}");
+  let sent = 0;
+  for (const [i, o] of plan.objects.entries()) {
+    if (manifest[o.key] === o.sha256) continue;
+    console.log(`[${i + 1}/${plan.objects.length}] ${o.key} (${o.size.toLocaleString("en-US")} bytes)`);
+    r2Put(bucket, o.key, o.bytes, o.file);
+    manifest[o.key] = o.sha256; // recorded as soon as it is up: an interrupted deploy resumes after it
+    r2Put(bucket, MANIFEST, Buffer.from(JSON.stringify(manifest, null, 1)));
+    sent++;
+  }
+  let moved = 0;
+  for (const a of plan.aliases) { // every version is up by now: no alias can point at a missing object
+    const cur = r2Get(bucket, a.key);
+    if (!shouldWriteAlias(cur && JSON.parse(cur.toString("utf8")), plan.backbone)) continue;
+    r2Put(bucket, a.key, Buffer.from(JSON.stringify(a.doc)));
+    moved++;
+  }
+  console.log(`R2: ${sent} objects uploaded, ${plan.objects.length - sent} already there; ${moved} aliases written`);
+}
+
+async function firstAdminKey(nsId) {
+  const keys = JSON.parse(must(wrangler(["kv", "key", "list", "--namespace-id", nsId, "--prefix", "key/", "--remote"]), "listing API keys"));
+  if (keys.length) return console.log(`API keys: ${keys.length} already in the namespace (make more with npm run keys)`);
+  const k = await createKey({ tenant, scope: "admin", label: "first admin key (deploy)" });
+  must(wrangler(["kv", "key", "put", "--namespace-id", nsId, k.kvKey, JSON.stringify(k.record), "--remote"]), "storing the admin key");
+  console.log(`admin key for tenant "${tenant}" (shown once, only its hash is stored): ${k.key}`);
+}
+
+async function main() {
+  const toml = readFileSync("wrangler.toml", "utf8");
+  const bucket = /bucket_name\s*=\s*"([^"]+)"/.exec(toml)?.[1];
+  if (!bucket) throw new DeployError("wrangler.toml has no [[r2_buckets]] bucket_name");
+  let plan;
+  try { plan = catalogPlan("."); } catch (e) { throw new DeployError(`catalog: ${e.message}`); }
+  if (!dryRun) preflight(); // before anything changes
+  const bundle = buildBundle();
+  describe(plan, bundle, bucket);
+  if (dryRun) return console.log("--dry-run: nothing was changed");
+  ensureBucket(bucket);
+  const nsId = ensureNamespace();
+  upload(plan, bucket);
+  await firstAdminKey(nsId);
+  must(wrangler(["deploy", "--config", "wrangler.deploy.toml"], { quiet: false }), "wrangler deploy");
+  console.log("deployed. Roll back the code with `npx wrangler rollback`, an adapter with `scripts/py publish --rollback ALIAS --remote`.");
+}
+
+main().catch((e) => {
+  if (!(e instanceof DeployError)) throw e;
+  console.error(`error: ${e.message}`);
+  process.exit(2);
+});
