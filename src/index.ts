@@ -2,7 +2,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv, Bindings } from "./app-env";
 import { api } from "./api/routes";
-import { ApiError, errorBody, onError } from "./api/errors";
+import { DomainError } from "./errors";
+import { errorBody, onError } from "./api/errors";
 import { authenticate } from "./auth/middleware";
 import { Directory } from "./auth/tenants";
 import { AdapterCache, AdapterStore } from "./store/adapters";
@@ -19,7 +20,7 @@ let backboneId: Promise<string> | null = null;
 async function defaultBackbone(backbone: string | undefined, io: Storage): Promise<string> {
   if (backbone) return backbone;
   const o = await getJson<{ default_backbone: string }>(io, "catalog.json");
-  if (!o) throw new ApiError(503, "backbone_unavailable", "no catalog.json in the bucket (run npm start to seed it)");
+  if (!o) throw new DomainError("backbone_unavailable", "no catalog.json in the bucket (run npm start to seed it)");
   return o.value.default_backbone;
 }
 

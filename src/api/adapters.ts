@@ -1,7 +1,7 @@
 // Adapter catalogue and publishing: list, describe, versions (read scope, readable tenants only); upload a version
 // and move the alias, roll the alias back (publish scope, own tenant only).
 import { createRoute, z } from "@hono/zod-openapi";
-import { ApiError } from "./errors";
+import { DomainError } from "../errors";
 import { bearer, errors, json, router } from "./openapi";
 import { AdapterInfo, AdapterPath, AdapterSummary, PublishResponse, RollbackRequest, RollbackResponse, VersionsResponse } from "./schemas";
 import { assertOwn, assertReadable, limitBody, requireScope } from "../auth/middleware";
@@ -37,7 +37,7 @@ adapters.openapi(
     const { tenant, name } = c.req.valid("param");
     await assertReadable(c, tenant);
     const doc = (await getJson<AliasDoc>(c.var.storage, aliasKey(tenant, name)))?.value;
-    if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
+    if (!doc) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
     const r = await c.var.adapters.resolve(c.var.storage, `${tenant}/${name}@${doc.version}`, (await c.var.backbone()).cfg);
     const a = r.adapter;
     return c.json({ alias: `${tenant}/${name}`, version: r.version, history: doc.history, updated: doc.updated, kind: a.kind, task: a.task,

@@ -4,7 +4,7 @@ import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "../app-env";
-import { ApiError } from "./errors";
+import { DomainError } from "../errors";
 import { bearer, errors, json, router, timing } from "./openapi";
 import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
@@ -33,7 +33,7 @@ function ran(resolved: Resolved[]) {
 
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
   const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
-  if (!ref) throw new ApiError(400, "no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
+  if (!ref) throw new DomainError("no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
   return usableAdapter(c, ref, task);
 }
 
@@ -45,9 +45,9 @@ inference.openapi(
     const body = c.req.valid("json");
     const L = c.var.limits;
     const items = body.items ?? [{ adapter: body.adapter, text: body.text! }];
-    if (items.length > L.maxItems) throw new ApiError(413, "too_many_items", `at most ${L.maxItems} items per request`);
+    if (items.length > L.maxItems) throw new DomainError("too_many_items", `at most ${L.maxItems} items per request`);
     for (const it of items)
-      if (it.text.length > L.maxTextChars) throw new ApiError(413, "text_too_long", `text longer than ${L.maxTextChars} characters`);
+      if (it.text.length > L.maxTextChars) throw new DomainError("text_too_long", `text longer than ${L.maxTextChars} characters`);
     const t0 = performance.now();
     const bb = await c.var.backbone();
     const resolved = await Promise.all(items.map((it) => adapterFor(c, it.adapter, "classify")));
@@ -69,12 +69,12 @@ inference.openapi(
   async (c) => {
     const b = c.req.valid("json");
     const L = c.var.limits;
-    if (b.input.length > L.maxTextChars) throw new ApiError(413, "text_too_long", `input longer than ${L.maxTextChars} characters`);
+    if (b.input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
     const t0 = performance.now();
     const bb = await c.var.backbone();
     const r = await adapterFor(c, b.adapter, "generate");
     const maxNew = b.max_new_tokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
-    if (maxNew > L.maxNewTokens) throw new ApiError(400, "max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
+    if (maxNew > L.maxNewTokens) throw new DomainError("max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
     const t1 = performance.now();
     const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, tokenBudget(r.adapter, L.maxTokens));
     const record = Object.assign(c.var.record, { task: "generate" as const, items: 1, adapters: ran([r]), input_tokens: ids.length, generated_tokens: 0 });

@@ -3,7 +3,7 @@
 //   tenant/<t> -> {"defaults": {"classify"?: ref, "generate"?: ref}}
 //   grant/<reader>/<owner> and granted/<owner>/<reader>: owner lets reader use its adapters (both, so either side can list)
 import { createRoute } from "@hono/zod-openapi";
-import { ApiError } from "./errors";
+import { DomainError } from "../errors";
 import { bearer, errors, json, router } from "./openapi";
 import { Defaults, Grants, ReaderPath, TenantInfo } from "./schemas";
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
@@ -56,7 +56,7 @@ for (const method of ["put", "delete"] as const)
       responses: { 200: { description: "tenants allowed to read this tenant's adapters", ...json(Grants) }, ...errors } }),
     async (c) => {
       const owner = c.var.principal.tenant, { reader } = c.req.valid("param"), kv = c.env.TENANTS;
-      if (reader === owner) throw new ApiError(400, "invalid_request", "a tenant always reads its own adapters");
+      if (reader === owner) throw new DomainError("invalid_request", "a tenant always reads its own adapters");
       if (method === "put") {
         const at = JSON.stringify({ created: new Date().toISOString() });
         await Promise.all([kv.put(`grant/${reader}/${owner}`, at), kv.put(`granted/${owner}/${reader}`, at)]);

@@ -3,7 +3,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app-env";
-import { ApiError } from "../api/errors";
+import { DomainError } from "../errors";
 import { allows, keyId, verify, type Scope } from "./keys";
 import { parseRef, type Resolved } from "../store/adapters";
 
@@ -12,20 +12,20 @@ const challenge = { "www-authenticate": 'Bearer realm="softedge"' };
 /** Authorization: Bearer se_<id>_<secret> -> c.var.principal; then the tenant's rate limit when one is bound */
 export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   const header = c.req.header("authorization");
-  if (!header) throw new ApiError(401, "missing_key", "send an API key: 'Authorization: Bearer se_...'", challenge);
+  if (!header) throw new DomainError("missing_key", "send an API key: 'Authorization: Bearer se_...'", challenge);
   const key = /^Bearer +(\S+)$/i.exec(header)?.[1] ?? "";
   const id = keyId(key);
   const record = id ? await c.var.directory.keyRecord(c.var.kv, id) : null;
-  if (!(await verify(key, record)) || !record || !id) throw new ApiError(401, "invalid_key", "the API key is not valid", challenge);
+  if (!(await verify(key, record)) || !record || !id) throw new DomainError("invalid_key", "the API key is not valid", challenge);
   c.set("principal", { tenant: record.tenant, scope: record.scope, keyId: id });
   if (c.env.RATE_LIMITER && !(await c.env.RATE_LIMITER.limit({ key: record.tenant })).success)
-    throw new ApiError(429, "rate_limited", "too many requests for this tenant; slow down", { "retry-after": "10" });
+    throw new DomainError("rate_limited", "too many requests for this tenant; slow down", { "retry-after": "10" });
   await next();
 };
 
 export const requireScope = (need: Scope): MiddlewareHandler<AppEnv> => async (c, next) => {
   const have = c.var.principal.scope;
-  if (!allows(have, need)) throw new ApiError(403, "insufficient_scope", `this key has scope '${have}'; this call needs '${need}'`);
+  if (!allows(have, need)) throw new DomainError("insufficient_scope", `this key has scope '${have}'; this call needs '${need}'`);
   await next();
 };
 
@@ -35,7 +35,7 @@ export const limitBody = (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> =
   return bodyLimit({
     maxSize: max,
     onError: () => {
-      throw new ApiError(413, kind === "json" ? "payload_too_large" : "adapter_too_large", `the request body is larger than ${max} bytes`);
+      throw new DomainError(kind === "json" ? "payload_too_large" : "adapter_too_large", `the request body is larger than ${max} bytes`);
     },
   })(c, next);
 };
@@ -44,18 +44,18 @@ export const limitBody = (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> =
 export async function assertReadable(c: Context<AppEnv>, owner: string): Promise<void> {
   const reader = c.var.principal.tenant;
   if (!(await c.var.directory.canRead(c.var.kv, reader, owner, c.var.publicTenants)))
-    throw new ApiError(404, "adapter_not_found", "no such adapter is visible to this key");
+    throw new DomainError("adapter_not_found", "no such adapter is visible to this key");
 }
 
 /** an adapter reference this key may use for `task`: readable, loaded, of that task */
 export async function usableAdapter(c: Context<AppEnv>, ref: string, task: "classify" | "generate"): Promise<Resolved> {
   await assertReadable(c, parseRef(ref).tenant);
   const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
-  if (r.adapter.task !== task) throw new ApiError(400, "wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
+  if (r.adapter.task !== task) throw new DomainError("wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
   return r;
 }
 
 /** Writes go to the key's own tenant only. */
 export function assertOwn(c: Context<AppEnv>, tenant: string): void {
-  if (tenant !== c.var.principal.tenant) throw new ApiError(403, "forbidden", "a key may only change its own tenant's adapters");
+  if (tenant !== c.var.principal.tenant) throw new DomainError("forbidden", "a key may only change its own tenant's adapters");
 }

@@ -3,7 +3,7 @@
 // in-isolate LRU bounded in bytes; an adapter packed for another backbone is refused (409), a damaged one (502).
 import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
 import type { BackboneConfig } from "../engine/backbone-config";
-import { ApiError } from "../api/errors";
+import { DomainError } from "../errors";
 import { getBytes, getJson, type Storage } from "./r2";
 import { SingleFlight } from "./single-flight";
 
@@ -34,7 +34,7 @@ export const versionKey = (tenant: string, name: string, version: string) => `ad
 
 export function parseRef(ref: string): { tenant: string; name: string; version?: string } {
   const m = REF.exec(ref);
-  if (!m) throw new ApiError(400, "invalid_adapter_ref", "adapter must be 'tenant/name' or 'tenant/name@<16 hex version>'");
+  if (!m) throw new DomainError("invalid_adapter_ref", "adapter must be 'tenant/name' or 'tenant/name@<16 hex version>'");
   return { tenant: m[1], name: m[2], version: m[3] };
 }
 
@@ -86,11 +86,11 @@ export class AdapterStore {
       let version: string;
       try {
         const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
-        if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${key}`);
+        if (!doc) throw new DomainError("adapter_not_found", `no adapter ${key}`);
         version = doc.value.version;
       } catch (e) {
         const stale = this.aliases.get(key);
-        if (!(stale && e instanceof ApiError && e.code === "storage_unavailable")) throw e;
+        if (!(stale && e instanceof DomainError && e.code === "storage_unavailable")) throw e;
         version = stale.version;
       }
       // a read that began before this isolate moved an alias must not cache what it read
@@ -116,14 +116,14 @@ export class AdapterStore {
 /** one stored version, parsed and checked against the backbone */
 export async function load(io: Storage, tenant: string, name: string, version: string, backbone: BackboneConfig): Promise<Adapter> {
   const bytes = await getBytes(io, versionKey(tenant, name, version));
-  if (!bytes) throw new ApiError(404, "adapter_not_found", `no version ${version} of ${tenant}/${name}`);
+  if (!bytes) throw new DomainError("adapter_not_found", `no version ${version} of ${tenant}/${name}`);
   try {
     return await parseAdapter(bytes, backbone);
   } catch (e) {
     if (e instanceof AdapterError)
       throw e.code === "backbone_mismatch"
-        ? new ApiError(409, "backbone_mismatch", `${tenant}/${name}: ${e.message}`)
-        : new ApiError(502, "adapter_corrupt", `${tenant}/${name}@${version} is damaged in storage: ${e.message}`);
+        ? new DomainError("backbone_mismatch", `${tenant}/${name}: ${e.message}`)
+        : new DomainError("adapter_corrupt", `${tenant}/${name}@${version} is damaged in storage: ${e.message}`);
     throw e;
   }
 }

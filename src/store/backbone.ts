@@ -6,7 +6,7 @@ import type { InferenceSession } from "onnxruntime-web";
 import type { BackboneConfig } from "../engine/backbone-config";
 import { loadOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
-import { ApiError } from "../api/errors";
+import { DomainError } from "../errors";
 import { getBytes, type Storage } from "./r2";
 
 export interface Backbone {
@@ -22,13 +22,13 @@ export const stats = { loads: 0 };
 async function load(io: Storage, id: string): Promise<Backbone> {
   const get = async (name: string) => {
     const bytes = await getBytes(io, `backbones/${id}/${name}`);
-    if (!bytes) throw new ApiError(503, "backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
+    if (!bytes) throw new DomainError("backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
     return bytes;
   };
   const [cfgBytes, tokBytes, model] = await Promise.all([get("config.json"), get("tokenizer.json"), get("model.onnx")]);
   const cfg = JSON.parse(new TextDecoder().decode(cfgBytes)) as BackboneConfig;
-  if (cfg.id !== id) throw new ApiError(503, "backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
-  if ((await sha256Hex(model)) !== cfg.model_sha256) throw new ApiError(503, "backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
+  if (cfg.id !== id) throw new DomainError("backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
+  if ((await sha256Hex(model)) !== cfg.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
   const ort = await loadOrt();
   const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(tokBytes)), {});

@@ -5,7 +5,7 @@
 import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
 import type { BackboneConfig } from "../engine/backbone-config";
 import { sha256Hex } from "../engine/hash";
-import { ApiError } from "../api/errors";
+import { DomainError } from "../errors";
 import { aliasKey, load, versionKey, type AliasDoc } from "./adapters";
 import { getBytes, getJson, listPages, reliably, type Storage } from "./r2";
 
@@ -28,7 +28,7 @@ async function moveAlias(io: Storage, tenant: string, name: string, change: (cur
     if (put) return { doc: next, previous: cur?.value.version ?? null, moved: true };
     // someone else moved the alias between our read and write: read again
   }
-  throw new ApiError(409, "alias_conflict", "the alias kept changing under concurrent updates; retry");
+  throw new DomainError("alias_conflict", "the alias kept changing under concurrent updates; retry");
 }
 
 export interface Published {
@@ -43,13 +43,13 @@ export interface Published {
 
 /** check an uploaded artifact against the backbone: 422 adapter_invalid with the reason, or 409 backbone_mismatch */
 export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
-  if (!bytes.byteLength) throw new ApiError(422, "adapter_invalid", "the request body is empty; send the .safetensors artifact");
+  if (!bytes.byteLength) throw new DomainError("adapter_invalid", "the request body is empty; send the .safetensors artifact");
   try {
     return await parseAdapter(bytes, backbone);
   } catch (e) {
     if (!(e instanceof AdapterError)) throw e;
-    if (e.code === "backbone_mismatch") throw new ApiError(409, "backbone_mismatch", e.message);
-    throw new ApiError(422, "adapter_invalid", `not a valid adapter artifact: ${e.message}`);
+    if (e.code === "backbone_mismatch") throw new DomainError("backbone_mismatch", e.message);
+    throw new DomainError("adapter_invalid", `not a valid adapter artifact: ${e.message}`);
   }
 }
 
@@ -73,11 +73,11 @@ export async function publish(io: Storage, tenant: string, name: string, bytes: 
 /** Point the alias at `to` (default: the version before the current one). The target must load for this backbone. */
 export async function rollback(io: Storage, tenant: string, name: string, to: string | undefined, backbone: BackboneConfig) {
   const r = await moveAlias(io, tenant, name, async (cur) => {
-    if (!cur) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
+    if (!cur) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
     const target = to ?? cur.history[0];
-    if (!target) throw new ApiError(409, "no_previous_version", `${tenant}/${name} has no earlier version to roll back to`);
+    if (!target) throw new DomainError("no_previous_version", `${tenant}/${name} has no earlier version to roll back to`);
     if (target === cur.version) return null;
-    if (!cur.history.includes(target)) throw new ApiError(404, "version_not_found", `version ${target} was never published as ${tenant}/${name}`);
+    if (!cur.history.includes(target)) throw new DomainError("version_not_found", `version ${target} was never published as ${tenant}/${name}`);
     const a = await load(io, tenant, name, target, backbone); // refuses a damaged or foreign version before the alias moves
     return { ...cur, version: target, key: versionKey(tenant, name, target), kind: a.kind, task: a.task, backbone: a.backbone, updated: now(),
       history: [cur.version, ...cur.history].filter((v) => v !== target).slice(0, HISTORY) };
@@ -88,7 +88,7 @@ export async function rollback(io: Storage, tenant: string, name: string, to: st
 /** the alias document and every stored version object (newest upload first) */
 export async function versions(io: Storage, tenant: string, name: string) {
   const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
-  if (!doc) throw new ApiError(404, "adapter_not_found", `no adapter ${tenant}/${name}`);
+  if (!doc) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
   const prefix = `adapters/${tenant}/${name}/versions/`;
   const out: { version: string; bytes: number; uploaded: string; current: boolean }[] = [];
   for await (const page of listPages(io, { prefix }))

@@ -1,7 +1,7 @@
 // R2 access with bounded retries: each attempt has a deadline; thrown errors and timeouts are retried with
 // exponential backoff, then the request fails with 503 storage_unavailable. A missing object is an answer, not
 // a fault (null, no retry).
-import { ApiError } from "../api/errors";
+import { DomainError } from "../errors";
 
 export interface RetryPolicy {
   attempts: number; // R2_ATTEMPTS, 3
@@ -36,12 +36,12 @@ export async function reliably<T>(io: Storage, what: string, op: () => Promise<T
     try {
       return await deadline(op(), timeoutMs);
     } catch (e) {
-      if (e instanceof ApiError) throw e;
+      if (e instanceof DomainError) throw e;
       last = e;
     }
   }
   console.warn(`R2 ${what}: ${attempts} attempts failed: ${last instanceof Error ? last.message : String(last)}`);
-  throw new ApiError(503, "storage_unavailable", `object storage did not answer after ${attempts} attempts; retry later`, { "retry-after": "1" });
+  throw new DomainError("storage_unavailable", `object storage did not answer after ${attempts} attempts; retry later`, { "retry-after": "1" });
 }
 
 /** an object's bytes, or null when it does not exist */
