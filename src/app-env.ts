@@ -11,6 +11,10 @@ export interface Bindings {
   BUCKET: R2Bucket;
   TENANTS: KVNamespace; // API keys, tenant settings, grants (src/auth)
   RATE_LIMITER?: RateLimit; // optional: requests per tenant (wrangler.toml [[ratelimits]])
+  USAGE?: AnalyticsEngineDataset; // per-tenant usage data points (src/usage.ts)
+  USAGE_ACCOUNT_ID?: string; // with USAGE_API_TOKEN: GET /v1/tenant/usage reads Analytics Engine's SQL API
+  USAGE_API_TOKEN?: string;
+  USAGE_DATASET?: string;
   BACKBONE_ID?: string; // default: catalog.json's default_backbone in the bucket
   PUBLIC_TENANTS?: string; // comma-separated namespaces every tenant may read ("demo")
   MAX_ITEMS?: string;

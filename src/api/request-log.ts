@@ -1,7 +1,9 @@
-// One structured JSON log line per request, and an x-request-id header on every response (errors included).
+// One structured JSON log line per request, an x-request-id header on every response (errors included), and the
+// request's usage counted for its tenant (src/usage.ts).
 // The line names the request, the tenant, what ran and what it cost; never a key, a secret or any input text.
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app-env";
+import { recordUsage } from "../usage";
 
 /** What the handlers add to the request's log line (src/api/inference.ts). */
 export interface RequestRecord {
@@ -31,7 +33,13 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
     console.log(JSON.stringify({ request_id: id, method: c.req.method, path: new URL(c.req.url).pathname, status,
       tenant: c.get("principal")?.tenant ?? null, ...fields, error_code: errorCode }));
   };
-  if (!record.done) return write();
-  const logged = record.done.then(write, write);
+  const count = () => { // usage: successful inference only
+    const tenant = c.get("principal")?.tenant;
+    if (status !== 200 || !tenant || !record.task) return;
+    recordUsage(c.env, { tenant, task: record.task, adapter: record.adapters?.[0]?.ref ?? "", items: record.items ?? 0,
+      inputTokens: record.input_tokens ?? 0, generatedTokens: record.generated_tokens ?? 0 });
+  };
+  if (!record.done) return (count(), write());
+  const logged = record.done.then(() => (count(), write()), write);
   try { c.executionCtx.waitUntil(logged); } catch { /* no execution context (app.request in tests): it runs on */ }
 };

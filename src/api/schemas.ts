@@ -74,3 +74,9 @@ export const TenantInfo = z
     readable: z.array(z.string()).openapi({ description: "namespaces this tenant may read: its own, the public ones, granted ones" }) })
   .openapi("TenantInfo");
 export const Grants = z.object({ tenant: z.string(), readers: z.array(z.string()) }).openapi("Grants");
+export const UsageQuery = z.object({ days: z.coerce.number().int().min(1).max(90).default(30)
+  .openapi({ param: { name: "days", in: "query" }, description: "Analytics Engine window (days); the isolate tally counts since start" }) });
+export const UsageResponse = z
+  .object({ tenant: z.string(), source: z.enum(["analytics-engine", "isolate"]), since: z.string(),
+    usage: z.array(z.object({ task: z.string(), requests: z.number(), items: z.number(), input_tokens: z.number(), generated_tokens: z.number() })) })
+  .openapi("Usage");

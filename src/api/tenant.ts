@@ -1,11 +1,12 @@
 // The calling tenant's own settings: who it is and what it may read (read scope); its default adapter per task
-// and which tenants may read its adapters (admin scope). Stored in KV (binding TENANTS):
+// and which tenants may read its adapters, and its usage (admin scope). Stored in KV (binding TENANTS):
 //   tenant/<t> -> {"defaults": {"classify"?: ref, "generate"?: ref}}
 //   grant/<reader>/<owner> and granted/<owner>/<reader>: owner lets reader use its adapters (both, so either side can list)
 import { createRoute } from "@hono/zod-openapi";
 import { DomainError } from "../errors";
 import { bearer, errors, json, router } from "./openapi";
-import { Defaults, Grants, ReaderPath, TenantInfo } from "./schemas";
+import { Defaults, Grants, ReaderPath, TenantInfo, UsageQuery, UsageResponse } from "./schemas";
+import { usageReport } from "../usage";
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
 import { kvNames, type TenantSettings } from "../auth/tenants";
 
@@ -65,3 +66,9 @@ for (const method of ["put", "delete"] as const)
       return c.json({ tenant: owner, readers: await readers(kv, owner) }, 200);
     },
   );
+
+tenant.openapi(
+  createRoute({ method: "get", path: "/v1/tenant/usage", security: bearer, middleware: [requireScope("admin")] as const, request: { query: UsageQuery },
+    responses: { 200: { description: "this tenant's inference usage per task (requests, items, input and generated tokens)", ...json(UsageResponse) }, ...errors } }),
+  async (c) => c.json(await usageReport(c.env, c.var.principal.tenant, c.req.valid("query").days), 200),
+);

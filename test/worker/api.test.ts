@@ -197,3 +197,26 @@ describe("request log and request id", () => {
     expect(done.tokens).toBeGreaterThan(0);
   });
 });
+
+describe("per-tenant usage", () => {
+  it("counts a tenant's inference for its admin, and only its own", async () => {
+    const admin = await newKey("usage-co", "admin");
+    const reader = await newKey("usage-co", "read");
+    const g = golden.adapters.find((a: any) => a.task === "classify");
+    const gen = golden.adapters.find((a: any) => a.task === "generate");
+    const before: any = await (await call("GET", "/v1/tenant/usage", { key: admin })).json();
+    expect(before).toMatchObject({ tenant: "usage-co", source: "isolate", usage: [] });
+    expect((await postJson("/v1/classify", reader, { items: [{ adapter: byFile[g.adapter], text: "one" }, { adapter: byFile[g.adapter], text: "two" }] })).status).toBe(200);
+    const r = await postJson("/v1/generate", reader, { adapter: byFile[gen.adapter], input: "volcano", max_new_tokens: 4, stop: ["\u0000"] });
+    const tokens = ((await r.json()) as any).tokens;
+    expect((await postJson("/v1/classify", reader, { adapter: "demo/nope", text: "x" })).status).toBe(404); // failures do not count
+    const u: any = await (await call("GET", "/v1/tenant/usage", { key: admin })).json();
+    const by = Object.fromEntries(u.usage.map((x: any) => [x.task, x]));
+    expect(by.classify).toMatchObject({ requests: 1, items: 2, generated_tokens: 0 });
+    expect(by.classify.input_tokens).toBeGreaterThan(2);
+    expect(by.generate).toMatchObject({ requests: 1, items: 1, generated_tokens: tokens });
+    expect((await call("GET", "/v1/tenant/usage", { key: reader })).status).toBe(403); // admin scope only
+    const other: any = await (await call("GET", "/v1/tenant/usage", { key: await newKey("usage-other", "admin") })).json();
+    expect(other.usage).toEqual([]);
+  });
+});
