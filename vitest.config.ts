@@ -7,6 +7,8 @@ const root = new URL(".", import.meta.url).pathname;
 
 export default defineConfig({
   test: {
+    // the worker's per-request log lines (src/api/request-log.ts) would bury the report; tests that check them spy
+    onConsoleLog: (log) => (log.startsWith('{"request_id"') ? false : undefined),
     testTimeout: 120_000,
     hookTimeout: 120_000,
     projects: [

@@ -37,7 +37,7 @@ export const SETTINGS: Record<NumericVar, [number, number, number]> = {
   MAX_BODY_BYTES: [1 << 20, 1, 100 << 20],
   MAX_ADAPTER_BYTES: [1 << 20, 1, 100 << 20],
   MAX_BATCH_TOKENS: [1024, 64, 1 << 16],
-  ADAPTER_CACHE_BYTES: [16 << 20, 0, 1 << 30],
+  ADAPTER_CACHE_BYTES: [10 << 20, 0, 1 << 30], // npm run bench:memory: the whole isolate stays under 110 MB with it full
   ALIAS_TTL_MS: [10_000, 0, 86_400_000],
   AUTH_CACHE_MS: [10_000, 0, 86_400_000],
   R2_ATTEMPTS: [3, 1, 10],
