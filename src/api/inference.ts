@@ -10,7 +10,7 @@ import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } 
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
 import type { Adapter } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
-import { generate } from "../engine/generate";
+import { finishReason, generate, type GenerateStep } from "../engine/generate";
 import { encodePromptChecked } from "../engine/prompt";
 import type { Resolved } from "../store/adapters";
 
@@ -57,7 +57,9 @@ inference.openapi(
     const t2 = performance.now();
     const out = await classifyBatch(bb.ort, bb.session, bb.cfg, prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })), L.maxBatchTokens);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
-    const results = out.map((r, i) => ({ ...r, adapter: resolved[i].ref, version: resolved[i].version, truncated: prompts[i].truncated }));
+    // scores: the [{label, score}] list, highest first, that Hugging Face pipelines and Workers AI return
+    const results = out.map((r, i) => ({ ...r, scores: Object.entries(r.probabilities).map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score),
+      adapter: resolved[i].ref, version: resolved[i].version, truncated: prompts[i].truncated }));
     return c.json(body.items ? { results } : results[0], 200);
   },
 );
@@ -84,29 +86,32 @@ inference.openapi(
       stop: b.stop ?? r.adapter.generation.stop ?? [] };
     const steps = generate(bb.ort, bb.session, bb.cfg, r.adapter, ids, decode, opts);
     const meta = { adapter: r.ref, version: r.version, truncated };
+    // tokens (kept for existing clients) = usage.completion_tokens
+    const counts = (n: number, last: GenerateStep | undefined) => ({ tokens: n, finish_reason: finishReason(n, last, maxNew),
+      usage: { prompt_tokens: ids.length, completion_tokens: n } });
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
       let ended!: () => void;
       record.done = new Promise<void>((r) => (ended = r)); // the log line waits for the stream's end
       return streamSSE(c, async (s) => {
         try {
-          let sent = "";
+          let sent = "", last: GenerateStep | undefined;
           for await (const st of steps) {
             record.generated_tokens++;
+            last = st;
             const delta = st.text.slice(sent.length);
             sent = st.text;
             if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
           }
-          await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), tokens: record.generated_tokens, ...meta }) });
+          await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), ...counts(record.generated_tokens, last), ...meta }) });
         } finally {
           ended();
         }
       }) as never;
     }
-    let text = "";
-    for await (const st of steps) { text = st.text; record.generated_tokens++; }
-    const n = record.generated_tokens;
+    let last: GenerateStep | undefined;
+    for await (const st of steps) { last = st; record.generated_tokens++; }
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
-    return c.json({ text: text.trim(), tokens: n, ...meta }, 200);
+    return c.json({ text: (last?.text ?? "").trim(), ...counts(record.generated_tokens, last), ...meta }, 200);
   },
 );

@@ -18,6 +18,8 @@ export const ClassifyResult = z
   .object({
     label: z.string(),
     probabilities: z.record(z.string(), z.number()),
+    scores: z.array(z.object({ label: z.string(), score: z.number() }))
+      .openapi({ description: "the same probabilities as [{label, score}], highest first (Hugging Face pipelines' shape)" }),
     adapter: z.string(),
     version: z.string(),
     truncated: z.boolean().openapi({ description: "the text was cut to the token limit (its start is kept)" }),
@@ -40,7 +42,9 @@ export const GenerateRequest = z
   .strict()
   .openapi("GenerateRequest");
 export const GenerateResponse = z
-  .object({ text: z.string(), tokens: z.number().int(), adapter: z.string(), version: z.string(), truncated: z.boolean() })
+  .object({ text: z.string(), tokens: z.number().int(), finish_reason: z.enum(["stop", "length"]).openapi({ description: "stop: </s> or a stop string; length: max_new_tokens" }),
+    usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int() }),
+    adapter: z.string(), version: z.string(), truncated: z.boolean() })
   .openapi("GenerateResponse");
 
 export const ErrorResponse = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error");

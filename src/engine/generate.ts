@@ -17,6 +17,12 @@ export interface GenerateOptions {
 export interface GenerateStep {
   token: number;
   text: string; // the decoded text so far
+  stopped?: true; // this token completed a stop string: the last step
+}
+
+/** Why a generation ended, given its steps: a stop string or </s> ("stop"), or max_new_tokens ("length"). */
+export function finishReason(steps: number, last: GenerateStep | undefined, maxNewTokens: number): "stop" | "length" {
+  return last?.stopped || steps < maxNewTokens ? "stop" : "length";
 }
 
 /** mulberry32: tiny, fast, deterministic */
@@ -71,7 +77,7 @@ export async function* generate(
     const text = decode(out);
     const hit = (o.stop ?? []).map((s) => text.indexOf(s)).filter((i) => i >= 0);
     if (hit.length) {
-      yield { token: t, text: text.slice(0, Math.min(...hit)) };
+      yield { token: t, text: text.slice(0, Math.min(...hit)), stopped: true };
       return;
     }
     yield { token: t, text };

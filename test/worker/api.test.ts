@@ -38,6 +38,8 @@ describe("API in workerd", () => {
         expect(r.headers.get("server-timing")).toMatch(/adapter;dur=.*tokenize;dur=.*inference;dur=/);
         const j: any = await r.json();
         expect(j.label).toBe(c.label);
+        expect(j.scores[0].label).toBe(j.label);
+        expect(j.scores.map((x: any) => x.score)).toEqual(Object.values(j.probabilities).sort((x: any, y: any) => y - x));
         expect(j.adapter).toBe(byFile[a.adapter]);
         expect(j.version).toMatch(/^[0-9a-f]{16}$/);
         for (const [l, p] of Object.entries<number>(c.probabilities)) expect(Math.abs(j.probabilities[l] - p)).toBeLessThanOrEqual(1e-4);
@@ -56,19 +58,27 @@ describe("API in workerd", () => {
     }
   });
 
-  it("generates greedily as the Python side does; streaming yields the same text", async () => {
+  it("generates greedily as the Python side does, with finish reason and token counts; streaming yields the same", async () => {
     const a = golden.adapters.find((x: any) => x.task === "generate");
     for (const c of a.cases.slice(0, 3)) {
       const body = { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: ["\u0000"] };
       const j: any = await (await post("/v1/generate", body)).json();
       expect(j.text).toBe(c.greedy_text.trim());
+      expect(j.finish_reason).toBe(c.greedy_ids.length < golden.max_new_tokens ? "stop" : "length");
+      expect(j.usage).toEqual({ prompt_tokens: c.prompt_ids.length, completion_tokens: c.greedy_ids.length });
       const sse = await (await post("/v1/generate", { ...body, stream: true })).text();
       const events = [...sse.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
       const streamed = events.filter((e) => e[0] === "token").map((e) => e[1].text).join("");
       expect(streamed.trim()).toBe(j.text);
       expect(events.at(-1)![0]).toBe("done");
-      expect(events.at(-1)![1].text).toBe(j.text);
+      expect(events.at(-1)![1]).toMatchObject({ text: j.text, finish_reason: j.finish_reason, usage: j.usage });
     }
+    // a stop string ends it with "stop", and cuts the text before the string
+    const c = a.cases.find((x: any) => x.greedy_text.trim().includes(" "));
+    const j: any = await (await post("/v1/generate", { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: [" "] })).json();
+    expect(j.finish_reason).toBe("stop");
+    expect(c.greedy_text.trim().startsWith(j.text)).toBe(true);
+    expect(j.text).not.toContain(" ");
   });
 
   it("lists adapters and describes one", async () => {
