@@ -5,6 +5,7 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "../app-env";
 import { DomainError } from "../errors";
+import { errorBody } from "./errors";
 import { bearer, errors, json, router, timing } from "./openapi";
 import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
 import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
@@ -104,6 +105,12 @@ inference.openapi(
             if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
           }
           await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), ...counts(record.generated_tokens, last), ...meta }) });
+        } catch (e) {
+          // the status (200) is gone already: say it in the stream, in the API's error shape, never a silent close
+          const code = e instanceof DomainError ? e.code : "internal";
+          if (code === "internal") console.error("generation stream failed", e);
+          record.stream_error = code;
+          await s.writeSSE({ event: "error", data: JSON.stringify(errorBody(code, e instanceof DomainError ? e.message : "internal error")) });
         } finally {
           ended();
         }

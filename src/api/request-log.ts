@@ -12,6 +12,8 @@ export interface RequestRecord {
   items?: number;
   input_tokens?: number;
   generated_tokens?: number;
+  /** the error code a stream sent after its 200 */
+  stream_error?: string;
   /** a streamed response: the line waits for the stream's end */
   done?: Promise<void>;
 }
@@ -29,13 +31,13 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   const status = c.res.status;
   const write = () => {
-    const { done: _, ...fields } = record; // read when written: a stream counts its tokens until it ends
+    const { done: _, stream_error, ...fields } = record; // read when written: a stream counts its tokens until it ends
     console.log(JSON.stringify({ request_id: id, method: c.req.method, path: new URL(c.req.url).pathname, status,
-      tenant: c.get("principal")?.tenant ?? null, ...fields, error_code: errorCode }));
+      tenant: c.get("principal")?.tenant ?? null, ...fields, error_code: errorCode ?? stream_error ?? null }));
   };
   const count = () => { // usage: successful inference only
     const tenant = c.get("principal")?.tenant;
-    if (status !== 200 || !tenant || !record.task) return;
+    if (status !== 200 || !tenant || !record.task || record.stream_error) return;
     recordUsage(c.env, { tenant, task: record.task, adapter: record.adapters?.[0]?.ref ?? "", items: record.items ?? 0,
       inputTokens: record.input_tokens ?? 0, generatedTokens: record.generated_tokens ?? 0 });
   };

@@ -3,7 +3,7 @@
 import { env } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index";
-import { stats } from "../../src/store/backbone";
+import { getBackbone, stats } from "../../src/store/backbone";
 import { AdapterCache } from "../../src/store/adapters";
 import type { Adapter } from "../../src/engine/adapter";
 import { bytes, call, fx, newKey, plant, postJson, seedDefaults, type Catalog } from "./helpers";
@@ -192,6 +192,25 @@ describe("request log and request id", () => {
     expect(typeof a.error_code).toBe("string");
     expect(b).toMatchObject({ request_id: missing.headers.get("x-request-id"), status: 404, error_code: "not_found" });
     expect(a.request_id).not.toBe(b.request_id);
+  });
+
+  it("ends a stream that fails midway with an error event in the API's error shape, and logs its code", async () => {
+    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    const bb = await getBackbone({ bucket: env.BUCKET, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 }, waitUntil: () => {} }, catalog.default_backbone);
+    const run = bb.session.run.bind(bb.session);
+    let calls = 0;
+    // the prompt's pass and two decode steps succeed, the third step fails
+    vi.spyOn(bb.session, "run").mockImplementation(((...a: Parameters<typeof run>) => (++calls > 3 ? Promise.reject(new Error("simulated")) : run(...a))) as typeof run);
+    const a = golden.adapters.find((x: any) => x.task === "generate");
+    const r = await post("/v1/generate", { adapter: byFile[a.adapter], input: "volcano", max_new_tokens: 12, stream: true, stop: ["\u0000"] });
+    const events = [...(await r.text()).matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
+    expect(r.status).toBe(200);
+    expect(events.filter((e) => e[0] === "token").length).toBeGreaterThan(0);
+    expect(events.at(-1)).toEqual(["error", { error: { code: "internal", message: "internal error" } }]);
+    expect(events.some((e) => e[0] === "done")).toBe(false);
+    await new Promise((res) => setTimeout(res, 10));
+    expect(lines(spy).at(-1)).toMatchObject({ request_id: r.headers.get("x-request-id"), status: 200, error_code: "internal" });
   });
 
   it("logs a streamed generation when the stream ends, with its token count", async () => {
