@@ -1,6 +1,8 @@
 // Adapter catalogue and publishing: list, describe, versions (read scope, readable tenants only); upload a version
 // and move the alias, roll the alias back (publish scope, own tenant only).
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "../app-env";
 import { DomainError } from "../errors";
 import { bearer, errors, json, router } from "./openapi";
 import { AdapterInfo, AdapterPath, AdapterSummary, PublishResponse, RollbackRequest, RollbackResponse, VersionsResponse } from "./schemas";
@@ -15,20 +17,23 @@ const read = [requireScope("read")];
 adapters.openapi(
   createRoute({ method: "get", path: "/v1/adapters", security: bearer, middleware: read,
     responses: { 200: { description: "adapters this key may use: its tenant's, the public namespaces', granted ones", ...json(z.object({ adapters: z.array(AdapterSummary) })) }, ...errors } }),
-  async (c) => {
-    const io = c.var.storage;
-    const out: z.infer<typeof AdapterSummary>[] = [];
-    for (const owner of await c.var.directory.readable(c.var.kv, c.var.principal.tenant, c.var.publicTenants)) {
-      // one level at a time: adapters/<owner>/<name>/ prefixes, not every version object below them
-      for await (const page of listPages(io, { prefix: `adapters/${owner}/`, delimiter: "/" })) {
-        const docs = await Promise.all(page.delimitedPrefixes.map(async (p) => (await getJson<AliasDoc>(io, `${p}alias.json`))?.value));
-        for (const doc of docs)
-          if (doc) out.push({ alias: doc.alias, version: doc.version, task: doc.task, kind: doc.kind, backbone: doc.backbone, updated: doc.updated });
-      }
-    }
-    return c.json({ adapters: out }, 200);
-  },
+  async (c) => c.json({ adapters: await listReadable(c) }, 200),
 );
+
+/** every adapter alias this key may read: its tenant's, the public namespaces', granted ones */
+export async function listReadable(c: Context<AppEnv>): Promise<z.infer<typeof AdapterSummary>[]> {
+  const io = c.var.storage;
+  const out: z.infer<typeof AdapterSummary>[] = [];
+  for (const owner of await c.var.directory.readable(c.var.kv, c.var.principal.tenant, c.var.publicTenants)) {
+    // one level at a time: adapters/<owner>/<name>/ prefixes, not every version object below them
+    for await (const page of listPages(io, { prefix: `adapters/${owner}/`, delimiter: "/" })) {
+      const docs = await Promise.all(page.delimitedPrefixes.map(async (p) => (await getJson<AliasDoc>(io, `${p}alias.json`))?.value));
+      for (const doc of docs)
+        if (doc) out.push({ alias: doc.alias, version: doc.version, task: doc.task, kind: doc.kind, backbone: doc.backbone, updated: doc.updated });
+    }
+  }
+  return out;
+}
 
 adapters.openapi(
   createRoute({ method: "get", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: read, request: { params: AdapterPath },

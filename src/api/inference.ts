@@ -30,6 +30,29 @@ function ran(resolved: Resolved[]) {
   return [...seen.values()];
 }
 
+/**
+ * The shared start of a generation (/v1/generate, /v1/completions): limits checked, the adapter resolved, the
+ * prompt encoded, the request's log record filled; returns the steps to iterate.
+ */
+export async function startGeneration(c: Context<AppEnv>, adapter: string | undefined, input: string,
+  o: { maxNewTokens?: number; temperature?: number; topK?: number; topP?: number; seed?: number; stop?: string[] }) {
+  const L = c.var.limits;
+  if (input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
+  const t0 = performance.now();
+  const bb = await c.var.backbone();
+  const r = await adapterFor(c, adapter, "generate");
+  const maxNew = o.maxNewTokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
+  if (maxNew > L.maxNewTokens) throw new DomainError("max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
+  const t1 = performance.now();
+  const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", input, tokenBudget(r.adapter, L.maxTokens));
+  const record = Object.assign(c.var.record, { task: "generate" as const, items: 1, adapters: ran([r]), input_tokens: ids.length, generated_tokens: 0 });
+  const t2 = performance.now();
+  const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
+  const steps = generate(bb.ort, bb.session, bb.cfg, r.adapter, ids, decode, { maxNewTokens: maxNew, temperature: o.temperature,
+    topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop ?? r.adapter.generation.stop ?? [] });
+  return { r, ids, truncated, steps, maxNew, record, t0, t1, t2 };
+}
+
 /** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
 
 async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
@@ -71,21 +94,8 @@ inference.openapi(
     responses: { 200: { description: "generated text (JSON, or server-sent events with stream: true)", ...json(GenerateResponse) }, ...errors } }),
   async (c) => {
     const b = c.req.valid("json");
-    const L = c.var.limits;
-    if (b.input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
-    const t0 = performance.now();
-    const bb = await c.var.backbone();
-    const r = await adapterFor(c, b.adapter, "generate");
-    const maxNew = b.max_new_tokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
-    if (maxNew > L.maxNewTokens) throw new DomainError("max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
-    const t1 = performance.now();
-    const { ids, truncated } = encodePromptChecked(bb.tokenizer, r.adapter.template, "input", b.input, tokenBudget(r.adapter, L.maxTokens));
-    const record = Object.assign(c.var.record, { task: "generate" as const, items: 1, adapters: ran([r]), input_tokens: ids.length, generated_tokens: 0 });
-    const t2 = performance.now();
-    const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
-    const opts = { maxNewTokens: maxNew, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed,
-      stop: b.stop ?? r.adapter.generation.stop ?? [] };
-    const steps = generate(bb.ort, bb.session, bb.cfg, r.adapter, ids, decode, opts);
+    const { r, ids, truncated, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.adapter, b.input, {
+      maxNewTokens: b.max_new_tokens, temperature: b.temperature, topK: b.top_k, topP: b.top_p, seed: b.seed, stop: b.stop });
     const meta = { adapter: r.ref, version: r.version, truncated };
     // tokens (kept for existing clients) = usage.completion_tokens
     const counts = (n: number, last: GenerateStep | undefined) => ({ tokens: n, finish_reason: finishReason(n, last, maxNew),

@@ -6,6 +6,7 @@ import { router } from "./openapi";
 import { inference } from "./inference";
 import { adapters } from "./adapters";
 import { tenant } from "./tenant";
+import { openai } from "./openai";
 
 /** mounts the routes; everything under /v1 passes `auth` first (health and the OpenAPI document are open) */
 export function api(auth: MiddlewareHandler<AppEnv>) {
@@ -14,6 +15,7 @@ export function api(auth: MiddlewareHandler<AppEnv>) {
   r.route("/", inference);
   r.route("/", adapters);
   r.route("/", tenant);
+  r.route("/", openai);
   // what this isolate holds against Workers' 128 MB: ORT's wasm memory (its peak so far: it never shrinks) and
   // the parsed adapters cached; no tenant data
   r.get("/healthz", (c) => c.json({ ok: true, isolate: {

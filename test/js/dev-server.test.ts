@@ -1,6 +1,7 @@
 // End to end on `wrangler dev` (what `npm start` runs), over loopback: the seeded dev key answers the README's
 // classify call; a key made by the key CLI publishes through the API with the offline publish command (--api),
-// which also lists versions and rolls back; the key CLI lists without showing secrets, revokes, refuses bad input.
+// which also lists versions and rolls back; the key CLI lists without showing secrets, revokes, refuses bad input;
+// the official openai client talks to the OpenAI-compatible routes.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDev } from "../../scripts/lib/dev-server.mjs";
 import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
+import OpenAI from "openai";
 
 const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
 let dev: Awaited<ReturnType<typeof startDev>>;
@@ -70,5 +72,41 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
     expect(publish("--rollback", "ci/spam").stdout.trim()).toBe(`ci/spam -> ${v1}`);
     p = publish("adapters/default/spam-prefix.safetensors", "--alias", "acme/spam");
     expect([p.status, p.stderr.trim()]).toEqual([2, "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters"]);
+  });
+});
+
+describe("the official openai client against wrangler dev", () => {
+  const client = () => new OpenAI({ baseURL: `${dev.base}/v1`, apiKey: DEV_KEYS[0][0], maxRetries: 0 });
+  const generate = async (body: object) =>
+    (await (await fetch(`${dev.base}/v1/generate`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` }, body: JSON.stringify(body) })).json()) as any;
+
+  it("completes as /v1/generate does, whole and streamed, with finish reason and usage", async () => {
+    const want = await generate({ adapter: "demo/define-prefix", input: "volcano", max_new_tokens: 8, stop: ["\u0000"] });
+    const c = await client().completions.create({ model: "demo/define-prefix", prompt: "volcano", max_tokens: 8, temperature: 0, stop: "\u0000" });
+    expect(c.object).toBe("text_completion");
+    expect(c.choices[0].text.trim()).toBe(want.text);
+    expect(c.choices[0].finish_reason).toBe(want.finish_reason);
+    expect(c.usage).toEqual({ prompt_tokens: want.usage.prompt_tokens, completion_tokens: want.usage.completion_tokens,
+      total_tokens: want.usage.prompt_tokens + want.usage.completion_tokens });
+    const stream = await client().completions.create({ model: "demo/define-prefix", prompt: "volcano", max_tokens: 8, temperature: 0, stop: "\u0000", stream: true });
+    let text = "", finish: string | null = null;
+    for await (const chunk of stream) { text += chunk.choices[0].text; finish = chunk.choices[0].finish_reason ?? finish; }
+    expect(text.trim()).toBe(want.text);
+    expect(finish).toBe(want.finish_reason);
+    // seeded sampling repeats exactly
+    const a = await client().completions.create({ model: "demo/define-prefix", prompt: "ocean", max_tokens: 6, temperature: 0.9, seed: 7 });
+    const b = await client().completions.create({ model: "demo/define-prefix", prompt: "ocean", max_tokens: 6, temperature: 0.9, seed: 7 });
+    expect(a.choices[0].text).toBe(b.choices[0].text);
+  });
+
+  it("lists the generation adapters as models, and reports errors the client can read", async () => {
+    const ids = [];
+    for await (const m of client().models.list()) ids.push(m.id);
+    expect(ids).toContain("demo/define-prefix");
+    expect(ids).not.toContain("demo/spam-prefix"); // a classifier is not a completion model
+    await expect(client().completions.create({ model: "demo/spam-prefix", prompt: "x" })).rejects.toMatchObject({ status: 400 });
+    await expect(client().completions.create({ model: "demo/nope", prompt: "x" })).rejects.toMatchObject({ status: 404 });
+    const bad = new OpenAI({ baseURL: `${dev.base}/v1`, apiKey: "se_000000000000_nope", maxRetries: 0 });
+    await expect(bad.completions.create({ model: "demo/define-prefix", prompt: "x" })).rejects.toMatchObject({ status: 401 });
   });
 });

@@ -1,0 +1,93 @@
+// OpenAI-compatible completions, so existing clients can call softedge: POST /v1/completions (`model` is the adapter
+// reference, tenant/name[@version]) and GET /v1/models (the generation adapters this key may use). Same engine and
+// limits as /v1/generate; streaming sends unnamed `data:` frames and ends with `data: [DONE]`.
+import { createRoute, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
+import { DomainError } from "../errors";
+import { finishReason, type GenerateStep } from "../engine/generate";
+import { limitBody, requireScope } from "../auth/middleware";
+import { errorBody } from "./errors";
+import { startGeneration } from "./inference";
+import { listReadable } from "./adapters";
+import { bearer, errors, json, router, timing } from "./openapi";
+
+export const openai = router();
+
+const Stop = z.union([z.string().min(1).max(64), z.array(z.string().min(1).max(64)).max(4)]);
+const CompletionRequest = z
+  .object({
+    model: z.string().min(3).max(160).openapi({ example: "demo/define-prefix", description: "the adapter: tenant/name or tenant/name@version" }),
+    prompt: z.union([z.string().min(1), z.array(z.string().min(1)).length(1)]).openapi({ example: "volcano" }),
+    max_tokens: z.number().int().min(1).optional().openapi({ description: "default 16, capped at MAX_NEW_TOKENS" }),
+    temperature: z.number().min(0).max(2).optional().openapi({ description: "default 1, as OpenAI's; 0 is greedy" }),
+    top_p: z.number().gt(0).max(1).optional(),
+    stop: Stop.nullable().optional(),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+    stream: z.boolean().optional(),
+    n: z.literal(1).optional().openapi({ description: "one completion per request" }),
+    user: z.string().max(256).optional(),
+  })
+  .openapi("CompletionRequest");
+const Choice = z.object({ text: z.string(), index: z.number().int(), logprobs: z.null(), finish_reason: z.enum(["stop", "length"]).nullable() });
+const Completion = z
+  .object({ id: z.string(), object: z.literal("text_completion"), created: z.number().int(), model: z.string(), choices: z.array(Choice),
+    usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }).optional() })
+  .openapi("Completion");
+const Model = z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() });
+
+openai.openapi(
+  createRoute({ method: "post", path: "/v1/completions", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+    request: { body: { ...json(CompletionRequest), required: true } },
+    responses: { 200: { description: "OpenAI-style completion (JSON, or data: frames ending with [DONE] when stream is true)", ...json(Completion) }, ...errors } }),
+  async (c) => {
+    const b = c.req.valid("json");
+    const stop = b.stop == null ? undefined : typeof b.stop === "string" ? [b.stop] : b.stop;
+    const { ids, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.model, Array.isArray(b.prompt) ? b.prompt[0] : b.prompt, {
+      maxNewTokens: b.max_tokens ?? Math.min(16, c.var.limits.maxNewTokens), temperature: b.temperature ?? 1, topP: b.top_p, seed: b.seed, stop });
+    const head = { id: `cmpl-${c.var.requestId}`, object: "text_completion" as const, created: Math.floor(Date.now() / 1000), model: b.model };
+    const usage = (n: number) => ({ prompt_tokens: ids.length, completion_tokens: n, total_tokens: ids.length + n });
+    if (b.stream) {
+      timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
+      let ended!: () => void;
+      record.done = new Promise<void>((res) => (ended = res));
+      return streamSSE(c, async (s) => {
+        const frame = (text: string, finish: "stop" | "length" | null, extra = {}) =>
+          s.writeSSE({ data: JSON.stringify({ ...head, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }], ...extra }) });
+        try {
+          let sent = "", last: GenerateStep | undefined;
+          for await (const st of steps) {
+            record.generated_tokens++;
+            last = st;
+            const delta = st.text.slice(sent.length);
+            sent = st.text;
+            if (delta) await frame(delta, null);
+          }
+          await frame("", finishReason(record.generated_tokens, last, maxNew), { usage: usage(record.generated_tokens) });
+          await s.writeSSE({ data: "[DONE]" });
+        } catch (e) {
+          const code = e instanceof DomainError ? e.code : "internal";
+          if (code === "internal") console.error("completion stream failed", e);
+          record.stream_error = code;
+          await s.writeSSE({ data: JSON.stringify(errorBody(code, e instanceof DomainError ? e.message : "internal error")) });
+        } finally {
+          ended();
+        }
+      }) as never;
+    }
+    let last: GenerateStep | undefined;
+    for await (const st of steps) { last = st; record.generated_tokens++; }
+    timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
+    const n = record.generated_tokens;
+    return c.json({ ...head, choices: [{ text: last?.text ?? "", index: 0, logprobs: null, finish_reason: finishReason(n, last, maxNew) }], usage: usage(n) }, 200);
+  },
+);
+
+openai.openapi(
+  createRoute({ method: "get", path: "/v1/models", security: bearer, middleware: [requireScope("read")] as const,
+    responses: { 200: { description: "the generation adapters this key may use, as OpenAI models", ...json(z.object({ object: z.literal("list"), data: z.array(Model) })) }, ...errors } }),
+  async (c) => {
+    const docs = (await listReadable(c)).filter((d) => d.task === "generate");
+    return c.json({ object: "list" as const, data: docs.map((d) => ({ id: d.alias, object: "model" as const,
+      created: Math.floor(Date.parse(d.updated) / 1000) || 0, owned_by: d.alias.split("/")[0] })) }, 200);
+  },
+);
