@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import random
+import resource
 import time
 from pathlib import Path
 
@@ -474,7 +475,8 @@ def main():
                "prefix_init": a.prefix_init if a.method == "prefix" else None,
                "train_examples": len(train_rows), "dev_examples": len(dev_rows), "eval": final,
                **{k: v for k, v in tr.items() if k not in ("history", "readout")}, **probe,
-               "backbone_params": model.num_params(), "seed": a.seed}
+               "backbone_params": model.num_params(), "seed": a.seed,
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if isinstance(readout, Head):
         metrics["pooling"] = readout.pooling
     if a.compare_to:

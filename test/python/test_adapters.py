@@ -341,3 +341,22 @@ def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tin
     assert meta["backbone"] == new_cfg["id"]
     assert torch.allclose(kv2, kv.half().float())
     one_line_error(cli("retarget", "--from", tiny_bundle, "--to", nbits, art), "packed for")
+
+
+def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
+    """npm run compare on a tiny backbone and budget: every planned run, a report with the claims, reuse on rerun."""
+    d = tmp_path / "data" / "colors"
+    d.mkdir(parents=True)
+    (d / "train.jsonl").write_text((data / "cls.jsonl").read_text())
+    args = ["--tasks", "colors", "--data-dir", tmp_path / "data", "--p", "2", "--seeds", "0,1", "--runs", tmp_path / "runs",
+            "--out", tmp_path / "out", "--backbone", tiny_bundle, "--tune-args", "--steps 2 --eval-every 2 --prefix-hidden 8"]
+    r = cli("compare", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (tmp_path / "out" / "COMPARE.md").read_text()
+    for row in ("| nb | - |", "| full | head |", "| prompt | head | 2 |", "| prefix | verbalizer | 16 |", "| prefix | head | 16 | 2/2 |"):
+        assert row in report, row
+    assert "not run yet" not in report and "± " in report  # two seeds at the default P: mean and spread
+    assert "prefix tuning is 0.1-1.0% of the backbone's parameters" in report
+    assert (tmp_path / "out" / "compare-colors.png").read_bytes()[:4] == b"\x89PNG"
+    again = cli("compare", *args)
+    assert again.returncode == 0 and "training" not in again.stdout  # finished runs are reused

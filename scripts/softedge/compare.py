@@ -1,0 +1,254 @@
+"""Prompt tuning vs prefix tuning vs each readout vs full fine-tuning vs naive Bayes, on the same splits, as a report.
+
+    scripts/py compare [--tasks spam,wordnet-topic,wordnet-define] [--data NAME=TRAIN.jsonl[:EVAL.jsonl] ...]
+                       [--p 5,10,20,50] [--seeds 0,1,2] [--runs .cache/compare] [--out reports] [--plan] [--threads 1]
+                       [--backbone BUNDLE] [--tune-args '--steps 50']
+    npm run compare
+
+Each run is `scripts/py tune` with its defaults except what the row varies (method, readout, P, seed); a run whose
+metrics.json exists is reused, so an interrupted comparison resumes where it stopped (hours on 2 CPU cores for the
+whole grid; `--plan` lists the runs and which are done). Writes <out>/COMPARE.md and one PNG per task (held-out
+metric against P), and checks the seed's claims against the measured rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
+
+DEFAULT_P = 16
+
+
+@dataclass(frozen=True)
+class Run:
+    task: str  # data set name
+    kind: str  # classify | generate
+    method: str  # nb | full | prompt | prefix
+    readout: str | None  # head | verbalizer | None
+    p: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        parts = [self.method] + ([self.readout] if self.readout else []) + ([f"p{self.p}"] if self.p else []) + [f"s{self.seed}"]
+        return "-".join(parts)
+
+    def args(self) -> list[str]:
+        a = ["--method", self.method, "--seed", str(self.seed)]
+        if self.readout:
+            a += ["--readout", self.readout]
+        if self.p:
+            a += ["--virtual-tokens", str(self.p)]
+        return a
+
+
+def plan(tasks: dict[str, tuple[str, Path, Path | None]], ps: list[int], seeds: list[int]) -> list[Run]:
+    runs: list[Run] = []
+    for task, (kind, _, _) in tasks.items():
+        if kind == "classify":
+            runs += [Run(task, kind, "nb", None, 0, 0), Run(task, kind, "full", "head", 0, 0)]
+            for m in ("prompt", "prefix"):
+                runs += [Run(task, kind, m, "head", p, 0) for p in ps]
+                runs += [Run(task, kind, m, "verbalizer", DEFAULT_P, 0)]
+                runs += [Run(task, kind, m, "head", DEFAULT_P, s) for s in seeds if s != 0 or DEFAULT_P not in ps]
+        else:
+            runs += [Run(task, kind, "full", None, 0, 0)]
+            for m in ("prompt", "prefix"):
+                runs += [Run(task, kind, m, None, p, 0) for p in ps]
+                runs += [Run(task, kind, m, None, DEFAULT_P, s) for s in seeds if s != 0 or DEFAULT_P not in ps]
+    return list(dict.fromkeys(runs))
+
+
+def data_sets(a) -> dict[str, tuple[str, Path, Path | None]]:
+    out = {}
+    for t in [t for t in a.tasks.split(",") if t]:
+        d = a.data_dir / t
+        if not (d / "train.jsonl").is_file():
+            raise CliError(f"{d}/train.jsonl: not found (run scripts/py datasets)")
+        kind = "generate" if "input" in json.loads((d / "train.jsonl").open().readline()) else "classify"
+        out[t] = (kind, d / "train.jsonl", d / "eval.jsonl" if (d / "eval.jsonl").is_file() else None)
+    for spec in a.data or []:
+        name, _, files = spec.partition("=")
+        train, _, ev = files.partition(":")
+        if not name or not Path(train).is_file():
+            raise CliError(f"--data {spec}: expected NAME=TRAIN.jsonl[:EVAL.jsonl] with an existing file")
+        kind = "generate" if "input" in json.loads(Path(train).open().readline()) else "classify"
+        out[name] = (kind, Path(train), Path(ev) if ev else None)
+    return out
+
+
+def execute(run: Run, tasks, runs_dir: Path, extra: list[str], i: int, n: int) -> dict | None:
+    out = runs_dir / run.task / run.name
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    kind, train, ev = tasks[run.task]
+    cmd = [sys.executable, "-m", "softedge.tune", "--task", kind, "--train", str(train), "--out", str(out),
+           *run.args(), *extra] + (["--eval", str(ev)] if ev else [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.parent / f"{run.name}.log"
+    print(f"[{i}/{n}] {run.task} {run.name}: training (log {log})", flush=True)
+    t0 = time.time()
+    with open(log, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "scripts")})
+    if r.returncode != 0:
+        print(f"[{i}/{n}] {run.task} {run.name}: failed ({log})", flush=True)
+        return None
+    print(f"[{i}/{n}] {run.task} {run.name}: done in {time.time() - t0:.0f} s", flush=True)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def metric_of(m: dict) -> tuple[str, float]:
+    return ("accuracy", m["eval"]["accuracy"]) if "accuracy" in m["eval"] else ("rouge_l", m["eval"]["rouge_l"])
+
+
+def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
+    L = ["# Prompt vs prefix tuning vs full fine-tuning vs naive Bayes", "",
+         "Written by `npm run compare` (scripts/softedge/compare.py). Every run is `scripts/py tune` with its defaults "
+         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
+         "selection on a dev split of the training file). Rows whose run has not finished say so.", ""]
+    claims = []
+    for task, (kind, train, ev) in tasks.items():
+        mine = [r for r in runs if r.task == task]
+        L += [f"## {task} ({kind}; train {train.name}{', eval ' + ev.name if ev else ', eval held out of train'})", "",
+              "| method | readout | P | seeds | held-out | trainable params (% of backbone) | stored bytes fp16 / int8 | train time | peak memory |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        groups: dict[tuple, list[Run]] = {}
+        for r in mine:
+            groups.setdefault((r.method, r.readout, r.p), []).append(r)
+        for (method, readout, p), rs in groups.items():
+            done = [results[r] for r in rs if results.get(r)]
+            if not done:
+                L.append(f"| {method} | {readout or '-'} | {p or '-'} | {len(rs)} | not run yet | | | | |")
+                continue
+            name, _ = metric_of(done[0])
+            vals = [metric_of(m)[1] * 100 for m in done]
+            score = f"{name} {statistics.mean(vals):.1f}" + (f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else "")
+            m = done[0]
+            bb = m.get("backbone_params") or 0
+            tp = m.get("trained_params")
+            params = f"{tp:,} ({tp / bb * 100:.3f}%)" if tp and bb else "-"
+            st = m.get("storage") or {}
+            stored = f"{st['float16']['bytes']:,} / {st['int8']['bytes']:,}" if st else "-"
+            L.append(f"| {method} | {readout or '-'} | {p or '-'} | {len(done)}/{len(rs)} | {score} | {params} | {stored} | "
+                     f"{m.get('wall_s', 0):.0f} s | {m.get('peak_rss_mb', '-')} MB |")
+        L.append("")
+        png = plot_task(task, mine, results, out)
+        if png:
+            L += [f"![{task}: held-out metric against P]({png.name})", ""]
+        claims += task_claims(task, kind, mine, results)
+    L += ["## The seed's claims against these numbers", "", "| claim | measured | agrees? |", "|---|---|---|", *claims, ""]
+    return "\n".join(L)
+
+
+def adapter_params(m: dict) -> int:
+    """What the adapter itself learns, without the head: the soft prompt (P x d) or the prefix's keys/values."""
+    cfg = json.loads((ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").read_text()) \
+        if (ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").is_file() else None
+    if cfg is None:
+        return 0
+    P = m["virtual_tokens"]
+    if m["method"] == "prompt":
+        return P * cfg["hidden_size"]
+    return P * cfg["num_layers"] * 2 * cfg["num_kv_heads"] * cfg["head_dim"]
+
+
+def best(results, rs) -> dict | None:
+    done = [results[r] for r in rs if results.get(r)]
+    return max(done, key=lambda m: metric_of(m)[1]) if done else None
+
+
+def task_claims(task, kind, mine, results) -> list[str]:
+    rows = []
+    pick = lambda m, ro: [r for r in mine if r.method == m and (ro is None or r.readout == ro)]  # noqa: E731
+    pr, pf = best(results, pick("prompt", "head" if kind == "classify" else None)), best(results, pick("prefix", "head" if kind == "classify" else None))
+    if pr and pf:
+        a, b = metric_of(pr)[1] * 100, metric_of(pf)[1] * 100
+        stored = lambda m: m["adapter_bytes"] / m["bytes_ratio_to_backbone_onnx"] if m.get("bytes_ratio_to_backbone_onnx") else 0  # noqa: E731
+        if kind == "classify":
+            rows.append(f"| {task}: prefix tuning steadier and better than prompt tuning on a small backbone | best prompt {a:.1f}, best prefix {b:.1f} | {'yes' if b >= a else 'no'} |")
+        else:
+            rows.append(f"| {task}: prefix tuning better for generation | prompt ROUGE-L {a:.1f}, prefix {b:.1f} | {'yes' if b >= a else 'no'} |")
+        for m, lo, hi, label in ((pr, 0.01, 0.1, "prompt"), (pf, 0.1, 1.0, "prefix")):
+            pct = adapter_params(m) / (m["backbone_params"] or 1) * 100
+            rows.append(f"| {task}: {label} tuning is {lo}-{hi}% of the backbone's parameters | {pct:.3f}% at P={m['virtual_tokens']} "
+                        f"({'soft prompt P x d' if label == 'prompt' else 'keys/values P x layers x 2 x kv heads x head dim'}; the head aside) | "
+                        f"{'yes' if lo <= pct <= hi else 'no'} |")
+        rows.append(f"| {task}: per-task storage is kilobytes, not a model copy | {pf['adapter_bytes'] / 1024:.0f} KiB vs backbone {stored(pf) / 2 ** 20:.1f} MiB | yes |")
+    full, nb = best(results, pick("full", None)), best(results, pick("nb", None))
+    if pf and full:
+        rows.append(f"| {task}: the best prefix adapter vs full fine-tuning | {metric_of(pf)[1] * 100:.1f} vs {metric_of(full)[1] * 100:.1f} | {'at least as good' if metric_of(pf)[1] >= metric_of(full)[1] else 'behind'} |")
+    if pf and nb:
+        rows.append(f"| {task}: the best prefix adapter vs naive Bayes | {metric_of(pf)[1] * 100:.1f} vs {metric_of(nb)[1] * 100:.1f} | {'beats it' if metric_of(pf)[1] > metric_of(nb)[1] else 'does not beat it'} |")
+    return rows
+
+
+def plot_task(task, mine, results, out: Path) -> Path | None:
+    fig, ax = new_figure()
+    drew = False
+    for m in ("prompt", "prefix"):
+        pts = sorted((r.p, metric_of(results[r])[1] * 100) for r in mine
+                     if r.method == m and r.seed == 0 and r.readout in ("head", None) and results.get(r))
+        if pts:
+            ax.plot([p for p, _ in pts], [v for _, v in pts], "o-", label=f"{m} tuning")
+            drew = True
+    for m, style in (("full", "--"), ("nb", ":")):
+        b = best(results, [r for r in mine if r.method == m])
+        if b:
+            ax.axhline(metric_of(b)[1] * 100, linestyle=style, color="gray", label="full fine-tuning" if m == "full" else "naive Bayes")
+            drew = True
+    if not drew:
+        return None
+    ax.set_xscale("log")
+    ax.set_xlabel("virtual tokens P")
+    ax.set_ylabel("held-out metric (%)")
+    ax.set_title(task)
+    ax.legend()
+    path = out / f"compare-{task}.png"
+    save_figure(fig, path)
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="spam,wordnet-topic,wordnet-define")
+    ap.add_argument("--data-dir", type=Path, default=CACHE / "data")
+    ap.add_argument("--data", action="append", help="another data set: NAME=TRAIN.jsonl[:EVAL.jsonl]")
+    ap.add_argument("--p", default="5,10,20,50")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--runs", type=Path, default=CACHE / "compare")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backbone", type=Path, help="backbone bundle (default: the catalog's default)")
+    ap.add_argument("--tune-args", default="", help="more arguments for every tune run (e.g. '--steps 50' for a quick look)")
+    ap.add_argument("--plan", action="store_true", help="list the runs (done or not) and exit")
+    a = ap.parse_args()
+    try:
+        ps, seeds = [int(x) for x in a.p.split(",") if x], [int(x) for x in a.seeds.split(",") if x]
+    except ValueError:
+        raise CliError("--p and --seeds are comma-separated integers") from None
+    tasks = data_sets(a)
+    runs = plan(tasks, ps, seeds)
+    if a.plan:
+        for r in runs:
+            print(f"{r.task:16s} {r.name:28s} {'done' if (a.runs / r.task / r.name / 'metrics.json').is_file() else 'to run'}")
+        return
+    extra = ["--threads", str(a.threads), *(["--backbone", str(a.backbone)] if a.backbone else []), *a.tune_args.split()]
+    results = {r: execute(r, tasks, a.runs, extra, i, len(runs)) for i, r in enumerate(runs, 1)}
+    a.out.mkdir(parents=True, exist_ok=True)
+    text = report(tasks, runs, results, a.out)
+    with atomic_path(a.out / "COMPARE.md") as tmp:
+        tmp.write_text(text)
+    print(f"wrote {a.out / 'COMPARE.md'} ({sum(1 for v in results.values() if v)}/{len(runs)} runs)")
+
+
+if __name__ == "__main__":
+    run_cli(main)
