@@ -43,7 +43,7 @@ adapters.openapi(
     await assertReadable(c, tenant);
     const doc = (await getJson<AliasDoc>(c.var.storage, aliasKey(tenant, name)))?.value;
     if (!doc) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
-    const r = await c.var.adapters.resolve(c.var.storage, `${tenant}/${name}@${doc.version}`, (await c.var.backbone()).cfg);
+    const r = await c.var.adapters.resolve(c.var.storage, { tenant, name, version: doc.version }, (await c.var.backbone()).cfg);
     const a = r.adapter;
     return c.json({ alias: `${tenant}/${name}`, version: r.version, history: doc.history, updated: doc.updated, kind: a.kind, task: a.task,
       backbone: a.backbone, virtual_tokens: a.virtualTokens, dtype: a.dtype, bytes: a.bytes, template: a.template,

@@ -8,7 +8,9 @@ import { DomainError } from "../errors";
 import { errorBody } from "./errors";
 import { bearer, errors, json, router, timing } from "./openapi";
 import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
-import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
+import { limitBody, requireScope, resolverFor } from "../auth/middleware";
+import { resolveAdapter, type Resolver } from "../store/resolve";
+import { parseRef, type AdapterRef } from "../store/refs";
 import type { Adapter } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
 import { finishReason, generate, type GenerateStep } from "../engine/generate";
@@ -34,13 +36,13 @@ function ran(resolved: Resolved[]) {
  * The shared start of a generation (/v1/generate, /v1/completions): limits checked, the adapter resolved, the
  * prompt encoded, the request's log record filled; returns the steps to iterate.
  */
-export async function startGeneration(c: Context<AppEnv>, adapter: string | undefined, input: string,
+export async function startGeneration(c: Context<AppEnv>, adapter: AdapterRef | undefined, input: string,
   o: { maxNewTokens?: number; temperature?: number; topK?: number; topP?: number; seed?: number; stop?: string[] }) {
   const L = c.var.limits;
   if (input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
   const t0 = performance.now();
   const bb = await c.var.backbone();
-  const r = await adapterFor(c, adapter, "generate");
+  const r = await adapterFor(c, await resolverFor(c), adapter, "generate");
   const maxNew = o.maxNewTokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
   if (maxNew > L.maxNewTokens) throw new DomainError("max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
   const t1 = performance.now();
@@ -54,11 +56,10 @@ export async function startGeneration(c: Context<AppEnv>, adapter: string | unde
 }
 
 /** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
-
-async function adapterFor(c: Context<AppEnv>, given: string | undefined, task: "classify" | "generate"): Promise<Resolved> {
-  const ref = given ?? (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
-  if (!ref) throw new DomainError("no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
-  return usableAdapter(c, ref, task);
+async function adapterFor(c: Context<AppEnv>, resolver: Resolver, given: AdapterRef | undefined, task: "classify" | "generate"): Promise<Resolved> {
+  const stored = given ? undefined : (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
+  if (!given && !stored) throw new DomainError("no_default_adapter", `name an adapter, or set this tenant's default ${task} adapter (PUT /v1/tenant/defaults)`);
+  return resolveAdapter(resolver, given ?? parseRef(stored!), task);
 }
 
 inference.openapi(
@@ -74,7 +75,8 @@ inference.openapi(
       if (it.text.length > L.maxTextChars) throw new DomainError("text_too_long", `text longer than ${L.maxTextChars} characters`);
     const t0 = performance.now();
     const bb = await c.var.backbone();
-    const resolved = await Promise.all(items.map((it) => adapterFor(c, it.adapter, "classify")));
+    const resolver = await resolverFor(c);
+    const resolved = await Promise.all(items.map((it) => adapterFor(c, resolver, it.adapter, "classify")));
     const t1 = performance.now();
     const prompts = items.map((it, i) => encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, tokenBudget(resolved[i].adapter, L.maxTokens)));
     Object.assign(c.var.record, { task: "classify", items: items.length, adapters: ran(resolved), input_tokens: prompts.reduce((a, p) => a + p.ids.length, 0) });

@@ -9,6 +9,8 @@ import { limitBody, requireScope } from "../auth/middleware";
 import { errorBody } from "./errors";
 import { startGeneration } from "./inference";
 import { listReadable } from "./adapters";
+import { AdapterRef } from "./schemas";
+import { refString } from "../store/refs";
 import { bearer, errors, json, router, timing } from "./openapi";
 
 export const openai = router();
@@ -16,7 +18,7 @@ export const openai = router();
 const Stop = z.union([z.string().min(1).max(64), z.array(z.string().min(1).max(64)).max(4)]);
 const CompletionRequest = z
   .object({
-    model: z.string().min(3).max(160).openapi({ example: "demo/define-prefix", description: "the adapter: tenant/name or tenant/name@version" }),
+    model: AdapterRef.openapi({ example: "demo/define-prefix", description: "the adapter: tenant/name or tenant/name@version" }),
     prompt: z.union([z.string().min(1), z.array(z.string().min(1)).length(1)]).openapi({ example: "volcano" }),
     max_tokens: z.number().int().min(1).optional().openapi({ description: "default 16, capped at MAX_NEW_TOKENS" }),
     temperature: z.number().min(0).max(2).optional().openapi({ description: "default 1, as OpenAI's; 0 is greedy" }),
@@ -44,7 +46,7 @@ openai.openapi(
     const stop = b.stop == null ? undefined : typeof b.stop === "string" ? [b.stop] : b.stop;
     const { ids, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.model, Array.isArray(b.prompt) ? b.prompt[0] : b.prompt, {
       maxNewTokens: b.max_tokens ?? Math.min(16, c.var.limits.maxNewTokens), temperature: b.temperature ?? 1, topP: b.top_p, seed: b.seed, stop });
-    const head = { id: `cmpl-${c.var.requestId}`, object: "text_completion" as const, created: Math.floor(Date.now() / 1000), model: b.model };
+    const head = { id: `cmpl-${c.var.requestId}`, object: "text_completion" as const, created: Math.floor(Date.now() / 1000), model: refString(b.model) };
     const usage = (n: number) => ({ prompt_tokens: ids.length, completion_tokens: n, total_tokens: ids.length + n });
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });

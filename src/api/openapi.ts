@@ -2,6 +2,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../app-env";
 import { errorBody } from "./errors";
+import type { ErrorCode } from "../errors";
 import { ErrorResponse } from "./schemas";
 
 export const json = <T extends z.ZodTypeAny>(schema: T) => ({ content: { "application/json": { schema } } });
@@ -20,7 +21,9 @@ export const router = () =>
       if (!result.success) {
         const issue = result.error.issues[0];
         const where = issue?.path?.length ? `${issue.path.join(".")}: ` : "";
-        return c.json(errorBody("invalid_request", `${where}${issue?.message ?? "invalid request"}`), 400);
+        // a schema may name its own error code (the adapter reference's invalid_adapter_ref)
+        const code = (issue as { params?: { code?: ErrorCode } } | undefined)?.params?.code ?? "invalid_request";
+        return c.json(errorBody(code, `${where}${issue?.message ?? "invalid request"}`), 400);
       }
     },
   });

@@ -1,8 +1,15 @@
 // Request and response shapes; they validate requests and generate the OpenAPI document.
 import { z } from "@hono/zod-openapi";
+import { REF_RULE, tryParseRef } from "../store/refs";
 
-const AdapterRef = z.string().min(3).max(160)
-  .openapi({ example: "demo/spam-prefix", description: "tenant/name or tenant/name@version; omitted: the tenant's default adapter for the task" });
+/** an adapter reference, parsed here once: handlers receive {tenant, name, version?} (src/store/refs.ts) */
+export const AdapterRef = z.string().min(3).max(160)
+  .openapi({ example: "demo/spam-prefix", description: "tenant/name or tenant/name@version; omitted: the tenant's default adapter for the task" })
+  .transform((s, ctx) => {
+    const ref = tryParseRef(s);
+    if (!ref) ctx.addIssue({ code: "custom", message: REF_RULE, params: { code: "invalid_adapter_ref" } });
+    return ref ?? z.NEVER;
+  });
 const Text = z.string().min(1).openapi({ example: "WIN a FREE cruise!!! Reply now" });
 
 export const ClassifyItem = z.object({ adapter: AdapterRef.optional(), text: Text }).strict();
@@ -70,9 +77,12 @@ export const VersionsResponse = z
   .object({ alias: z.string(), current: z.string(), history: z.array(z.string()), updated: z.string(),
     versions: z.array(z.object({ version: z.string(), bytes: z.number().int(), uploaded: z.string(), current: z.boolean() })) })
   .openapi("Versions");
-export const Defaults = z
+export const DefaultsUpdate = z
   .object({ classify: AdapterRef.nullable().optional(), generate: AdapterRef.nullable().optional() })
-  .strict().openapi("Defaults", { description: "the adapter used when a request names none; null removes it" });
+  .strict().openapi("DefaultsUpdate", { description: "the adapter used when a request names none; null removes it" });
+export const Defaults = z
+  .object({ classify: z.string().optional(), generate: z.string().optional() })
+  .openapi("Defaults", { description: "the tenant's default adapter per task" });
 export const TenantInfo = z
   .object({ tenant: z.string(), scope: z.string(), key_id: z.string(), defaults: z.record(z.string(), z.string()),
     readable: z.array(z.string()).openapi({ description: "namespaces this tenant may read: its own, the public ones, granted ones" }) })

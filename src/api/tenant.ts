@@ -5,9 +5,11 @@
 import { createRoute } from "@hono/zod-openapi";
 import { DomainError } from "../errors";
 import { bearer, errors, json, router } from "./openapi";
-import { Defaults, Grants, ReaderPath, TenantInfo, UsageQuery, UsageResponse } from "./schemas";
+import { Defaults, DefaultsUpdate, Grants, ReaderPath, TenantInfo, UsageQuery, UsageResponse } from "./schemas";
 import { usageReport } from "../usage";
-import { limitBody, requireScope, usableAdapter } from "../auth/middleware";
+import { limitBody, requireScope, resolverFor } from "../auth/middleware";
+import { resolveAdapter } from "../store/resolve";
+import { refString, type AdapterRef } from "../store/refs";
 import { kvNames, type TenantSettings } from "../auth/tenants";
 
 export const tenant = router();
@@ -25,16 +27,16 @@ tenant.openapi(
 );
 
 tenant.openapi(
-  createRoute({ method: "put", path: "/v1/tenant/defaults", security: bearer, middleware: admin, request: { body: { ...json(Defaults), required: true } },
+  createRoute({ method: "put", path: "/v1/tenant/defaults", security: bearer, middleware: admin, request: { body: { ...json(DefaultsUpdate), required: true } },
     responses: { 200: { description: "the tenant's defaults after the change", ...json(Defaults) }, ...errors } }),
   async (c) => {
     const t = c.var.principal.tenant, kv = c.env.TENANTS;
     const settings: TenantSettings = structuredClone(await c.var.directory.settings(c.var.kv, t));
-    for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", string | null | undefined][]) {
+    for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", AdapterRef | null | undefined][]) {
       if (ref === undefined) continue;
       if (ref === null) { delete settings.defaults[task]; continue; }
-      await usableAdapter(c, ref, task); // a default must be an adapter this tenant can use, for that task
-      settings.defaults[task] = ref;
+      await resolveAdapter(await resolverFor(c), ref, task); // a default must be an adapter this tenant can use, for that task
+      settings.defaults[task] = refString(ref);
     }
     await kv.put(`tenant/${t}`, JSON.stringify(settings));
     c.var.directory.forget(`tenant/${t}`);

@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../app-env";
 import { DomainError } from "../errors";
 import { allows, keyId, verify, type Scope } from "./keys";
-import { parseRef, type Resolved } from "../store/adapters";
+import type { Resolver } from "../store/resolve";
 
 const challenge = { "www-authenticate": 'Bearer realm="softedge"' };
 
@@ -42,17 +42,16 @@ export const limitBody = (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> =
 
 /** Another tenant's adapters are invisible unless public or granted: the same 404 whether or not they exist. */
 export async function assertReadable(c: Context<AppEnv>, owner: string): Promise<void> {
-  const reader = c.var.principal.tenant;
-  if (!(await c.var.directory.canRead(c.var.kv, reader, owner, c.var.publicTenants)))
-    throw new DomainError("adapter_not_found", "no such adapter is visible to this key");
+  if (!(await readableBy(c)(owner))) throw new DomainError("adapter_not_found", "no such adapter is visible to this key");
 }
 
-/** an adapter reference this key may use for `task`: readable, loaded, of that task */
-export async function usableAdapter(c: Context<AppEnv>, ref: string, task: "classify" | "generate"): Promise<Resolved> {
-  await assertReadable(c, parseRef(ref).tenant);
-  const r = await c.var.adapters.resolve(c.var.storage, ref, (await c.var.backbone()).cfg);
-  if (r.adapter.task !== task) throw new DomainError("wrong_task", `${r.ref} is a ${r.adapter.task} adapter, not a ${task} one`);
-  return r;
+/** the caller's read rule: its own tenant, the public namespaces, tenants that granted it */
+export const readableBy = (c: Context<AppEnv>) => (owner: string) =>
+  c.var.directory.canRead(c.var.kv, c.var.principal.tenant, owner, c.var.publicTenants);
+
+/** The request's adapter resolver (src/store/resolve.ts): the backbone's config fetched once for all its items. */
+export async function resolverFor(c: Context<AppEnv>): Promise<Resolver> {
+  return { storage: c.var.storage, adapters: c.var.adapters, backbone: (await c.var.backbone()).cfg, canRead: readableBy(c) };
 }
 
 /** Writes go to the key's own tenant only. */

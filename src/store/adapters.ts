@@ -7,8 +7,7 @@ import { DomainError } from "../errors";
 import { getBytes, getJson, type Storage } from "./r2";
 import { SingleFlight } from "./single-flight";
 
-const REF = /^([a-z0-9][a-z0-9_-]{0,62})\/([a-z0-9][a-z0-9_-]{0,62})(?:@([a-f0-9]{16}))?$/;
-export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+import { aliasOf, type AdapterRef } from "./refs";
 
 export interface Resolved {
   ref: string; // tenant/name
@@ -31,12 +30,6 @@ export interface AliasDoc {
 
 export const aliasKey = (tenant: string, name: string) => `adapters/${tenant}/${name}/alias.json`;
 export const versionKey = (tenant: string, name: string, version: string) => `adapters/${tenant}/${name}/versions/${version}.safetensors`;
-
-export function parseRef(ref: string): { tenant: string; name: string; version?: string } {
-  const m = REF.exec(ref);
-  if (!m) throw new DomainError("invalid_adapter_ref", "adapter must be 'tenant/name' or 'tenant/name@<16 hex version>'");
-  return { tenant: m[1], name: m[2], version: m[3] };
-}
 
 /** LRU over parsed adapters, bounded by the artifacts' byte sizes. */
 export class AdapterCache {
@@ -99,8 +92,8 @@ export class AdapterStore {
     }, io.waitUntil);
   }
 
-  async resolve(io: Storage, ref: string, backbone: BackboneConfig): Promise<Resolved> {
-    const { tenant, name, version: pinned } = parseRef(ref);
+  async resolve(io: Storage, ref: AdapterRef, backbone: BackboneConfig): Promise<Resolved> {
+    const { tenant, name, version: pinned } = ref;
     const version = pinned ?? (await this.version(io, tenant, name));
     const key = `${tenant}/${name}@${version}`;
     let adapter = this.cache.get(key);
@@ -109,7 +102,7 @@ export class AdapterStore {
       adapter = await this.loads.run(key, () => load(io, tenant, name, version, backbone), io.waitUntil);
       this.cache.set(key, adapter);
     }
-    return { ref: `${tenant}/${name}`, version, adapter, cached };
+    return { ref: aliasOf(ref), version, adapter, cached };
   }
 }
 

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { bytes, call, hex, newKey, postJson, putAdapter, seedDefaults, withHeader, type Catalog } from "./helpers";
 import { Directory } from "../../src/auth/tenants";
 import { AdapterCache, AdapterStore } from "../../src/store/adapters";
+import { parseRef } from "../../src/store/refs";
 
 let catalog: Catalog;
 const art: Record<string, Uint8Array> = {};
@@ -229,12 +230,12 @@ describe("alias propagation", () => {
     const other = new AdapterStore(new AdapterCache(1 << 20), 200); // a second isolate's store, TTL 200 ms
     const key = K["acme-publish"];
     const first = ((await (await putAdapter("acme/ttl", key, art["spam-prefix"])).json()) as any).version;
-    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(first);
+    expect((await other.resolve(io, parseRef("acme/ttl"), cfg)).version).toBe(first);
     const second = ((await (await putAdapter("acme/ttl", key, art["spam-prompt"])).json()) as any).version;
-    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(first); // within the TTL: the version it knows
-    expect((await other.resolve(io, `acme/ttl@${second}`, cfg)).version).toBe(second); // pinned: at once
+    expect((await other.resolve(io, parseRef("acme/ttl"), cfg)).version).toBe(first); // within the TTL: the version it knows
+    expect((await other.resolve(io, parseRef(`acme/ttl@${second}`), cfg)).version).toBe(second); // pinned: at once
     await new Promise((r) => setTimeout(r, 250));
-    expect((await other.resolve(io, "acme/ttl", cfg)).version).toBe(second); // after the TTL: the moved alias
+    expect((await other.resolve(io, parseRef("acme/ttl"), cfg)).version).toBe(second); // after the TTL: the moved alias
   });
 });
 
