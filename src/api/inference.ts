@@ -2,6 +2,7 @@
 // either way the key's tenant must be allowed to read it.
 import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import type { RequestRecord } from "./request-log";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "../app-env";
 import { DomainError } from "../errors";
@@ -55,6 +56,49 @@ export async function startGeneration(c: Context<AppEnv>, adapter: AdapterRef | 
   return { r, ids, truncated, steps, maxNew, record, t0, t1, t2 };
 }
 
+type Sse = Parameters<Parameters<typeof streamSSE>[1]>[0];
+
+/**
+ * A generation as server-sent events, in the frames the route chooses: each text delta, then the end; a failure
+ * after the 200 has gone out becomes an error frame in the API's error shape, never a silent close. The request's
+ * log line waits for the stream's end (request-log.ts).
+ */
+export function streamSteps(c: Context<AppEnv>, steps: AsyncIterable<GenerateStep>, record: RequestRecord & { generated_tokens: number }, frames: {
+  delta(s: Sse, text: string): Promise<void>;
+  done(s: Sse, text: string, last: GenerateStep | undefined): Promise<void>;
+  error(s: Sse, body: ReturnType<typeof errorBody>): Promise<void>;
+}) {
+  let ended!: () => void;
+  record.done = new Promise<void>((r) => (ended = r));
+  return streamSSE(c, async (s) => {
+    try {
+      let sent = "", last: GenerateStep | undefined;
+      for await (const st of steps) {
+        record.generated_tokens++;
+        last = st;
+        const delta = st.text.slice(sent.length);
+        sent = st.text;
+        if (delta) await frames.delta(s, delta);
+      }
+      await frames.done(s, sent, last);
+    } catch (e) {
+      const code = e instanceof DomainError ? e.code : "internal";
+      if (code === "internal") console.error("generation stream failed", e);
+      record.stream_error = code;
+      await frames.error(s, errorBody(code, e instanceof DomainError ? e.message : "internal error"));
+    } finally {
+      ended();
+    }
+  });
+}
+
+/** A whole generation, counted into the request's record; returns the last step (its text is the whole text). */
+export async function collectSteps(steps: AsyncIterable<GenerateStep>, record: { generated_tokens: number }): Promise<GenerateStep | undefined> {
+  let last: GenerateStep | undefined;
+  for await (const st of steps) { last = st; record.generated_tokens++; }
+  return last;
+}
+
 /** the adapter a request runs: the one it names, or the tenant's default for the task; loaded and task-checked */
 async function adapterFor(c: Context<AppEnv>, resolver: Resolver, given: AdapterRef | undefined, task: "classify" | "generate"): Promise<Resolved> {
   const stored = given ? undefined : (await c.var.directory.settings(c.var.kv, c.var.principal.tenant)).defaults[task];
@@ -104,32 +148,13 @@ inference.openapi(
       usage: { prompt_tokens: ids.length, completion_tokens: n } });
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
-      let ended!: () => void;
-      record.done = new Promise<void>((r) => (ended = r)); // the log line waits for the stream's end
-      return streamSSE(c, async (s) => {
-        try {
-          let sent = "", last: GenerateStep | undefined;
-          for await (const st of steps) {
-            record.generated_tokens++;
-            last = st;
-            const delta = st.text.slice(sent.length);
-            sent = st.text;
-            if (delta) await s.writeSSE({ event: "token", data: JSON.stringify({ text: delta }) });
-          }
-          await s.writeSSE({ event: "done", data: JSON.stringify({ text: sent.trim(), ...counts(record.generated_tokens, last), ...meta }) });
-        } catch (e) {
-          // the status (200) is gone already: say it in the stream, in the API's error shape, never a silent close
-          const code = e instanceof DomainError ? e.code : "internal";
-          if (code === "internal") console.error("generation stream failed", e);
-          record.stream_error = code;
-          await s.writeSSE({ event: "error", data: JSON.stringify(errorBody(code, e instanceof DomainError ? e.message : "internal error")) });
-        } finally {
-          ended();
-        }
+      return streamSteps(c, steps, record, {
+        delta: (s, text) => s.writeSSE({ event: "token", data: JSON.stringify({ text }) }),
+        done: (s, text, last) => s.writeSSE({ event: "done", data: JSON.stringify({ text: text.trim(), ...counts(record.generated_tokens, last), ...meta }) }),
+        error: (s, body) => s.writeSSE({ event: "error", data: JSON.stringify(body) }),
       }) as never;
     }
-    let last: GenerateStep | undefined;
-    for await (const st of steps) { last = st; record.generated_tokens++; }
+    const last = await collectSteps(steps, record);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
     return c.json({ text: (last?.text ?? "").trim(), ...counts(record.generated_tokens, last), ...meta }, 200);
   },

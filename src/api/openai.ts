@@ -2,12 +2,9 @@
 // reference, tenant/name[@version]) and GET /v1/models (the generation adapters this key may use). Same engine and
 // limits as /v1/generate; streaming sends unnamed `data:` frames and ends with `data: [DONE]`.
 import { createRoute, z } from "@hono/zod-openapi";
-import { streamSSE } from "hono/streaming";
-import { DomainError } from "../errors";
-import { finishReason, type GenerateStep } from "../engine/generate";
+import { finishReason } from "../engine/generate";
 import { limitBody, requireScope } from "../auth/middleware";
-import { errorBody } from "./errors";
-import { startGeneration } from "./inference";
+import { collectSteps, startGeneration, streamSteps } from "./inference";
 import { listReadable } from "./adapters";
 import { AdapterRef } from "./schemas";
 import { refString } from "../store/refs";
@@ -50,34 +47,18 @@ openai.openapi(
     const usage = (n: number) => ({ prompt_tokens: ids.length, completion_tokens: n, total_tokens: ids.length + n });
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
-      let ended!: () => void;
-      record.done = new Promise<void>((res) => (ended = res));
-      return streamSSE(c, async (s) => {
-        const frame = (text: string, finish: "stop" | "length" | null, extra = {}) =>
-          s.writeSSE({ data: JSON.stringify({ ...head, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }], ...extra }) });
-        try {
-          let sent = "", last: GenerateStep | undefined;
-          for await (const st of steps) {
-            record.generated_tokens++;
-            last = st;
-            const delta = st.text.slice(sent.length);
-            sent = st.text;
-            if (delta) await frame(delta, null);
-          }
-          await frame("", finishReason(record.generated_tokens, last, maxNew), { usage: usage(record.generated_tokens) });
+      const frame = (text: string, finish: "stop" | "length" | null, extra = {}) =>
+        JSON.stringify({ ...head, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }], ...extra });
+      return streamSteps(c, steps, record, {
+        delta: (s, text) => s.writeSSE({ data: frame(text, null) }),
+        done: async (s, _text, last) => {
+          await s.writeSSE({ data: frame("", finishReason(record.generated_tokens, last, maxNew), { usage: usage(record.generated_tokens) }) });
           await s.writeSSE({ data: "[DONE]" });
-        } catch (e) {
-          const code = e instanceof DomainError ? e.code : "internal";
-          if (code === "internal") console.error("completion stream failed", e);
-          record.stream_error = code;
-          await s.writeSSE({ data: JSON.stringify(errorBody(code, e instanceof DomainError ? e.message : "internal error")) });
-        } finally {
-          ended();
-        }
+        },
+        error: (s, body) => s.writeSSE({ data: JSON.stringify(body) }),
       }) as never;
     }
-    let last: GenerateStep | undefined;
-    for await (const st of steps) { last = st; record.generated_tokens++; }
+    const last = await collectSteps(steps, record);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
     const n = record.generated_tokens;
     return c.json({ ...head, choices: [{ text: last?.text ?? "", index: 0, logprobs: null, finish_reason: finishReason(n, last, maxNew) }], usage: usage(n) }, 200);

@@ -1,3 +1,5 @@
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +46,10 @@ def tiny_tokenizer(tmp_path_factory):
     tok = Tokenizer(d / "tokenizer.model")
     write_tokenizer_json(tok, d / "tokenizer.json")
     return d
+
+
+def run_module(module: str, *args, env: dict | None = None):
+    """`scripts/py <module> args` as a subprocess with Debian's interpreter setup: (returncode, stdout, stderr)."""
+    e = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True, text=True,
+                          env=e, cwd=ROOT)

@@ -1,14 +1,12 @@
 """Issue 3 on a tiny random backbone: tuners, the compiled prompt, the tuning CLI and its baselines, the adapter
 artifact, PEFT import, and bad input."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import run_module
 from softedge import adapter as A
 from softedge import safetensors_io
 from softedge.bundle import build
@@ -42,9 +40,7 @@ def data(tmp_path_factory):
 
 
 def cli(module, *args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
-    return subprocess.run([sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT)
+    return run_module(module, *args)
 
 
 def one_line_error(r, needle):

@@ -1,32 +1,17 @@
 """The backbone probe suite (scripts/py probe) on a tiny random backbone: held-out perplexity and linear probes,
 deterministic, written atomically; bad input is one line."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import torch
-
-from softedge.bundle import build
-from softedge.checkpoint import save_weights
-from softedge.model import ModelConfig, Transformer
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import run_module
+from test_adapters import tiny_bundle  # noqa: F401  (session fixture)
 
 
 def cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
-    return subprocess.run([sys.executable, "-m", "softedge.probe", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return run_module("probe", *args)
 
 
-def test_probe_suite(tiny_tokenizer, tmp_path):
-    torch.manual_seed(0)
-    m = Transformer(ModelConfig(arch="llama", vocab_size=400, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64,
-                                max_positions=256))
-    save_weights(m, tmp_path / "w.safetensors")
-    bundle = build(tmp_path / "w.safetensors", tiny_tokenizer, tmp_path / "bb", "tiny", "weight-only", True)
+def test_probe_suite(tiny_bundle, tiny_tokenizer, tmp_path):  # noqa: F811
+    bundle = tiny_bundle
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "heldout.txt").write_text((tiny_tokenizer / "train.txt").read_text())
@@ -40,6 +25,7 @@ def test_probe_suite(tiny_tokenizer, tmp_path):
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     out = json.loads((bundle / "probe.json").read_text())
+    (bundle / "probe.json").unlink()  # the bundle is shared with other tests
     assert out["backbone"] == bundle.name and out["heldout"]["tokens"] == 128
     assert 1 < out["heldout"]["ppl"] < 2 * 400  # a random model: about the vocabulary size, never below 1
     p = out["probes"]["colors"]

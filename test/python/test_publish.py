@@ -3,21 +3,19 @@ alias moved only after the version is written, idempotent re-publish, rollback, 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 from softedge import adapter as A
+from conftest import run_module
 from test_adapters import tiny_bundle, one_line_error  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
-    return subprocess.run([sys.executable, "-m", "softedge.publish", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return run_module("publish", *args)
 
 
 def r2_get(state, key):
