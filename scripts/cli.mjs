@@ -19,6 +19,7 @@ const COMMANDS = {
   tune: py("tune", "train an adapter (prompt or prefix tuning, head or verbalizer) or a baseline"),
   compare: py("compare", "prompt vs prefix vs full fine-tuning vs naive Bayes, as a report"),
   "import-peft": py("peft_import", "import a Hugging Face PEFT adapter folder"),
+  "export-peft": py("peft_export", "export an adapter as a PEFT folder, or the backbone as a Hugging Face Llama checkpoint"),
   retarget: py("retarget", "move adapters to a re-exported bundle of the same weights"),
   publish: py("publish", "publish, list or roll back an adapter (through the API or straight into R2)"),
   keys: node("keys.mjs", "create, list or revoke API keys"),

@@ -3,7 +3,9 @@
     scripts/py import-peft <peft dir> --task classify --verbalizer '{"pos": "good", "neg": "bad"}' \
                            [--backbone <bundle>] [--template ...] [--dtype float16] --out adapter.safetensors
 
-PEFT saves one tensor, prompt_embeddings:
+PEFT saves one tensor, prompt_embeddings (a folder written by scripts/py peft_export also carries the template, the
+labels and the readout in adapter_config.json's "softedge" entry, and a classification head in
+softedge_head.safetensors: both restored):
   PROMPT_TUNING, P_TUNING  [P, d]            embeddings before the input (P-tuning's encoder output) -> compiled
                                              to a KV prefix by running them through the backbone
   PREFIX_TUNING            [P, L*2*kvH*D]    per virtual token [L0.key | L0.value | L1.key ...], heads-major
@@ -50,6 +52,25 @@ def read_peft(folder: Path) -> tuple[dict, torch.Tensor]:
     return cfg, emb
 
 
+def read_head(folder: Path, se: dict):
+    """The classification head scripts/py peft_export writes beside a PEFT folder (softedge_head.safetensors), or None."""
+    from .readout import Head
+
+    path = folder / "softedge_head.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        tensors, meta = safetensors_io.load(path)
+        readout = json.loads(meta.get("readout", "{}"))
+    except (safetensors_io.SafetensorsError, json.JSONDecodeError) as e:
+        raise CliError(f"{path}: unreadable ({e})") from None
+    names = [l["name"] for l in se.get("labels", [])]
+    W = tensors.get("head_weight")
+    if readout.get("type") != "head" or W is None or W.shape[0] != len(names):
+        raise CliError(f"{path}: a head for {0 if W is None else W.shape[0]} labels, adapter_config.json names {len(names)}")
+    return Head.from_artifact(tensors, readout, names)
+
+
 @torch.no_grad()
 def to_kv(cfg: dict, emb: torch.Tensor, model) -> tuple[str, torch.Tensor, torch.Tensor | None]:
     """(kind, KV prefix [L, 2, kvH, P, D], raw soft prompt or None), after checking shapes against the backbone."""
@@ -83,8 +104,14 @@ def main():
     a = ap.parse_args()
     cfg, emb = read_peft(a.peft_dir)
     model, tok, bcfg = load_backbone(a.backbone or default_backbone())
+    se = cfg.get("softedge") or {}  # what scripts/py peft_export records: template, labels, readout
+    head = read_head(a.peft_dir, se) if a.task == "classify" else None
     labels = None
-    if a.task == "classify":
+    if head is not None:
+        labels = se["labels"]
+    elif a.task == "classify" and not a.verbalizer and se.get("labels") and all(l.get("token_ids") for l in se["labels"]):
+        labels = Verbalizer.build([l["name"] for l in se["labels"]], tok, {l["name"]: l["words"] for l in se["labels"]}).to_meta()
+    elif a.task == "classify":
         if not a.verbalizer:
             raise CliError("--verbalizer is required for classification (labels and their words)")
         try:
@@ -95,8 +122,8 @@ def main():
             raise CliError("--verbalizer must map at least two labels to words")
         labels = Verbalizer.build(sorted(mapping), tok, mapping).to_meta()
     kind, kv, prompt = to_kv(cfg, emb, model)
-    buf = adapter_fmt.pack(kind, a.task, bcfg, kv, dtype=a.dtype, prompt=prompt,
-                           template=a.template or TEMPLATES[a.task], labels=labels,
+    buf = adapter_fmt.pack(kind, a.task, bcfg, kv, dtype=a.dtype, prompt=prompt, head=head,
+                           template=a.template or se.get("template") or TEMPLATES[a.task], labels=labels,
                            generation={"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {},
                            training={"imported_from": "peft", "peft_type": cfg["peft_type"],
                                      "base_model": cfg.get("base_model_name_or_path")})

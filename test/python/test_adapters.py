@@ -356,3 +356,54 @@ def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
     assert (tmp_path / "out" / "compare-colors.png").read_bytes()[:4] == b"\x89PNG"
     again = cli("compare", *args)
     assert again.returncode == 0 and "training" not in again.stdout  # finished runs are reused
+
+
+def test_peft_export_round_trip(tiny_bundle, data, tmp_path):
+    """export-peft then import-peft gives the same adapter: the same KV prefix, head and labels, the same logits."""
+    from softedge.checkpoint import load_weights
+
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    model, _ = load_weights(tiny_bundle / "weights.safetensors")
+    ids = torch.randint(4, 400, (2, 7))
+    for method, readout in (("prefix", "head"), ("prompt", "verbalizer")):
+        run = tmp_path / f"{method}-{readout}"
+        r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle, "--method", method,
+                "--readout", readout, "--out", run, "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3",
+                "--prefix-hidden", "8", "--dtype", "float32")
+        assert r.returncode == 0, r.stderr
+        r = cli("peft_export", "adapter", run / "adapter.safetensors", "--out", run / "peft")
+        assert r.returncode == 0, r.stderr
+        pcfg = json.loads((run / "peft" / "adapter_config.json").read_text())
+        assert pcfg["peft_type"] == ("PREFIX_TUNING" if method == "prefix" else "PROMPT_TUNING")
+        assert (run / "peft" / "softedge_head.safetensors").exists() == (readout == "head")
+        r = cli("peft_import", run / "peft", "--task", "classify", "--backbone", tiny_bundle, "--dtype", "float32",
+                "--out", run / "back.safetensors")
+        assert r.returncode == 0, r.stderr
+        kv0, m0, t0 = A.load(run / "adapter.safetensors", cfg)
+        kv1, m1, t1 = A.load(run / "back.safetensors", cfg)
+        assert (m1["kind"], m1["readout"], m1["labels"], m1["template"]) == (m0["kind"], m0["readout"], m0["labels"], m0["template"])
+        for k in ("head_weight", "head_bias", "bag_ids", "bag_weight"):
+            assert (k in t0) == (k in t1) and (k not in t0 or torch.equal(t0[k], t1[k])), k
+        with torch.no_grad():
+            mask = torch.ones(2, kv0.shape[3] + 7, dtype=torch.long)
+            a, _ = model(ids, mask, past_key_values=A.tensor_to_kv(kv0, 2))
+            b, _ = model(ids, mask, past_key_values=A.tensor_to_kv(kv1, 2))
+        assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_backbone_exports_as_a_hugging_face_llama_checkpoint(tiny_bundle, tmp_path):
+    from softedge.checkpoint import load_hf, load_weights
+
+    r = cli("peft_export", "backbone", tiny_bundle, "--out", tmp_path / "hf")
+    assert r.returncode == 0, r.stderr
+    hf_cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert hf_cfg["model_type"] == "llama" and hf_cfg["architectures"] == ["LlamaForCausalLM"]
+    assert {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    ours, _ = load_weights(tiny_bundle / "weights.safetensors")
+    theirs, _ = load_hf(tmp_path / "hf")
+    ids = torch.randint(4, 400, (2, 9))
+    with torch.no_grad():
+        assert (ours(ids)[0] - theirs(ids)[0]).abs().max().item() <= 1e-5
+    r = cli("peft_export", "backbone", tmp_path / "nope", "--out", tmp_path / "x")
+    one_line_error(r, "not a backbone bundle")
+    assert not (tmp_path / "x").exists()
