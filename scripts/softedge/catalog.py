@@ -24,6 +24,38 @@ DEFAULTS = [  # alias name, run folder, the data set, its baselines
 ]
 
 
+NAMES = {"accuracy": "accuracy", "f1": "macro-F1", "rouge": "ROUGE-L", "exact_match": "exact match"}
+
+
+def adapter_card(alias: str, data: str, m: dict) -> str:
+    """A card per default adapter, with Hugging Face model-card metadata (licence: adapters/NOTICE.md)."""
+    cls = m["task"] == "classify"
+    ev = m["eval"]
+    metrics = [("accuracy", ev["accuracy"]), ("f1", ev["macro_f1"])] if cls else [("rouge", ev["rouge_l"]), ("exact_match", ev["exact_match"])]
+    L = ["---", "license: mit", f"base_model: {m['backbone']}", "library_name: softedge",
+         f"pipeline_tag: {'text-classification' if cls else 'text-generation'}", f"datasets: [{data}]",
+         f"tags: [softedge, {m['method']}-tuning{', ' + m['readout'] + '-readout' if m.get('readout') else ''}]",
+         "model-index:", f"- name: {alias}", "  results:",
+         f"  - task: {{type: {'text-classification' if cls else 'text-generation'}}}",
+         f"    dataset: {{name: {data}, type: {data}, split: eval}}", "    metrics:",
+         *[f"    - {{type: {k}, value: {v:.4f}}}" for k, v in metrics], "---", "",
+         f"# `{alias}`", "",
+         f"A {m['method']}-tuning adapter ({m['virtual_tokens']} virtual tokens) for {m['task']} on the backbone "
+         f"`{m['backbone']}`, readout: {readout_cell(m)}. Trained by `bash scripts/build-default-adapters.sh` "
+         f"(`scripts/py tune` with its defaults unless the script says otherwise) on {m['train_examples']:,} rows, "
+         f"model selection on {m.get('dev_examples', 0):,} dev rows split from the training file, scored once on "
+         f"{ev['examples']:,} held-out rows.", "",
+         "| | |", "|---|---|",
+         *[f"| {NAMES[k]} (held-out) | {v * 100:.1f}{'' if k == 'rouge' else '%'} |" for k, v in metrics],
+         f"| stored bytes | {m['adapter_bytes']:,} ({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the int8 backbone) |",
+         f"| training | {m['steps']} steps, {m['wall_s']:.0f} s on CPU |", ""]
+    if m.get("parts_eval"):
+        p = m["parts_eval"]
+        L += [f"Each part of the head alone, refitted on the trained adapter: backbone states {p['pooled'] * 100:.1f}%, "
+              f"bag of tokens {p['bag'] * 100:.1f}%, both {p['pooled+bag'] * 100:.1f}%.", ""]
+    return "\n".join(L)
+
+
 def readout_cell(m: dict) -> str:
     if m["task"] != "classify":
         return "generation"
@@ -61,6 +93,8 @@ def main():
         shutil.copyfile(d / "adapter.safetensors", out / f"{name}.safetensors.tmp")
         (out / f"{name}.safetensors.tmp").replace(out / f"{name}.safetensors")
         write_json(out / f"{name}.metrics.json", {k: v for k, v in m.items() if k != "history"})
+        with atomic_path(out / f"{name}.md") as tmp:
+            tmp.write_text(adapter_card(f"{a.tenant}/{name}", data, m))
         metric = "accuracy" if m["task"] == "classify" else "rouge_l"
         fm = json.loads((a.runs / full / "metrics.json").read_text())["eval"] if (a.runs / full / "metrics.json").is_file() else None
         bm = json.loads((a.runs / nb / "metrics.json").read_text())["eval"] if nb and (a.runs / nb / "metrics.json").is_file() else None
