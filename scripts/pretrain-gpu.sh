@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A stronger backbone on a CUDA machine, unattended, in a fixed wall-clock budget (bf16 autocast), as a run folder
+# that scripts/package-backbone.sh turns into a bundle (int8 scheme chosen by measurement, probe suite, card).
+#
+#   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = the corpus's token streams + tokenizer (~20 MB),
+#                                                         small enough to travel to a GPU machine with the repo
+#   bash scripts/pretrain-gpu.sh train [MINUTES] [PRESET] on the GPU machine (python3 with torch, onnx): pretrains
+#                                                         .gpu/run for MINUTES (default 8) with PRESET (default gpu:
+#                                                         6 layers, d 384, about 12.8M parameters: int8 graph about 13 MB,
+#                                                         under the 16 MB bundle limit); copies the run to $OUT when set,
+#                                                         the weights split into 15 MB parts (files back are <= 16 MiB)
+#   bash scripts/pretrain-gpu.sh unpack DIR [DEST]        here: DIR (the files that came back) -> .cache/runs/gpu
+# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR override the defaults.
+#   bash scripts/package-backbone.sh .cache/runs/gpu softedge-llama-13m   then compare the probe suites
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${PYTHON:-python3}"
+G="${GPU_DIR:-.gpu}" CORPUS="${CORPUS:-.cache/corpus}" TOKENIZER="${TOKENIZER:-.cache/tokenizer}"
+export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
+case "${1:-}" in
+  prepare)
+    [ -f "$CORPUS/train.txt" ] || scripts/py corpus
+    rm -rf "$G.tmp" && mkdir -p "$G.tmp/tokenizer"
+    "$PY" -m softedge.pretrain --export-tokens "$G.tmp/tokens" --corpus "$CORPUS" --tokenizer "$TOKENIZER"
+    cp "$TOKENIZER/tokenizer.model" "$G.tmp/tokenizer/"
+    if [ -f "$CORPUS/manifest.json" ]; then cp "$CORPUS/manifest.json" "$G.tmp/"; fi
+    rm -rf "$G" && mv "$G.tmp" "$G"
+    if [ "$G" = .gpu ] && ! grep -qx '/.gpu/' .git/info/exclude 2>/dev/null; then echo '/.gpu/' >> .git/info/exclude; fi
+    du -sh "$G" ;;
+  train)
+    minutes="${2:-8}" preset="${3:-gpu}"
+    [ -d "$G/tokens" ] || { echo "error: no $G/tokens (run 'bash scripts/pretrain-gpu.sh prepare' first, and carry $G)" >&2; exit 2; }
+    device="${DEVICE:-cuda}"
+    PYTHONUNBUFFERED=1 "$PY" -m softedge.pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
+      --preset "$preset" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
+      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-500}" --ckpt-every 1000000
+    if [ -n "${OUT:-}" ]; then
+      split -b 15M -d "$G/run/weights.safetensors" "$OUT/weights.part-"
+      cp "$G/run/metrics.json" "$G/run/loss.png" "$OUT/"
+    fi ;;
+  unpack)
+    src="${2:?the folder the files of the GPU run came back to}"
+    dest="${3:-.cache/runs/gpu}"
+    mkdir -p "$dest"
+    cat "$src"/weights.part-* > "$dest/weights.safetensors.tmp" && mv "$dest/weights.safetensors.tmp" "$dest/weights.safetensors"
+    cp "$src/metrics.json" "$src/loss.png" "$dest/"
+    echo "unpacked to $dest" ;;
+  *) echo "usage: bash scripts/pretrain-gpu.sh prepare | train [MINUTES] [PRESET] | unpack DIR [DEST]" >&2; exit 2 ;;
+esac
