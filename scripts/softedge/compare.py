@@ -230,6 +230,7 @@ def main():
     ap.add_argument("--backbone", type=Path, help="backbone bundle (default: the catalog's default)")
     ap.add_argument("--tune-args", default="", help="more arguments for every tune run (e.g. '--steps 50' for a quick look)")
     ap.add_argument("--plan", action="store_true", help="list the runs (done or not) and exit")
+    ap.add_argument("--report-only", action="store_true", help="write the report from the finished runs; train nothing")
     a = ap.parse_args()
     try:
         ps, seeds = [int(x) for x in a.p.split(",") if x], [int(x) for x in a.seeds.split(",") if x]
@@ -242,7 +243,9 @@ def main():
             print(f"{r.task:16s} {r.name:28s} {'done' if (a.runs / r.task / r.name / 'metrics.json').is_file() else 'to run'}")
         return
     extra = ["--threads", str(a.threads), *(["--backbone", str(a.backbone)] if a.backbone else []), *a.tune_args.split()]
-    results = {r: execute(r, tasks, a.runs, extra, i, len(runs)) for i, r in enumerate(runs, 1)}
+    done = lambda r: json.loads((a.runs / r.task / r.name / "metrics.json").read_text()) \
+        if (a.runs / r.task / r.name / "metrics.json").is_file() else None  # noqa: E731
+    results = {r: done(r) if a.report_only else execute(r, tasks, a.runs, extra, i, len(runs)) for i, r in enumerate(runs, 1)}
     a.out.mkdir(parents=True, exist_ok=True)
     text = report(tasks, runs, results, a.out)
     with atomic_path(a.out / "COMPARE.md") as tmp:

@@ -356,6 +356,9 @@ def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
     assert (tmp_path / "out" / "compare-colors.png").read_bytes()[:4] == b"\x89PNG"
     again = cli("compare", *args)
     assert again.returncode == 0 and "training" not in again.stdout  # finished runs are reused
+    r = cli("compare", *args[:-2], "--p", "2,3", "--report-only")  # a grid not all run: the report says so
+    assert r.returncode == 0 and "training" not in r.stdout
+    assert "| prompt | head | 3 | 1 | not run yet |" in (tmp_path / "out" / "COMPARE.md").read_text()
 
 
 def test_peft_export_round_trip(tiny_bundle, data, tmp_path):
