@@ -27,9 +27,10 @@ run spam-full "${spam[@]}" --method full & run topic-full "${topic[@]}" --method
 run spam-prefix "${spam[@]}" --compare-to $R/spam-full/metrics.json &
 run topic-prefix "${topic[@]}" --compare-to $R/topic-full/metrics.json & wait
 run spam-prompt "${spam[@]}" --method prompt --virtual-tokens 20 --init labels --compare-to $R/spam-full/metrics.json &
+run define-full "${define[@]}" --method full & wait
 # the verbalizer readout, for comparison (and so that the edge's tests cover both readouts)
-run spam-verbalizer "${spam[@]}" --readout verbalizer --epochs 3 --lr 5e-3 --patience 6 --compare-to $R/spam-full/metrics.json & wait
-run define-full "${define[@]}" --method full & run define-prefix "${define[@]}" --compare-to $R/define-full/metrics.json & wait
+run spam-verbalizer "${spam[@]}" --readout verbalizer --epochs 3 --lr 5e-3 --patience 6 --compare-to $R/spam-full/metrics.json &
+run define-prefix "${define[@]}" --compare-to $R/define-full/metrics.json & wait
 scripts/py catalog --runs "$R"
 # what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests)
 bb="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"

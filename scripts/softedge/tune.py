@@ -337,6 +337,8 @@ def parse_args():
         raise CliError("--virtual-tokens must be in [1, 256]")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda asked for, but no CUDA device is available")
+    if a.compare_to and not a.compare_to.is_file():
+        raise CliError(f"--compare-to {a.compare_to}: no such metrics file (train the full fine-tuning run first)")
     for name in ("eval_frac", "dev_frac"):
         if not 0 < getattr(a, name) < 0.5:
             raise CliError(f"--{name.replace('_', '-')} must be in (0, 0.5)")
