@@ -65,7 +65,8 @@ describe("isolate memory", () => {
     for (const [n, from] of [[10, 0], [100, 10]] as const) {
       for (const a of extra.slice(from, n)) expect((await postJson("/v1/classify", key, { adapter: a, text: "hello" })).status).toBe(200);
       const h0 = await health();
-      expect(h0.adapters_cached).toBeGreaterThanOrEqual(n);
+      // all n cached, or as many as fit: the cache at its byte bound (head adapters with a bag take ~115 KB each)
+      expect(h0.adapters_cached >= n || h0.adapter_cache_bytes > 0.9 * SETTINGS.ADAPTER_CACHE_BYTES[0], `${h0.adapters_cached} cached`).toBe(true);
       await worstClassify([...extra.slice(0, n), ...classifiers]);
       await worstGenerate(generator);
       const h = await health();
