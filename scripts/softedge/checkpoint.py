@@ -204,3 +204,19 @@ def load_any(path: Path | str) -> tuple[Transformer, dict]:
     if path.is_dir():
         return load_hf(path)
     raise CheckpointError(f"{path}: no such checkpoint")
+
+
+def load_bundle_weights(bundle: Path | str, what: str = "") -> tuple[Transformer, dict, dict]:
+    """A backbone bundle's fp32 training weights: (model, the weights' metadata, config.json). Anything missing or
+    damaged is a CliError naming the bundle (`what` prefixes it, e.g. the option that named it)."""
+    from .common import CliError
+
+    bundle = Path(bundle)
+    cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CliError(f"{what}{bundle}: not a backbone bundle with training weights (config.json + weights.safetensors)")
+    try:
+        model, meta = load_weights(weights)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    return model, meta, json.loads(cfg_path.read_text())

@@ -22,7 +22,7 @@ import torch
 
 from . import adapter as adapter_fmt
 from . import safetensors_io
-from .checkpoint import CheckpointError, load_weights
+from .checkpoint import load_bundle_weights
 from .common import CliError, atomic_dir, run_cli
 from .model import Transformer
 
@@ -95,16 +95,9 @@ def hf_llama_tensors(m: Transformer) -> dict[str, torch.Tensor]:
 
 
 def export_backbone(bundle: Path, out: Path) -> str:
-    cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise CliError(f"{bundle}: not a backbone bundle (config.json + weights.safetensors)")
-    try:
-        model, _ = load_weights(weights)
-    except CheckpointError as e:
-        raise CliError(str(e)) from None
+    model, _, bcfg = load_bundle_weights(bundle)
     if model.cfg.arch != "llama":
         raise CliError(f"{bundle}: only Llama-style backbones export as a Hugging Face Llama checkpoint")
-    bcfg = json.loads(cfg_path.read_text())
     with atomic_dir(out) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_llama_config(model, bcfg), indent=2) + "\n")
         safetensors_io.save(tmp / "model.safetensors", hf_llama_tensors(model), {"format": "pt"})

@@ -130,16 +130,9 @@ def heldout_loss(model, data: np.ndarray, seq: int, batch: int, n_windows: int, 
 def load_init(bundle: Path, tok: Tokenizer):
     """The fp32 weights of a backbone bundle to continue from, checked against the bundle's tokenizer (changing the
     tokenizer would invalidate every adapter). Returns (model, the earlier training record)."""
-    from .checkpoint import CheckpointError, load_weights
+    from .checkpoint import load_bundle_weights
 
-    cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise CliError(f"--init-from {bundle}: not a backbone bundle (config.json + weights.safetensors)")
-    try:
-        model, meta = load_weights(weights)
-    except CheckpointError as e:
-        raise CliError(str(e)) from None
-    bcfg = json.loads(cfg_path.read_text())
+    model, meta, bcfg = load_bundle_weights(bundle, "--init-from ")
     if tok.vocab_size != model.cfg.vocab_size:
         raise CliError(f"--init-from {bundle}: tokenizer has {tok.vocab_size} pieces, the weights {model.cfg.vocab_size}")
     prior = json.loads(meta["training"]) if "training" in meta else (bcfg.get("training") or {})

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import adapter as adapter_fmt
 from .baselines import naive_bayes
-from .checkpoint import CheckpointError, load_weights
+from .checkpoint import load_bundle_weights
 from .common import ROOT, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .readout import POOLINGS, Head, choose_bag_ids, fit_probe, label_scores, run_features
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
@@ -47,14 +47,8 @@ def default_backbone() -> Path:
 
 
 def load_backbone(path: Path):
-    if not (path / "config.json").is_file() or not (path / "weights.safetensors").is_file():
-        raise CliError(f"{path}: not a backbone bundle with training weights (config.json + weights.safetensors)")
-    try:
-        model, _ = load_weights(path / "weights.safetensors")
-    except CheckpointError as e:
-        raise CliError(str(e)) from None
+    model, _, cfg = load_bundle_weights(path)
     tok = Tokenizer.from_dir(path)
-    cfg = json.loads((path / "config.json").read_text())
     if tok.vocab_size != model.cfg.vocab_size:
         raise CliError(f"{path}: tokenizer has {tok.vocab_size} pieces, the model {model.cfg.vocab_size}")
     return model, tok, cfg
