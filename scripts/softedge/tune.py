@@ -34,7 +34,7 @@ from .readout import POOLINGS, Head, choose_bag_ids, fit_probe, label_scores, ru
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
                     load_jsonl, rouge_l)
 from .tokenizer import Tokenizer
-from .tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
+from .tuners import TUNERS
 
 DEFAULT_LR = {"prompt": 3e-2, "prefix": 3e-3, "full": 3e-4}
 
@@ -98,7 +98,7 @@ def prefix_init_ids(a, tok, train_rows) -> list[int]:
     return (ids * a.virtual_tokens)[: a.virtual_tokens]
 
 
-def make_tuner(a, model, verb, init_ids=None):
+def make_tuner(a, model, verb, init_ids: list[int]):
     """The adapter being trained (None for full fine-tuning) and the function giving its KV prefix for a batch."""
     if a.method == "full":
         for p in model.parameters():
@@ -106,12 +106,8 @@ def make_tuner(a, model, verb, init_ids=None):
         return None, (lambda B: None)
     for p in model.parameters():
         p.requires_grad_(False)
-    if a.method == "prompt":
-        init_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
-        tuner = PromptTuning(PromptTuningConfig(a.virtual_tokens, a.init), model, init_ids, a.seed)
-    else:
-        tuner = PrefixTuning(PrefixTuningConfig(a.virtual_tokens, a.prefix_hidden, a.prefix_init), model, a.seed,
-                             init_ids)
+    label_ids = [t for l in verb.labels for ids in verb.token_ids[l] for t in ids] if verb else None
+    tuner = TUNERS[a.method].from_options(a, model, a.seed, label_ids, init_ids)
     return tuner, (lambda B: tuner.kv_prefix(model, B))
 
 
@@ -289,7 +285,7 @@ def parse_args():
     ap.add_argument("--eval-frac", type=float, default=0.1)
     ap.add_argument("--dev", type=Path, help="model-selection file (default: --dev-frac of the training rows)")
     ap.add_argument("--dev-frac", type=float, default=0.1)
-    ap.add_argument("--method", choices=["prompt", "prefix", "full", "nb"], default="prefix")
+    ap.add_argument("--method", choices=[*TUNERS, "full", "nb"], default="prefix")
     ap.add_argument("--backbone", type=Path, help="backbone bundle (default: the catalog's default)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default=None, help="adapter name recorded in the metadata")

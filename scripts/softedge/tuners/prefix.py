@@ -52,6 +52,11 @@ class PrefixTuning(nn.Module):
             self.embedding = nn.Parameter(base.clone() if cfg.init == "tokens" else torch.randn(P, out, generator=g) * 0.02)
             self.mlp = None
 
+    @classmethod
+    def from_options(cls, o, backbone, seed: int, label_token_ids: list[int] | None, text_token_ids: list[int]):
+        """o: the tuning options (virtual_tokens, prefix_hidden, prefix_init); `tokens` starts from the training text."""
+        return cls(PrefixTuningConfig(o.virtual_tokens, o.prefix_hidden, o.prefix_init), backbone, seed, text_token_ids)
+
     def flat(self) -> torch.Tensor:
         """[P, L*2*kvH*D]: the real-token base (zeros for random init) plus the MLP's output, or the raw prefix."""
         return self.base + self.mlp(self.embedding) if self.mlp is not None else self.embedding

@@ -37,6 +37,11 @@ class PromptTuning(nn.Module):
             raise ValueError(f"unknown prompt init {cfg.init!r} (labels, vocab or random)")
         self.prompt = nn.Parameter(init)
 
+    @classmethod
+    def from_options(cls, o, backbone, seed: int, label_token_ids: list[int] | None, text_token_ids: list[int]):
+        """o: the tuning options (virtual_tokens, init); `--init labels` starts from the label words' embeddings."""
+        return cls(PromptTuningConfig(o.virtual_tokens, o.init), backbone, label_token_ids, seed)
+
     def kv_prefix(self, backbone, batch: int):
         _, presents = backbone(inputs_embeds=self.prompt[None])
         return [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in presents]
