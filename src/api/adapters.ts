@@ -48,7 +48,7 @@ adapters.openapi(
     return c.json({ alias: `${tenant}/${name}`, version: r.version, history: doc.history, updated: doc.updated, kind: a.kind, task: a.task,
       backbone: a.backbone, virtual_tokens: a.virtualTokens, dtype: a.dtype, bytes: a.bytes, template: a.template,
       labels: a.labels.map((l) => ({ name: l.name, words: l.words })), generation: a.generation, training: a.training,
-      readout: a.task !== "classify" ? null : a.head ? { type: "head", pooling: a.head.pooling, bag_tokens: a.head.bagIds.length } : { type: "verbalizer" } }, 200);
+      readout: a.task !== "classify" ? null : a.head ? { type: "head" as const, pooling: a.head.pooling, bag_tokens: a.head.bagIds.length } : { type: "verbalizer" as const } }, 200);
   },
 );
 

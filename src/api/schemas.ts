@@ -55,7 +55,22 @@ export const GenerateResponse = z
   .openapi("GenerateResponse");
 
 export const ErrorResponse = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error");
-export const AdapterInfo = z.object({}).passthrough().openapi("AdapterInfo");
+export const Readout = z
+  .union([z.object({ type: z.literal("verbalizer") }),
+    z.object({ type: z.literal("head"), pooling: z.enum(["mean", "last"]), bag_tokens: z.number().int() })])
+  .nullable()
+  .openapi("Readout", { description: "how labels are read: label words (verbalizer) or a head over pooled hidden states (null: a generation adapter)" });
+export const AdapterInfo = z
+  .object({
+    alias: z.string(), version: z.string(), history: z.array(z.string()), updated: z.string(),
+    kind: z.enum(["prompt", "prefix"]), task: z.enum(["classify", "generate"]), backbone: z.string(),
+    virtual_tokens: z.number().int(), dtype: z.string(), bytes: z.number().int(), template: z.string(),
+    labels: z.array(z.object({ name: z.string(), words: z.array(z.string()) })),
+    generation: z.object({ max_new_tokens: z.number().int().optional(), stop: z.array(z.string()).optional() }),
+    training: z.record(z.string(), z.unknown()).openapi({ description: "what the training run recorded: data hash, examples, steps, eval metric, token budget" }),
+    readout: Readout,
+  })
+  .openapi("AdapterInfo");
 export const AdapterSummary = z
   .object({ alias: z.string(), version: z.string(), task: z.string(), kind: z.string(), backbone: z.string(), updated: z.string() })
   .openapi("AdapterSummary");

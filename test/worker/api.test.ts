@@ -92,6 +92,12 @@ describe("API in workerd", () => {
       "/v1/adapters/{tenant}/{name}/versions", "/v1/adapters/{tenant}/{name}/rollback", "/v1/tenant", "/v1/tenant/defaults", "/v1/tenant/grants/{reader}"]));
     expect(Object.keys(doc.paths["/v1/adapters/{tenant}/{name}"])).toEqual(expect.arrayContaining(["get", "put"]));
     expect(doc.components.securitySchemes.apiKey.scheme).toBe("bearer");
+    // typed adapter metadata: the readout of each default adapter, in the document too
+    for (const a of catalog.adapters) {
+      const info: any = await (await call("GET", `/v1/adapters/${a.alias}`, { key })).json();
+      expect(info.readout === null ? "generation" : info.readout.type).toBe(a.task === "generate" ? "generation" : (a as any).readout);
+    }
+    expect(Object.keys(doc.components.schemas.AdapterInfo.properties)).toEqual(expect.arrayContaining(["readout", "labels", "training", "virtual_tokens"]));
   });
 
   it.each([
