@@ -70,10 +70,11 @@ class Head(nn.Module):
             s = s + ((bag - self.bag_mu) / self.bag_sd) @ self.bag_weight.t()
         return s
 
-    def standardise(self, pooled: torch.Tensor, bag: torch.Tensor | None) -> None:
+    def standardise(self, pooled: torch.Tensor, bag: torch.Tensor | None, bag_too: bool = True) -> None:
+        """Features to zero mean, unit variance while training; bag_too=False leaves the 0/1 presence as it is."""
         self.h_mu.copy_(pooled.mean(0))
         self.h_sd.copy_(pooled.std(0) + 1e-5)
-        if bag is not None:
+        if bag is not None and bag_too:
             self.bag_mu.copy_(bag.mean(0))
             self.bag_sd.copy_(bag.std(0) + 1e-3)
 

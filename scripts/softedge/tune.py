@@ -145,7 +145,7 @@ def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts) -> 
         ftr, fdv = (select(tr, use_states, use_bag), select(dv, use_states, use_bag))
         for wd in a.weight_decay_grid:
             head = Head(labels, d, a.pooling, bag_ids if use_bag else [])
-            head.standardise(*ftr)
+            head.standardise(*ftr, bag_too=a.bag_scale == "standard")
             fit_probe(head, ftr, y, wd)
             with torch.no_grad():
                 acc = (head.scores(*fdv).argmax(1) == ydev).float().mean().item()
@@ -296,6 +296,8 @@ def parse_args():
     ap.add_argument("--bag", choices=["auto", "on", "off"], default="auto",
                     help="head readout: add a bag-of-tokens term (auto = when it helps on the dev split)")
     ap.add_argument("--bag-tokens", type=int, default=4096, help="size cap of the bag-of-tokens vocabulary")
+    ap.add_argument("--bag-scale", choices=["standard", "raw"], default="standard",
+                    help="bag features standardised like the states (default) or left as 0/1 presence")
     ap.add_argument("--verbalizer", default=None, help='JSON {"label": "word" | ["w1", "w2"]} or a file holding it')
     ap.add_argument("--virtual-tokens", type=int, default=16)
     ap.add_argument("--init", choices=["labels", "vocab", "random"], default="vocab")

@@ -168,6 +168,9 @@ def test_head_folding_keeps_the_scores():
             p.normal_()
     W, b, bw = h.folded()
     assert torch.allclose(h.scores(pooled, bag), pooled @ W.t() + b + bag @ bw.t(), atol=1e-5)
+    raw = Head(["a", "b", "c"], 8, "mean", [5, 9, 11])
+    raw.standardise(pooled * 3 + 1, bag, bag_too=False)  # --bag-scale raw: 0/1 presence as it is
+    assert torch.equal(raw.bag_mu, torch.zeros(3)) and torch.equal(raw.bag_sd, torch.ones(3))
     # presence features from token ids: repeated tokens count once, unknown ones not at all
     assert h.bag([[5, 5, 11, 300]], 400).tolist() == [[1.0, 0.0, 1.0]]
 
