@@ -21,6 +21,7 @@ import math
 import random
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -87,7 +88,7 @@ def main_metric(task: str) -> str:
     return "accuracy" if task == "classify" else "rouge_l"
 
 
-def prefix_init_ids(a, tok, train_rows) -> list[int]:
+def prefix_init_ids(a: TuneConfig, tok, train_rows) -> list[int]:
     """Real tokens for --prefix-init tokens: the start of the training text, in the prompt template."""
     key = "text" if a.task == "classify" else "input"
     ids: list[int] = []
@@ -98,7 +99,7 @@ def prefix_init_ids(a, tok, train_rows) -> list[int]:
     return (ids * a.virtual_tokens)[: a.virtual_tokens]
 
 
-def make_tuner(a, model, verb, init_ids: list[int]):
+def make_tuner(a: TuneConfig, model, verb, init_ids: list[int]):
     """The adapter being trained (None for full fine-tuning) and the function giving its KV prefix for a batch."""
     if a.method == "full":
         for p in model.parameters():
@@ -112,7 +113,7 @@ def make_tuner(a, model, verb, init_ids: list[int]):
 
 
 @torch.no_grad()
-def head_features(model, kv_fn, tok, rows, a, head):
+def head_features(model, kv_fn, tok, rows, a: TuneConfig, head):
     pooled, bags = [], []
     prompts = encode_prompts(tok, a.template, rows, "text", a.max_tokens)
     for i in range(0, len(rows), 64):
@@ -125,7 +126,7 @@ def head_features(model, kv_fn, tok, rows, a, head):
 PARTS = {"pooled": (True, False), "pooled+bag": (True, True), "bag": (False, True)}  # (pooled states, bag)
 
 
-def fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts) -> tuple[Head, dict, dict]:
+def fit_head(a: TuneConfig, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts) -> tuple[Head, dict, dict]:
     """Linear probes on the current adapter's features: L2-regularised logistic regression (L-BFGS) over each of
     `parts` (PARTS), each part's weight decay chosen on the dev rows; the head returned is the best on dev among the
     parts that use the backbone's states ("bag" alone is fitted for the report only). Returns (head, info, the best
@@ -168,7 +169,7 @@ def select(features, use_states: bool, use_bag: bool):
 
 
 @torch.no_grad()
-def score_parts(a, model, tok, kv_fn, rows, heads: dict) -> dict:
+def score_parts(a: TuneConfig, model, tok, kv_fn, rows, heads: dict) -> dict:
     """Eval accuracy of each part's head (the report's view of what the backbone and the bag each contribute)."""
     labels = next(iter(heads.values())).labels
     y = torch.tensor([labels.index(r["label"]) for r in rows])
@@ -179,7 +180,7 @@ def score_parts(a, model, tok, kv_fn, rows, heads: dict) -> dict:
     return out
 
 
-def train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
+def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn):
     """Trains the adapter (and the head, for a head readout) and keeps the state that scored best on dev_rows."""
     torch.manual_seed(a.seed)
     key = "text" if a.task == "classify" else "input"
@@ -277,7 +278,52 @@ def plot(history, path: Path, title: str, metric: str):
     save_figure(fig, path)
 
 
-def parse_args():
+@dataclass
+class TuneConfig:
+    """One tuning run's settings, resolved (the CLI's defaults live in parse_args; derived values filled in there)."""
+    task: str  # classify | generate
+    train: Path
+    eval: Path | None
+    eval_frac: float
+    dev: Path | None
+    dev_frac: float
+    method: str  # a TUNERS key, full or nb
+    backbone: Path | None
+    out: Path
+    name: str | None
+    template: str
+    readout: str | None  # head | verbalizer; None for generation
+    pooling: str
+    bag: str  # auto | on | off
+    bag_tokens: int
+    bag_scale: str  # standard | raw
+    verbalizer: str | None
+    virtual_tokens: int
+    init: str  # prompt tuning: labels | vocab | random
+    prefix_hidden: int
+    prefix_init: str  # random | tokens
+    lr: float | None
+    head_lr: float
+    warmup: int
+    schedule: str  # cosine | constant
+    epochs: int
+    steps: int
+    batch: int
+    eval_every: int
+    eval_limit: int
+    patience: int
+    max_tokens: int
+    max_new_tokens: int
+    dtype: str
+    compare_to: Path | None
+    device: str
+    threads: int
+    seed: int
+    weight_decay_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2)  # the probe's choices (dev split)
+    weight_decay: float = 0.0  # the head's, chosen by the probe
+
+
+def parse_args() -> TuneConfig:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["classify", "generate"], required=True)
     ap.add_argument("--train", type=Path, required=True)
@@ -342,11 +388,10 @@ def parse_args():
         a.readout = None
     a.epochs = a.epochs or (2 if a.readout == "head" else 1)
     a.eval_limit = (400 if a.task == "generate" else 0) if a.eval_limit is None else a.eval_limit
-    a.weight_decay_grid = [1e-4, 1e-3, 1e-2, 3e-2]
-    return a
+    return TuneConfig(**vars(a))
 
 
-def split_rows(a):
+def split_rows(a: TuneConfig):
     """(train, dev, eval) rows: eval from --eval or held out of --train; dev (model selection) from --dev or held
     out of what is left. The eval rows are scored once, at the end, and never choose anything."""
     rows = load_jsonl(a.train, a.task)
@@ -379,7 +424,7 @@ def check_labels(train_rows, other_rows) -> list[str]:
     return labels
 
 
-def load_verbalizer(a, labels, tok) -> Verbalizer:
+def load_verbalizer(a: TuneConfig, labels, tok) -> Verbalizer:
     mapping = None
     if a.verbalizer:
         try:
@@ -390,7 +435,7 @@ def load_verbalizer(a, labels, tok) -> Verbalizer:
     return Verbalizer.build(labels, tok, mapping)
 
 
-def pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
+def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
     """Packs the adapter at each storage dtype, scores each packed form on the eval rows, writes the chosen one."""
     metric = main_metric(a.task)
     kv = adapter_fmt.kv_to_tensor(tuner.kv_prefix(model, 1))
