@@ -5,7 +5,9 @@
 
 PEFT saves one tensor, prompt_embeddings (a folder written by scripts/py peft_export also carries the template, the
 labels and the readout in adapter_config.json's "softedge" entry, and a classification head in
-softedge_head.safetensors: both restored):
+softedge_head.safetensors: both restored; a classifier saved with modules_to_save, transformers' `score` or a
+`classifier` linear layer over the last token's final hidden state, becomes a head with last pooling, its labels
+named with --labels):
   PROMPT_TUNING, P_TUNING  [P, d]            embeddings before the input (P-tuning's encoder output) -> compiled
                                              to a KV prefix by running them through the backbone
   PREFIX_TUNING            [P, L*2*kvH*D]    per virtual token [L0.key | L0.value | L1.key ...], heads-major
@@ -28,7 +30,7 @@ from .tuners.prefix import split_flat_prefix
 KINDS = {"PROMPT_TUNING": "prompt", "P_TUNING": "prompt", "PREFIX_TUNING": "prefix"}
 
 
-def read_peft(folder: Path) -> tuple[dict, torch.Tensor]:
+def read_peft(folder: Path) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
     cfg_path, w_path = folder / "adapter_config.json", folder / "adapter_model.safetensors"
     if not cfg_path.is_file():
         raise CliError(f"{folder}: no adapter_config.json (not a PEFT adapter folder)")
@@ -49,7 +51,33 @@ def read_peft(folder: Path) -> tuple[dict, torch.Tensor]:
     if emb.dim() != 2 or emb.shape[0] != cfg.get("num_virtual_tokens", emb.shape[0]):
         raise CliError(f"{w_path}: prompt_embeddings shape {list(emb.shape)} does not match "
                        f"num_virtual_tokens={cfg.get('num_virtual_tokens')}")
-    return cfg, emb
+    return cfg, emb, tensors
+
+
+def classifier_head(tensors: dict[str, torch.Tensor], labels: list[str] | None, d_model: int, where: str):
+    """A classifier PEFT saved with modules_to_save (transformers' *ForSequenceClassification `score`, or a
+    `classifier`): a linear layer over the final hidden state of the last token, i.e. a head with last pooling.
+    None when there is none; a one-line error when it does not fit."""
+    from .readout import Head
+
+    names = [k for k in tensors if k.split(".")[-2:] in (["score", "weight"], ["classifier", "weight"])]
+    if not names:
+        return None
+    if len(names) > 1:
+        raise CliError(f"{where}: more than one classifier weight ({', '.join(sorted(names))})")
+    W = tensors[names[0]].float()
+    b = tensors.get(names[0][: -len("weight")] + "bias")
+    if W.dim() != 2 or W.shape[1] != d_model:
+        raise CliError(f"{where}: classifier {names[0]} is {list(W.shape)}; the backbone's hidden size is {d_model}")
+    if not labels or len(labels) != W.shape[0]:
+        given = f", {len(labels)} labels given" if labels else ""
+        raise CliError(f"{where}: a classifier with {W.shape[0]} outputs{given}: name them in order with --labels a,b,...")
+    head = Head(labels, d_model, "last")
+    with torch.no_grad():
+        head.weight.copy_(W)
+        if b is not None:
+            head.bias.copy_(b.float())
+    return head
 
 
 def read_head(folder: Path, se: dict):
@@ -96,19 +124,24 @@ def main():
     ap.add_argument("peft_dir", type=Path)
     ap.add_argument("--task", choices=["classify", "generate"], required=True)
     ap.add_argument("--verbalizer", help='classification: JSON {"label": "word" | ["w1", ...]}')
+    ap.add_argument("--labels", help="classification with a saved classifier (modules_to_save): its labels, in order")
     ap.add_argument("--template", default=None)
     ap.add_argument("--backbone", type=Path)
     ap.add_argument("--dtype", choices=list(adapter_fmt.DTYPES), default="float16")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    cfg, emb = read_peft(a.peft_dir)
+    cfg, emb, tensors = read_peft(a.peft_dir)
     model, tok, bcfg = load_backbone(a.backbone or default_backbone())
     se = cfg.get("softedge") or {}  # what scripts/py peft_export records: template, labels, readout
     head = read_head(a.peft_dir, se) if a.task == "classify" else None
+    peft_head = classifier_head(tensors, a.labels.split(",") if a.labels else None, model.cfg.d_model,
+                                str(a.peft_dir)) if a.task == "classify" and head is None else None
     labels = None
     if head is not None:
         labels = se["labels"]
+    elif peft_head is not None:
+        head, labels = peft_head, [{"name": n, "words": [], "token_ids": []} for n in peft_head.labels]
     elif a.task == "classify" and not a.verbalizer and se.get("labels") and all(l.get("token_ids") for l in se["labels"]):
         labels = Verbalizer.build([l["name"] for l in se["labels"]], tok, {l["name"]: l["words"] for l in se["labels"]}).to_meta()
     elif a.task == "classify":

@@ -413,3 +413,37 @@ def test_backbone_exports_as_a_hugging_face_llama_checkpoint(tiny_bundle, tmp_pa
     r = cli("peft_export", "backbone", tmp_path / "nope", "--out", tmp_path / "x")
     one_line_error(r, "not a backbone bundle")
     assert not (tmp_path / "x").exists()
+
+
+def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle, tmp_path):
+    """modules_to_save: transformers' sequence-classification `score` layer reads the last token's final hidden
+    state; imported, it is a head with last pooling whose scores are W . h_last."""
+    from softedge.checkpoint import load_weights
+    from softedge.readout import Head, label_scores
+
+    L, kvH, D = 2, 2, 8
+    folder = tmp_path / "peft"
+    write_peft(folder, "PREFIX_TUNING", torch.randn(3, L * 2 * kvH * D) * 0.3, num_layers=L)
+    W = torch.randn(2, 32)
+    safetensors_io.save(folder / "adapter_model.safetensors", {"prompt_embeddings": torch.randn(3, L * 2 * kvH * D) * 0.3,
+                                                                "base_model.model.score.weight": W})
+    r = cli("peft_import", folder, "--task", "classify", "--labels", "neg,pos", "--backbone", tiny_bundle,
+            "--dtype", "float32", "--out", tmp_path / "a.safetensors")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv, meta, tensors = A.load(tmp_path / "a.safetensors", cfg)
+    assert meta["readout"] == {"type": "head", "pooling": "last", "bag_tokens": 0}
+    assert [l["name"] for l in meta["labels"]] == ["neg", "pos"] and torch.equal(tensors["head_weight"], W)
+    model, _ = load_weights(tiny_bundle / "weights.safetensors")
+    head = Head.from_artifact(tensors, meta["readout"], ["neg", "pos"])
+    ids = [[5, 17, 42], [7, 8, 9, 10, 11]]
+    with torch.no_grad():
+        got = label_scores(model, A.tensor_to_kv(kv, 2), ids, head, 0)
+        for i, seq in enumerate(ids):
+            h, _ = model.hidden_states(torch.tensor([seq]), torch.ones(1, 3 + len(seq), dtype=torch.long),
+                                       None, A.tensor_to_kv(kv, 1))
+            assert torch.allclose(got[i], W @ h[0, -1], atol=1e-4)
+    one_line_error(cli("peft_import", folder, "--task", "classify", "--labels", "a,b,c", "--backbone", tiny_bundle,
+                       "--out", tmp_path / "b.safetensors"), "3")
+    one_line_error(cli("peft_import", folder, "--task", "classify", "--backbone", tiny_bundle,
+                       "--out", tmp_path / "c.safetensors"), "--labels")
