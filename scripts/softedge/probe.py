@@ -24,19 +24,12 @@ import torch
 
 from .common import CACHE, CliError, run_cli, write_json
 from .pretrain import heldout_loss, tokenize_corpus
-from .readout import Head, fit_probe, run_features
-from .tasks import TEMPLATES, encode_prompts, load_jsonl
+from .readout import Head, probe_trials, prompt_features
+from .tasks import TEMPLATES, load_jsonl
 from .tune import load_backbone
 
 DEFAULT_TASKS = ("spam", "wordnet-topic")
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 3e-2)
-
-
-@torch.no_grad()
-def pooled_states(model, tok, rows: list[dict], max_tokens: int, head: Head) -> torch.Tensor:
-    prompts = encode_prompts(tok, TEMPLATES["classify"], rows, "text", max_tokens)
-    out = [run_features(model, None, prompts[i:i + 64], tok.pad_id, head)[0] for i in range(0, len(prompts), 64)]
-    return torch.cat(out)
 
 
 def linear_probe(model, tok, task_dir: Path, max_tokens: int, seed: int = 0) -> dict:
@@ -47,22 +40,14 @@ def linear_probe(model, tok, task_dir: Path, max_tokens: int, seed: int = 0) -> 
     dev, fit = train[:n_dev], train[n_dev:]
     labels = sorted({r["label"] for r in fit})
     known = [r for r in evalrows if r["label"] in labels]
-    shell = Head(labels, model.cfg.d_model, "mean")
-    X = {k: pooled_states(model, tok, rows, max_tokens, shell) for k, rows in (("fit", fit), ("dev", dev), ("eval", known))}
-    y = {k: torch.tensor([labels.index(r["label"]) for r in rows]) for k, rows in (("fit", fit), ("dev", dev), ("eval", known))}
-    best = None
-    for wd in WEIGHT_DECAYS:
-        torch.manual_seed(seed)
-        head = Head(labels, model.cfg.d_model, "mean")
-        head.standardise(X["fit"], None)
-        fit_probe(head, (X["fit"], None), y["fit"], wd)
-        with torch.no_grad():
-            acc = (head.scores(X["dev"], None).argmax(1) == y["dev"]).float().mean().item()
-        if best is None or acc > best[0]:
-            best = (acc, wd, head)
+    make = lambda: Head(labels, model.cfg.d_model, "mean")  # noqa: E731
+    splits = (("fit", fit), ("dev", dev), ("eval", known))
+    X = {k: prompt_features(model, None, tok, TEMPLATES["classify"], rows, max_tokens, make()) for k, rows in splits}
+    y = {k: torch.tensor([labels.index(r["label"]) for r in rows]) for k, rows in splits}
+    head, dev_acc, wd = max(probe_trials(make, X["fit"], y["fit"], X["dev"], y["dev"], WEIGHT_DECAYS), key=lambda t: t[1])
     with torch.no_grad():
-        acc = (best[2].scores(X["eval"], None).argmax(1) == y["eval"]).float().mean().item() * len(known) / len(evalrows)
-    return {"accuracy": round(acc, 4), "dev_accuracy": round(best[0], 4), "weight_decay": best[1],
+        acc = (head.scores(*X["eval"]).argmax(1) == y["eval"]).float().mean().item() * len(known) / len(evalrows)
+    return {"accuracy": round(acc, 4), "dev_accuracy": round(dev_acc, 4), "weight_decay": wd,
             "train_examples": len(fit), "eval_examples": len(evalrows), "labels": len(labels), "max_tokens": max_tokens}
 
 

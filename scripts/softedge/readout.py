@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tasks import Verbalizer, label_logprobs, left_pad
+from .tasks import Verbalizer, encode_prompts, label_logprobs, left_pad
 
 POOLINGS = ("mean", "last")
 
@@ -126,6 +126,34 @@ def run_features(model, kv, prompts: list[list[int]], pad: int, head: Head):
     ids, mask, pos = left_pad(prompts, pad, P)
     h, _ = model.hidden_states(ids, mask, pos, kv)
     return head.features(h, mask[:, P:], prompts, model.cfg.vocab_size)
+
+
+@torch.no_grad()
+def prompt_features(model, kv_fn, tok, template: str, rows: list[dict], max_tokens: int, head: Head, batch: int = 64):
+    """The head's features (pooled [N, d], bag [N, K] or None) for classification rows, run in batches behind the
+    KV prefix kv_fn(B) gives (None: no adapter)."""
+    prompts = encode_prompts(tok, template, rows, "text", max_tokens)
+    pooled, bags = [], []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i:i + batch]
+        p, b = run_features(model, kv_fn(len(chunk)) if kv_fn else None, chunk, tok.pad_id, head)
+        pooled.append(p)
+        bags.append(b)
+    return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
+
+
+def probe_trials(make_head, train: tuple, y: torch.Tensor, dev: tuple, ydev: torch.Tensor, weight_decays,
+                 bag_too: bool = True) -> list[tuple[Head, float, float]]:
+    """One probe per weight decay: a fresh head (make_head()) standardised on and fitted to the train features,
+    scored on dev. Returns [(head, dev accuracy, weight decay)] in the order of weight_decays."""
+    out = []
+    for wd in weight_decays:
+        head = make_head()
+        head.standardise(*train, bag_too=bag_too)
+        fit_probe(head, train, y, wd)
+        with torch.no_grad():
+            out.append((head, (head.scores(*dev).argmax(1) == ydev).float().mean().item(), wd))
+    return out
 
 
 def label_scores(model, kv, prompts: list[list[int]], readout, pad: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from . import adapter as adapter_fmt
 from .baselines import naive_bayes
 from .checkpoint import load_bundle_weights
 from .common import ROOT, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
-from .readout import POOLINGS, Head, choose_bag_ids, fit_probe, label_scores, run_features
+from .readout import POOLINGS, Head, choose_bag_ids, label_scores, probe_trials, prompt_features
 from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
                     load_jsonl, rouge_l)
 from .tokenizer import Tokenizer
@@ -112,15 +112,8 @@ def make_tuner(a: TuneConfig, model, verb, init_ids: list[int]):
     return tuner, (lambda B: tuner.kv_prefix(model, B))
 
 
-@torch.no_grad()
 def head_features(model, kv_fn, tok, rows, a: TuneConfig, head):
-    pooled, bags = [], []
-    prompts = encode_prompts(tok, a.template, rows, "text", a.max_tokens)
-    for i in range(0, len(rows), 64):
-        p, b = run_features(model, kv_fn(len(prompts[i:i + 64])), prompts[i:i + 64], tok.pad_id, head)
-        pooled.append(p)
-        bags.append(b)
-    return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
+    return prompt_features(model, kv_fn, tok, a.template, rows, a.max_tokens, head)
 
 
 PARTS = {"pooled": (True, False), "pooled+bag": (True, True), "bag": (False, True)}  # (pooled states, bag)
@@ -144,15 +137,10 @@ def fit_head(a: TuneConfig, model, tok, kv_fn, train_rows, dev_rows, labels, log
     for part in parts:
         use_states, use_bag = PARTS[part]
         ftr, fdv = (select(tr, use_states, use_bag), select(dv, use_states, use_bag))
-        for wd in a.weight_decay_grid:
-            head = Head(labels, d, a.pooling, bag_ids if use_bag else [])
-            head.standardise(*ftr, bag_too=a.bag_scale == "standard")
-            fit_probe(head, ftr, y, wd)
-            with torch.no_grad():
-                acc = (head.scores(*fdv).argmax(1) == ydev).float().mean().item()
-            trials.append({"part": part, "weight_decay": wd, "dev_accuracy": round(acc, 4)})
-            if part not in best_of or acc > best_of[part][1]:
-                best_of[part] = (head, acc, wd)
+        tried = probe_trials(lambda: Head(labels, d, a.pooling, bag_ids if use_bag else []), ftr, y, fdv, ydev,
+                             a.weight_decay_grid, bag_too=a.bag_scale == "standard")
+        trials += [{"part": part, "weight_decay": wd, "dev_accuracy": round(acc, 4)} for _, acc, wd in tried]
+        best_of[part] = max(tried, key=lambda t: t[1])  # the first of equals: the weakest weight decay
     # ties go to the smaller head (no bag), then the stronger weight decay
     best = max((p for p in best_of if PARTS[p][0]), key=lambda p: (best_of[p][1], not PARTS[p][1], best_of[p][2]))
     head, acc, wd = best_of[best]
@@ -173,10 +161,13 @@ def score_parts(a: TuneConfig, model, tok, kv_fn, rows, heads: dict) -> dict:
     """Eval accuracy of each part's head (the report's view of what the backbone and the bag each contribute)."""
     labels = next(iter(heads.values())).labels
     y = torch.tensor([labels.index(r["label"]) for r in rows])
+    # one backbone pass: the parts with a bag share its vocabulary, the states are the same for all
+    widest = max(heads.values(), key=lambda h: h.bag_size)
+    feats = head_features(model, kv_fn, tok, rows, a, widest)
     out = {}
     for part, head in heads.items():
-        feats = select(head_features(model, kv_fn, tok, rows, a, head), *PARTS[part])
-        out[part] = round((head.scores(*feats).argmax(1) == y).float().mean().item(), 4)
+        assert not head.bag_size or torch.equal(head.bag_ids, widest.bag_ids)
+        out[part] = round((head.scores(*select(feats, *PARTS[part])).argmax(1) == y).float().mean().item(), 4)
     return out
 
 

@@ -8,7 +8,7 @@ import { bearer, errors, json, router } from "./openapi";
 import { Defaults, DefaultsUpdate, Grants, ReaderPath, TenantInfo, UsageQuery, UsageResponse } from "./schemas";
 import { usageReport } from "../usage";
 import { limitBody, requireScope, resolverFor } from "../auth/middleware";
-import { resolveAdapter } from "../store/resolve";
+import { resolveAdapter, type Resolver } from "../store/resolve";
 import { refString, type AdapterRef } from "../store/refs";
 import { kvNames, type TenantSettings } from "../auth/tenants";
 
@@ -32,10 +32,12 @@ tenant.openapi(
   async (c) => {
     const t = c.var.principal.tenant, kv = c.env.TENANTS;
     const settings: TenantSettings = structuredClone(await c.var.directory.settings(c.var.kv, t));
+    let resolver: Resolver | undefined;
     for (const [task, ref] of Object.entries(c.req.valid("json")) as ["classify" | "generate", AdapterRef | null | undefined][]) {
       if (ref === undefined) continue;
       if (ref === null) { delete settings.defaults[task]; continue; }
-      await resolveAdapter(await resolverFor(c), ref, task); // a default must be an adapter this tenant can use, for that task
+      resolver ??= await resolverFor(c); // once for both tasks
+      await resolveAdapter(resolver, ref, task); // a default must be an adapter this tenant can use, for that task
       settings.defaults[task] = refString(ref);
     }
     await kv.put(`tenant/${t}`, JSON.stringify(settings));

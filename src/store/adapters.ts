@@ -6,7 +6,6 @@ import type { BackboneConfig } from "../engine/backbone-config";
 import { DomainError } from "../errors";
 import { getBytes, getJson, type Storage } from "./r2";
 import { SingleFlight } from "./single-flight";
-
 import { aliasOf, type AdapterRef } from "./refs";
 
 export interface Resolved {
