@@ -9,7 +9,7 @@
 // key, updated after each upload) does not already list its hash; versions go up before any alias names them. The
 // KV namespace id is written to wrangler.deploy.toml (git-ignored: account-specific), which `wrangler deploy` reads.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -46,9 +46,10 @@ function buildBundle() {
   const files = readdirSync(out).filter((f) => !f.endsWith(".map") && f !== "README.md");
   const raw = files.reduce((a, f) => a + statSync(join(out, f)).size, 0);
   const gzip = files.reduce((a, f) => a + gzipSync(readFileSync(join(out, f))).length, 0);
+  rmSync(out, { recursive: true, force: true });
   const plan = PLANS.find(([, limit]) => gzip <= limit);
   if (!plan) throw new DeployError(`the bundle is ${mb(gzip)} gzipped, over every plan's limit (${mb(PLANS.at(-1)[1])})`);
-  return { dir: out, files, raw, gzip, plan: plan[0] };
+  return { files, raw, gzip, plan: plan[0] };
 }
 
 function describe(plan, bundle, bucket) {
@@ -93,15 +94,21 @@ function ensureNamespace() {
   return ns.id;
 }
 
-function r2Get(bucket, key) {
+/** fn(a fresh temporary file path), the folder removed afterwards */
+function withTemp(fn) {
   const dir = mkdtempSync(join(tmpdir(), "softedge-r2-"));
-  const r = wrangler(["r2", "object", "get", `${bucket}/${key}`, "--file", join(dir, "o"), "--remote"]);
-  return r.status === 0 && existsSync(join(dir, "o")) ? readFileSync(join(dir, "o")) : null;
+  try { return fn(join(dir, "o")); } finally { rmSync(dir, { recursive: true, force: true }); }
+}
+function r2Get(bucket, key) {
+  return withTemp((path) => {
+    const r = wrangler(["r2", "object", "get", `${bucket}/${key}`, "--file", path, "--remote"]);
+    return r.status === 0 && existsSync(path) ? readFileSync(path) : null;
+  });
 }
 function r2Put(bucket, key, bytes, file) {
-  let path = file;
-  if (!path) { path = join(mkdtempSync(join(tmpdir(), "softedge-r2-")), "o"); writeFileSync(path, bytes); }
-  must(wrangler(["r2", "object", "put", `${bucket}/${key}`, "--file", path, "--remote"]), `uploading ${key}`);
+  const put = (path) => must(wrangler(["r2", "object", "put", `${bucket}/${key}`, "--file", path, "--remote"]), `uploading ${key}`);
+  if (file) return put(file);
+  withTemp((path) => { writeFileSync(path, bytes); put(path); });
 }
 
 function upload(plan, bucket) {
