@@ -4,8 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-echo "== tsc (type check of the worker) =="
+echo "== tsc (type check of the worker and of the playground) =="
 npx tsc --noEmit -p .
+npx tsc --noEmit -p web
 echo "== vitest: node (ONNX Runtime parity, tokenizer identity, engine vs golden) and workerd (the API) =="
 npx vitest run
 echo "== pytest (offline pipeline on tiny random models) =="

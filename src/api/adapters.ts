@@ -15,7 +15,7 @@ export const adapters = router();
 const read = [requireScope("read")];
 
 adapters.openapi(
-  createRoute({ method: "get", path: "/v1/adapters", security: bearer, middleware: read,
+  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters", security: bearer, middleware: read,
     responses: { 200: { description: "adapters this key may use: its tenant's, the public namespaces', granted ones", ...json(z.object({ adapters: z.array(AdapterSummary) })) }, ...errors } }),
   async (c) => c.json({ adapters: await listReadable(c) }, 200),
 );
@@ -36,7 +36,7 @@ export async function listReadable(c: Context<AppEnv>): Promise<z.infer<typeof A
 }
 
 adapters.openapi(
-  createRoute({ method: "get", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: read, request: { params: AdapterPath },
+  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: read, request: { params: AdapterPath },
     responses: { 200: { description: "an adapter's metadata and metrics", ...json(AdapterInfo) }, ...errors } }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
@@ -53,7 +53,7 @@ adapters.openapi(
 );
 
 adapters.openapi(
-  createRoute({ method: "get", path: "/v1/adapters/{tenant}/{name}/versions", security: bearer, middleware: read, request: { params: AdapterPath },
+  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters/{tenant}/{name}/versions", security: bearer, middleware: read, request: { params: AdapterPath },
     responses: { 200: { description: "the alias, its history and every stored version", ...json(VersionsResponse) }, ...errors } }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
@@ -63,7 +63,7 @@ adapters.openapi(
 );
 
 adapters.openapi(
-  createRoute({ method: "put", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: [requireScope("publish"), limitBody("adapter")] as const,
+  createRoute({ tags: ["adapters"], method: "put", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: [requireScope("publish"), limitBody("adapter")] as const,
     description: "Upload an adapter artifact (the .safetensors bytes as the body, at most MAX_ADAPTER_BYTES). It is validated, stored as " +
       "an immutable version, then the alias moves to it. Re-uploading the current version changes nothing.",
     request: { params: AdapterPath, body: { content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } }, required: true } },
@@ -79,7 +79,7 @@ adapters.openapi(
 );
 
 adapters.openapi(
-  createRoute({ method: "post", path: "/v1/adapters/{tenant}/{name}/rollback", security: bearer, middleware: [requireScope("publish"), limitBody("json")] as const,
+  createRoute({ tags: ["adapters"], method: "post", path: "/v1/adapters/{tenant}/{name}/rollback", security: bearer, middleware: [requireScope("publish"), limitBody("json")] as const,
     request: { params: AdapterPath, body: { ...json(RollbackRequest), required: false } },
     responses: { 200: { description: "the alias now points at the version", ...json(RollbackResponse) }, ...errors } }),
   async (c) => {

@@ -8,7 +8,7 @@ import type { AppEnv } from "../app-env";
 import { DomainError } from "../errors";
 import { errorBody } from "./errors";
 import { bearer, errors, json, router, timing } from "./openapi";
-import { ClassifyRequest, ClassifyResponse, GenerateRequest, GenerateResponse } from "./schemas";
+import { ClassifyRequest, ClassifyResponse, GenerateEvents, GenerateRequest, GenerateResponse } from "./schemas";
 import { limitBody, requireScope, resolverFor } from "../auth/middleware";
 import { resolveAdapter, type Resolver } from "../store/resolve";
 import { parseRef, type AdapterRef } from "../store/refs";
@@ -107,7 +107,7 @@ async function adapterFor(c: Context<AppEnv>, resolver: Resolver, given: Adapter
 }
 
 inference.openapi(
-  createRoute({ method: "post", path: "/v1/classify", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+  createRoute({ tags: ["inference"], method: "post", path: "/v1/classify", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
     request: { body: { ...json(ClassifyRequest), required: true } },
     responses: { 200: { description: "labels and probabilities", ...json(ClassifyResponse) }, ...errors } }),
   async (c) => {
@@ -135,9 +135,10 @@ inference.openapi(
 );
 
 inference.openapi(
-  createRoute({ method: "post", path: "/v1/generate", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+  createRoute({ tags: ["inference"], method: "post", path: "/v1/generate", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
     request: { body: { ...json(GenerateRequest), required: true } },
-    responses: { 200: { description: "generated text (JSON, or server-sent events with stream: true)", ...json(GenerateResponse) }, ...errors } }),
+    responses: { 200: { description: "generated text (JSON, or server-sent events with stream: true)",
+      content: { ...json(GenerateResponse).content, "text/event-stream": { schema: GenerateEvents } } }, ...errors } }),
   async (c) => {
     const b = c.req.valid("json");
     const { r, ids, truncated, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.adapter, b.input, {

@@ -26,18 +26,22 @@ const CompletionRequest = z
     n: z.literal(1).optional().openapi({ description: "one completion per request" }),
     user: z.string().max(256).optional(),
   })
-  .openapi("CompletionRequest");
+  .openapi("CompletionRequest", { example: { model: "demo/define-prefix", prompt: "volcano", max_tokens: 16, temperature: 0 } });
 const Choice = z.object({ text: z.string(), index: z.number().int(), logprobs: z.null(), finish_reason: z.enum(["stop", "length"]).nullable() });
 const Completion = z
   .object({ id: z.string(), object: z.literal("text_completion"), created: z.number().int(), model: z.string(), choices: z.array(Choice),
     usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }).optional() })
   .openapi("Completion");
+const CompletionEvents = z.string().openapi("CompletionEvents", { description: "text/event-stream, as OpenAI streams: unnamed `data:` " +
+  "frames, each a Completion whose choices[0].text is the new text (finish_reason null until the last, which also has usage), " +
+  "then `data: [DONE]`; a failure after the stream started sends a `data:` frame with an Error body instead" });
 const Model = z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() });
 
 openai.openapi(
-  createRoute({ method: "post", path: "/v1/completions", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
+  createRoute({ tags: ["OpenAI-compatible"], method: "post", path: "/v1/completions", security: bearer, middleware: [requireScope("read"), limitBody("json")] as const,
     request: { body: { ...json(CompletionRequest), required: true } },
-    responses: { 200: { description: "OpenAI-style completion (JSON, or data: frames ending with [DONE] when stream is true)", ...json(Completion) }, ...errors } }),
+    responses: { 200: { description: "OpenAI-style completion (JSON, or data: frames ending with [DONE] when stream is true)",
+      content: { ...json(Completion).content, "text/event-stream": { schema: CompletionEvents } } }, ...errors } }),
   async (c) => {
     const b = c.req.valid("json");
     const stop = b.stop == null ? undefined : typeof b.stop === "string" ? [b.stop] : b.stop;
@@ -66,7 +70,7 @@ openai.openapi(
 );
 
 openai.openapi(
-  createRoute({ method: "get", path: "/v1/models", security: bearer, middleware: [requireScope("read")] as const,
+  createRoute({ tags: ["OpenAI-compatible"], method: "get", path: "/v1/models", security: bearer, middleware: [requireScope("read")] as const,
     responses: { 200: { description: "the generation adapters this key may use, as OpenAI models", ...json(z.object({ object: z.literal("list"), data: z.array(Model) })) }, ...errors } }),
   async (c) => {
     const docs = (await listReadable(c)).filter((d) => d.task === "generate");

@@ -19,7 +19,7 @@ export const ClassifyRequest = z
   .refine((b) => (b.items ? b.adapter === undefined && b.text === undefined : b.text !== undefined), {
     message: "give text (and adapter), or items: [{adapter, text}, ...]",
   })
-  .openapi("ClassifyRequest");
+  .openapi("ClassifyRequest", { example: { adapter: "demo/spam-prefix", text: "WIN a FREE cruise!!! Reply now" } });
 
 export const ClassifyResult = z
   .object({
@@ -47,19 +47,34 @@ export const GenerateRequest = z
     stream: z.boolean().optional(),
   })
   .strict()
-  .openapi("GenerateRequest");
+  .openapi("GenerateRequest", { example: { adapter: "demo/define-prefix", input: "volcano", max_new_tokens: 24 } });
 export const GenerateResponse = z
   .object({ text: z.string(), tokens: z.number().int(), finish_reason: z.enum(["stop", "length"]).openapi({ description: "stop: </s> or a stop string; length: max_new_tokens" }),
     usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int() }),
     adapter: z.string(), version: z.string(), truncated: z.boolean() })
   .openapi("GenerateResponse");
 
+/** the server-sent events of /v1/generate with stream: true (documented; the frames are written by inference.ts) */
+export const GenerateEvents = z.string().openapi("GenerateEvents", { description: "text/event-stream: `event: token` frames with " +
+  "data {\"text\": \"...\"} (the new text), then one `event: done` with a GenerateResponse; a failure after the stream started " +
+  "sends `event: error` with an Error body instead of done", example: 'event: token\ndata: {"text":" a"}\n\nevent: done\ndata: {"text":"a mountain ...","tokens":12,...}\n\n' });
 export const ErrorResponse = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error");
 export const Readout = z
   .union([z.object({ type: z.literal("verbalizer") }),
     z.object({ type: z.literal("head"), pooling: z.enum(["mean", "last"]), bag_tokens: z.number().int() })])
   .nullable()
   .openapi("Readout", { description: "how labels are read: label words (verbalizer) or a head over pooled hidden states (null: a generation adapter)" });
+export const Training = z
+  .object({
+    method: z.string().optional().openapi({ description: "prompt, prefix (or an imported PEFT adapter's origin)" }),
+    data_sha256: z.string().optional().openapi({ description: "hash of the training file" }),
+    train_examples: z.number().int().optional(), steps: z.number().int().optional(),
+    max_tokens: z.number().int().optional().openapi({ description: "the token budget it was trained with; the edge reads at most this many" }),
+    eval: z.record(z.string(), z.number()).optional()
+      .openapi({ description: "held-out metrics of the training run: accuracy and macro_f1 (classify), rouge_l and exact_match (generate)", example: { accuracy: 0.979 } }),
+  })
+  .catchall(z.unknown())
+  .openapi("Training", { description: "what the training run recorded" });
 export const AdapterInfo = z
   .object({
     alias: z.string(), version: z.string(), history: z.array(z.string()), updated: z.string(),
@@ -67,7 +82,7 @@ export const AdapterInfo = z
     virtual_tokens: z.number().int(), dtype: z.string(), bytes: z.number().int(), template: z.string(),
     labels: z.array(z.object({ name: z.string(), words: z.array(z.string()) })),
     generation: z.object({ max_new_tokens: z.number().int().optional(), stop: z.array(z.string()).optional() }),
-    training: z.record(z.string(), z.unknown()).openapi({ description: "what the training run recorded: data hash, examples, steps, eval metric, token budget" }),
+    training: Training,
     readout: Readout,
   })
   .openapi("AdapterInfo");

@@ -16,7 +16,7 @@ export const tenant = router();
 const admin = [requireScope("admin"), limitBody("json")];
 
 tenant.openapi(
-  createRoute({ method: "get", path: "/v1/tenant", security: bearer, middleware: [requireScope("read")] as const,
+  createRoute({ tags: ["tenant"], method: "get", path: "/v1/tenant", security: bearer, middleware: [requireScope("read")] as const,
     responses: { 200: { description: "the key's tenant, scope, defaults and readable namespaces", ...json(TenantInfo) }, ...errors } }),
   async (c) => {
     const p = c.var.principal, dir = c.var.directory;
@@ -27,7 +27,7 @@ tenant.openapi(
 );
 
 tenant.openapi(
-  createRoute({ method: "put", path: "/v1/tenant/defaults", security: bearer, middleware: admin, request: { body: { ...json(DefaultsUpdate), required: true } },
+  createRoute({ tags: ["tenant"], method: "put", path: "/v1/tenant/defaults", security: bearer, middleware: admin, request: { body: { ...json(DefaultsUpdate), required: true } },
     responses: { 200: { description: "the tenant's defaults after the change", ...json(Defaults) }, ...errors } }),
   async (c) => {
     const t = c.var.principal.tenant, kv = c.env.TENANTS;
@@ -49,14 +49,14 @@ tenant.openapi(
 const readers = async (kv: KVNamespace, owner: string) => (await kvNames(kv, `granted/${owner}/`)).sort();
 
 tenant.openapi(
-  createRoute({ method: "get", path: "/v1/tenant/grants", security: bearer, middleware: [requireScope("admin")] as const,
+  createRoute({ tags: ["tenant"], method: "get", path: "/v1/tenant/grants", security: bearer, middleware: [requireScope("admin")] as const,
     responses: { 200: { description: "tenants allowed to read this tenant's adapters", ...json(Grants) }, ...errors } }),
   async (c) => c.json({ tenant: c.var.principal.tenant, readers: await readers(c.env.TENANTS, c.var.principal.tenant) }, 200),
 );
 
 for (const method of ["put", "delete"] as const)
   tenant.openapi(
-    createRoute({ method, path: "/v1/tenant/grants/{reader}", security: bearer, middleware: admin, request: { params: ReaderPath },
+    createRoute({ tags: ["tenant"], method, path: "/v1/tenant/grants/{reader}", security: bearer, middleware: admin, request: { params: ReaderPath },
       description: method === "put" ? "let another tenant read (use and list) this tenant's adapters" : "withdraw that",
       responses: { 200: { description: "tenants allowed to read this tenant's adapters", ...json(Grants) }, ...errors } }),
     async (c) => {
@@ -72,7 +72,7 @@ for (const method of ["put", "delete"] as const)
   );
 
 tenant.openapi(
-  createRoute({ method: "get", path: "/v1/tenant/usage", security: bearer, middleware: [requireScope("admin")] as const, request: { query: UsageQuery },
+  createRoute({ tags: ["tenant"], method: "get", path: "/v1/tenant/usage", security: bearer, middleware: [requireScope("admin")] as const, request: { query: UsageQuery },
     responses: { 200: { description: "this tenant's inference usage per task (requests, items, input and generated tokens)", ...json(UsageResponse) }, ...errors } }),
   async (c) => c.json(await usageReport(c.env, c.var.principal.tenant, c.req.valid("query").days), 200),
 );

@@ -3,6 +3,7 @@
 import { env } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index";
+import pkg from "../../package.json";
 import { getBackbone, stats } from "../../src/store/backbone";
 import { AdapterCache } from "../../src/store/adapters";
 import type { Adapter } from "../../src/engine/adapter";
@@ -98,6 +99,23 @@ describe("API in workerd", () => {
       expect(info.readout === null ? "generation" : info.readout.type).toBe(a.task === "generate" ? "generation" : (a as any).readout);
     }
     expect(Object.keys(doc.components.schemas.AdapterInfo.properties)).toEqual(expect.arrayContaining(["readout", "labels", "training", "virtual_tokens"]));
+  });
+
+  it("documents every route (tagged), both streaming shapes and one version; its request examples run on the default catalog", async () => {
+    const doc: any = await (await app.request("/openapi.json", {}, env)).json();
+    expect(doc.info.version).toBe(pkg.version);
+    const ops = Object.entries(doc.paths).flatMap(([p, o]: [string, any]) => Object.entries(o).map(([m, op]: [string, any]) => ({ p, m, op })));
+    expect(ops.map((o) => `${o.m} ${o.p}`)).toEqual(expect.arrayContaining(["get /healthz", "post /v1/completions", "get /v1/models", "get /v1/tenant/usage"]));
+    for (const { p, m, op } of ops) expect(op.tags?.length, `${m} ${p}`).toBe(1);
+    for (const p of ["/v1/generate", "/v1/completions"])
+      expect(Object.keys(doc.paths[p].post.responses["200"].content).sort()).toEqual(["application/json", "text/event-stream"]);
+    expect(Object.keys(doc.components.schemas.Training.properties)).toEqual(expect.arrayContaining(["eval", "max_tokens", "train_examples"]));
+    for (const [path, schema] of [["/v1/classify", "ClassifyRequest"], ["/v1/generate", "GenerateRequest"], ["/v1/completions", "CompletionRequest"]]) {
+      const example = doc.components.schemas[schema].example;
+      expect(example, schema).toBeDefined();
+      const r = await post(path, example);
+      expect(r.status, `${path} with the documented example`).toBe(200);
+    }
   });
 
   it.each([

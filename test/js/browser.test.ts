@@ -1,0 +1,161 @@
+// The playground (GET /) and the API docs (GET /docs) in headless Chromium (Debian's, driven by playwright-core:
+// nothing downloaded), served by `wrangler dev` on a freshly seeded local state, as a new user meets them:
+// enter the README's dev key, classify with every default classification adapter, stream a generation, see a readable
+// error for a bad key, read the docs page. Screenshots go to .cache/browser/ and are checked not to be blank.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startDev } from "../../scripts/lib/dev-server.mjs";
+import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SHOTS = ".cache/browser";
+const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8")) as { adapters: { alias: string; task: string }[] };
+const readKey = DEV_KEYS.find(([, tenant, scope]) => tenant === "acme" && scope === "read")![0];
+let dev: Awaited<ReturnType<typeof startDev>>;
+let browser: Browser;
+
+const api = async (path: string, body: object) =>
+  (await (await fetch(`${dev.base}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${readKey}` },
+    body: JSON.stringify(body) })).json()) as any;
+
+/** distinct colours and the share of pixels unlike the top-left one, of a PNG decoded by the browser itself */
+async function inkOf(page: Page, png: Buffer): Promise<{ colours: number; ink: number }> {
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const canvas = Object.assign(document.createElement("canvas"), { width: img.width, height: img.height });
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, img.width, img.height).data;
+    const colours = new Set<number>();
+    let ink = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      colours.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+      if (Math.abs(px[i] - px[0]) + Math.abs(px[i + 1] - px[1]) + Math.abs(px[i + 2] - px[2]) > 30) ink++;
+    }
+    return { colours: colours.size, ink: ink / (px.length / 4) };
+  }, png.toString("base64"));
+}
+
+async function screenshot(page: Page, name: string) {
+  mkdirSync(SHOTS, { recursive: true });
+  const png = await page.screenshot({ fullPage: true });
+  writeFileSync(join(SHOTS, name), png);
+  return inkOf(page, png);
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`);
+  dev = await startDev({ state: mkdtempSync(join(tmpdir(), "softedge-browser-")), port: 8797 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
+}, 120_000);
+afterAll(async () => {
+  await browser?.close();
+  dev?.stop();
+});
+
+describe("the playground in Chromium", () => {
+  it("classifies with each default classification adapter, with the API's probabilities, and is not blank", async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    await page.goto(dev.base + "/");
+    expect(await page.title()).toBe("softedge playground");
+    await page.fill("#key", readKey);
+    await page.click("#key-form button");
+    await page.waitForSelector("#adapter-section:not([hidden])");
+    expect(await page.textContent("#tenant")).toContain("Tenant acme");
+    const classifiers = catalog.adapters.filter((a) => a.task === "classify").map((a) => a.alias);
+    expect(classifiers.length).toBeGreaterThan(1);
+    const text = "WIN a FREE cruise!!! Reply now to claim your prize, click here";
+    for (const alias of classifiers) {
+      await page.selectOption("#adapter", alias);
+      await page.waitForSelector(`#meta[data-alias="${alias}"]`);
+      await page.fill("#text", text);
+      await page.click("#run");
+      await page.waitForSelector("#labels .label-row");
+      const rows = await page.$$eval("#labels .label-row", (els) => els.map((e) => ({
+        label: (e as HTMLElement).dataset.label!, score: Number(e.querySelector(".score")!.textContent!.replace("%", "")) / 100,
+        width: Number((e.querySelector(".bar > div") as HTMLElement).style.width.replace("%", "")) / 100 })));
+      const want = await api("/v1/classify", { adapter: alias, text });
+      expect(rows.map((r) => r.label), alias).toEqual(want.scores.map((s: any) => s.label));
+      rows.forEach((r, i) => {
+        expect(r.score).toBeCloseTo(want.scores[i].score, 3);
+        expect(r.width).toBeCloseTo(want.scores[i].score, 3);
+      });
+      expect(await page.isHidden("#error")).toBe(true);
+      await page.evaluate(() => document.querySelector("#labels")!.replaceChildren());
+    }
+    await page.selectOption("#adapter", "demo/spam-prefix");
+    await page.waitForSelector('#meta[data-alias="demo/spam-prefix"]');
+    await page.click("#run");
+    await page.waitForSelector("#labels .label-row");
+    const shot = await screenshot(page, "playground.png");
+    expect(shot.colours).toBeGreaterThan(50);
+    expect(shot.ink).toBeGreaterThan(0.02);
+    await page.close();
+  });
+
+  it("streams a generation in, ending with the text /v1/generate gives", async () => {
+    const page = await browser.newPage();
+    await page.goto(dev.base + "/");
+    await page.fill("#key", readKey);
+    await page.click("#key-form button");
+    await page.waitForSelector("#adapter-section:not([hidden])");
+    await page.selectOption("#adapter", "demo/define-prefix");
+    await page.waitForSelector('#meta[data-alias="demo/define-prefix"]');
+    await page.fill("#text", "volcano");
+    await page.fill("#max-new", "12");
+    // count the token events the page receives: the text must arrive in pieces, not at the end
+    await page.evaluate(() => {
+      const out = document.querySelector("#generation")!;
+      (window as any).updates = 0;
+      new MutationObserver(() => { (window as any).updates++; }).observe(out, { childList: true, characterData: true, subtree: true });
+    });
+    await page.click("#run");
+    await page.waitForSelector("#generation[data-finish]");
+    const got = (await page.textContent("#generation"))!;
+    const want = await api("/v1/generate", { adapter: "demo/define-prefix", input: "volcano", max_new_tokens: 12 });
+    expect(got).toBe(want.text);
+    expect(got.length).toBeGreaterThan(0);
+    expect(await page.getAttribute("#generation", "data-finish")).toBe(want.finish_reason);
+    expect(await page.evaluate(() => (window as any).updates)).toBeGreaterThan(2);
+    expect(await page.textContent("#timing")).toMatch(/^\d+ tokens in \d+ ms$/);
+    await page.close();
+  });
+
+  it("shows a readable error for a bad key, and keeps no adapters on screen", async () => {
+    const page = await browser.newPage();
+    await page.goto(dev.base + "/");
+    await page.fill("#key", "se_000000000000_not-a-key");
+    await page.click("#key-form button");
+    await page.waitForSelector("#error:not([hidden])");
+    expect(await page.textContent("#error")).toMatch(/\(invalid_key, HTTP 401\)$/);
+    expect(await page.isHidden("#adapter-section")).toBe(true);
+    await page.close();
+  });
+});
+
+describe("the API docs in Chromium", () => {
+  it("renders every route of the OpenAPI document, offline, and is not blank", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
+    const external: string[] = [];
+    page.on("request", (r) => { if (!r.url().startsWith(dev.base) && !r.url().startsWith("data:")) external.push(r.url()); });
+    await page.goto(dev.base + "/docs");
+    await page.waitForSelector(".swagger-ui .info .title");
+    expect(await page.textContent(".swagger-ui .info .title")).toContain("softedge");
+    const doc = (await (await fetch(`${dev.base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const want = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+    await page.waitForSelector(".opblock-summary-path");
+    const shown = (await page.$$eval(".opblock", (els) => els.map((e) =>
+      `${e.querySelector(".opblock-summary-method")!.textContent} ${e.querySelector(".opblock-summary-path")!.getAttribute("data-path")}`))).sort();
+    expect(shown).toEqual(want);
+    expect(external).toEqual([]);
+    const shot = await screenshot(page, "docs.png");
+    expect(shot.colours).toBeGreaterThan(50);
+    expect(shot.ink).toBeGreaterThan(0.02);
+    await page.close();
+  });
+});
