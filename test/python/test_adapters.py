@@ -145,6 +145,10 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert meta["readout"]["bag_tokens"] == (tensors["bag_ids"].numel() if "bag_ids" in tensors else 0)
     assert meta["training"]["max_tokens"] == 128  # trained at the token budget the edge serves
     assert m["storage"]["float32"]["accuracy"] == m["eval"]["accuracy"]
+    # naive Bayes on the same rows beside it, and a warning when it wins
+    assert m["naive_bayes"]["eval"] == 1.0  # separable words
+    assert f"naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
+    assert ("warning: naive Bayes beats this adapter" in r.stderr) == (m["eval"]["accuracy"] < 1.0)
     # the folded head (what the edge applies) scores like the unfolded one
     from softedge.checkpoint import load_weights
     model, _ = load_weights(tiny_bundle / "weights.safetensors")
