@@ -4,11 +4,22 @@
 # the end), then writes them into the catalog and the golden answers. Runs two trainings at a time, one thread each
 # (about 90 minutes on the 2-core development machine). Runs already finished in .cache/tune are kept (delete a run
 # folder to retrain it).
+#   --goldens-only: only rewrite the golden answers for the committed adapters (after a re-export of the backbone)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+D=.cache/data R=.cache/tune
+goldens() {
+  # what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests)
+  local bb="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
+  scripts/py fixtures golden "$bb" --case adapters/default/spam-prefix.safetensors:$D/spam/eval.jsonl \
+    --case adapters/default/spam-prompt.safetensors:$D/spam/eval.jsonl \
+    --case adapters/default/spam-verbalizer.safetensors:$D/spam/eval.jsonl \
+    --case adapters/default/topic-prefix.safetensors:$D/wordnet-topic/eval.jsonl \
+    --case adapters/default/define-prefix.safetensors:$D/wordnet-define/eval.jsonl
+}
+if [ "${1:-}" = "--goldens-only" ]; then goldens; exit 0; fi
 bash scripts/setup.sh
 scripts/py datasets
-D=.cache/data R=.cache/tune
 mkdir -p "$R"
 spam=(--task classify --train $D/spam/train.jsonl --eval $D/spam/eval.jsonl --threads 1)
 topic=(--task classify --train $D/wordnet-topic/train.jsonl --eval $D/wordnet-topic/eval.jsonl --threads 1)
@@ -32,10 +43,4 @@ run define-full "${define[@]}" --method full & wait
 run spam-verbalizer "${spam[@]}" --readout verbalizer --epochs 3 --lr 5e-3 --patience 6 --compare-to $R/spam-full/metrics.json &
 run define-prefix "${define[@]}" --compare-to $R/define-full/metrics.json & wait
 scripts/py catalog --runs "$R"
-# what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests)
-bb="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
-scripts/py fixtures golden "$bb" --case adapters/default/spam-prefix.safetensors:$D/spam/eval.jsonl \
-  --case adapters/default/spam-prompt.safetensors:$D/spam/eval.jsonl \
-  --case adapters/default/spam-verbalizer.safetensors:$D/spam/eval.jsonl \
-  --case adapters/default/topic-prefix.safetensors:$D/wordnet-topic/eval.jsonl \
-  --case adapters/default/define-prefix.safetensors:$D/wordnet-define/eval.jsonl
+goldens

@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Packages a pretraining run as the default backbone: chooses the int8 scheme by measurement, builds the bundle
 # into adapters/backbones/<id>/, writes its fixtures, evaluation and model card, and points adapters/catalog.json
-# at it (older bundles are removed, and so is the adapter list: adapters fit one backbone).
-# Usage: bash scripts/package-backbone.sh <run dir> <name> [--reuse-scheme]
+# at it (older bundles are removed). Adapters fit one backbone: with new weights the adapter list is dropped
+# (retrain them: scripts/build-default-adapters.sh); with the same weights (a re-export: another int8 scheme, a new
+# graph output) the catalog's adapters are moved onto the new bundle by scripts/py retarget, which measures each one
+# on its eval split when the new scheme's math differs and refuses a change over 0.5 points, and the golden answers
+# are rebuilt.
+# Usage: bash scripts/package-backbone.sh <run dir> <name> [--reuse-scheme | --reuse-bench]
 #   --reuse-scheme: skip the int8 benchmark and keep the current default's scheme and quant-bench.json (for a
 #   re-export of the same weights, e.g. when the graph gains an output; the benchmark takes about 15 minutes).
+#   --reuse-bench: take the choice from the last `npm run bench:quant` (.cache/bench-quant/results.json), which must
+#   have measured these weights.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 run="${1:?run dir}" NAME="${2:?name}"
-if [ "${3:-}" = "--reuse-scheme" ]; then
-  cur="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
-  mkdir -p .cache/bench-quant && cp "$cur/quant-bench.json" .cache/bench-quant/results.json
-else
-  node scripts/bench-quant.mjs "$run"
-fi
+weights="$run"; [ -d "$run" ] && weights="$run/weights.safetensors"; [ -f "$weights" ] || weights="$run/ckpt.pt"
+cur="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone' 2>/dev/null || true)"
+case "${3:-}" in
+  --reuse-scheme)
+    mkdir -p .cache/bench-quant && cp "$cur/quant-bench.json" .cache/bench-quant/results.json ;;
+  --reuse-bench)
+    measured="$(node -p 'require("./.cache/bench-quant/results.json").weights')"
+    if [ "$(sha256sum < "$measured")" != "$(sha256sum < "$weights")" ]; then
+      echo "error: .cache/bench-quant/results.json measured $measured, not $weights: run without --reuse-bench" >&2; exit 2
+    fi ;;
+  "") node scripts/bench-quant.mjs "$run" ;;
+  *) echo "error: unknown option ${3} (--reuse-scheme or --reuse-bench)" >&2; exit 2 ;;
+esac
 scheme="$(node -p 'require("./.cache/bench-quant/results.json").choice')"
 
 out="$(scripts/py bundle --weights "$run" --name "$NAME" --quant "$scheme" --out adapters/backbones)"
@@ -30,6 +43,16 @@ scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 
 node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
 scripts/py probe "$dir"                                                 # held-out ppl + linear probes: probe.json
 scripts/py card "$dir"
-node -e 'const fs=require("fs");const p="adapters/catalog.json";const c=fs.existsSync(p)?JSON.parse(fs.readFileSync(p,"utf8")):{};if(c.default_backbone!==process.argv[1])delete c.adapters;c.default_backbone=process.argv[1];fs.writeFileSync(p+".tmp",JSON.stringify(c,null,2)+"\n");fs.renameSync(p+".tmp",p)' "$id"
+same=0
+if [ -f "$cur/weights.safetensors" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
+  same=1
+  # the catalog's adapters onto the new bundle (measured when the math differs; nothing moves if one fails)
+  scripts/py retarget --from "$cur" --to "$dir" adapters/default/*.safetensors
+fi
+node -e 'const fs=require("fs");const p="adapters/catalog.json";const c=fs.existsSync(p)?JSON.parse(fs.readFileSync(p,"utf8")):{};if(process.argv[2]!=="1")delete c.adapters;c.default_backbone=process.argv[1];fs.writeFileSync(p+".tmp",JSON.stringify(c,null,2)+"\n");fs.renameSync(p+".tmp",p)' "$id" "$same"
 for old in adapters/backbones/*/; do [ "$old" = "$dir/" ] || rm -rf "$old"; done
+if [ "$same" = 1 ]; then
+  bash scripts/build-default-adapters.sh --goldens-only
+  scripts/py catalog --from-default   # the list, cards and ADAPTERS.md with the served figures
+fi
 echo "default backbone: $id"

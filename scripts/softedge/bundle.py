@@ -1,7 +1,7 @@
 """Build a backbone bundle: ONNX (+int8), tokenizer.json, config.json with sha256; content-derived id.
 
     scripts/py bundle --weights .cache/runs/default --tokenizer .cache/tokenizer --out adapters/backbones
-                      [--name softedge-llama-5m] [--quant weight-only|dynamic-row|none] [--all-logits]
+                      [--name softedge-llama-5m] [--quant <a quantize.SCHEMES scheme>|none] [--all-logits]
 
 --weights takes a softedge run folder / weights.safetensors, or a Hugging Face GPT-2/Llama checkpoint folder.
 --tokenizer is a folder with tokenizer.model (SentencePiece, used by the Python side) and tokenizer.json (the edge).

@@ -1,6 +1,8 @@
 """Collect trained default adapters into the catalog (adapters/default/) and write their table.
 
     scripts/py catalog --runs .cache/tune
+    scripts/py catalog --from-default     # rewrite the list, cards and table from adapters/default/*.metrics.json
+                                          # (after scripts/py retarget moved them onto a re-exported backbone)
 
 Each entry: <runs>/<name>/ holding adapter.safetensors + metrics.json (from scripts/py tune). Baseline runs
 (<task>-full, <task>-nb) are read for the table's gap and baseline columns. Writes adapters/default/<name>.safetensors,
@@ -75,6 +77,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / ".cache" / "tune")
     ap.add_argument("--tenant", default="demo")
+    ap.add_argument("--from-default", action="store_true", help="read the metrics beside the committed adapters "
+                    "instead of the runs (baselines still from --runs where present)")
     a = ap.parse_args()
     cat_path = ROOT / "adapters" / "catalog.json"
     catalog = json.loads(cat_path.read_text())
@@ -85,14 +89,19 @@ def main():
     rows, entries = [], []
     for name, run, data, full, nb in DEFAULTS:
         d = a.runs / run
-        if not (d / "adapter.safetensors").is_file():
-            raise CliError(f"{d}: no adapter.safetensors (train it first)")
-        m = json.loads((d / "metrics.json").read_text())
-        if m["backbone"] != catalog["default_backbone"]:
-            raise CliError(f"{d}: trained on {m['backbone']}, not the default backbone")
-        shutil.copyfile(d / "adapter.safetensors", out / f"{name}.safetensors.tmp")
-        (out / f"{name}.safetensors.tmp").replace(out / f"{name}.safetensors")
-        write_json(out / f"{name}.metrics.json", {k: v for k, v in m.items() if k != "history"})
+        if a.from_default:
+            m = json.loads((out / f"{name}.metrics.json").read_text())
+            if m["backbone"] != catalog["default_backbone"]:
+                raise CliError(f"{out / name}.safetensors: packed for {m['backbone']}, not the default backbone")
+        else:
+            if not (d / "adapter.safetensors").is_file():
+                raise CliError(f"{d}: no adapter.safetensors (train it first)")
+            m = json.loads((d / "metrics.json").read_text())
+            if m["backbone"] != catalog["default_backbone"]:
+                raise CliError(f"{d}: trained on {m['backbone']}, not the default backbone")
+            shutil.copyfile(d / "adapter.safetensors", out / f"{name}.safetensors.tmp")
+            (out / f"{name}.safetensors.tmp").replace(out / f"{name}.safetensors")
+            write_json(out / f"{name}.metrics.json", {k: v for k, v in m.items() if k != "history"})
         with atomic_path(out / f"{name}.md") as tmp:
             tmp.write_text(adapter_card(f"{a.tenant}/{name}", data, m))
         metric = "accuracy" if m["task"] == "classify" else "rouge_l"
@@ -101,6 +110,8 @@ def main():
         ev = m["eval"]
         score = (f"acc {ev['accuracy'] * 100:.1f}%, macro-F1 {ev['macro_f1'] * 100:.1f}" if metric == "accuracy"
                  else f"ROUGE-L {ev['rouge_l'] * 100:.1f}, EM {ev['exact_match'] * 100:.1f}%")
+        if "served" in m:  # measured on the int8 graph the edge runs (scripts/py retarget)
+            score += f"; on the {m['served']['scheme']} graph {m['served'][metric] * 100:.1f}"
         gap = f"{(ev[metric] - fm[metric]) * 100:+.1f} pts (full FT {fm[metric] * 100:.1f})" if fm else "n/a"
         base = f"naive Bayes acc {bm['accuracy'] * 100:.1f}%" if bm else "n/a"
         readout = readout_cell(m)
@@ -109,7 +120,8 @@ def main():
                     f"backbone) | {score} | {parts_cell(m)} | {gap} | {base} |")
         entries.append({"alias": f"{a.tenant}/{name}", "file": f"default/{name}.safetensors", "task": m["task"],
                         "kind": m["method"], "readout": m.get("readout"), "virtual_tokens": m["virtual_tokens"],
-                        "bytes": m["adapter_bytes"], "eval": {k: v for k, v in ev.items() if k != "samples"}})
+                        "bytes": m["adapter_bytes"], "eval": {k: v for k, v in ev.items() if k != "samples"},
+                        **({"served": m["served"]} if "served" in m else {})})
     catalog["adapters"] = entries
     write_json(cat_path, catalog)
     table = ["| adapter | data | method | readout | P | bytes | eval (held-out) | head parts alone: states / bag / both "
@@ -120,7 +132,10 @@ def main():
                        "on the eval file, which chose nothing: model selection used a dev split of the training file. "
                        "A head reads the final hidden states mean-pooled over the prompt, plus a bag-of-tokens term where "
                        "that helped on dev; the parts column scores each part alone, refitted on the trained adapter, so "
-                       "the backbone's own contribution (states) stays visible beside the bag's.\n\n"
+                       "the backbone's own contribution (states) stays visible beside the bag's. The eval figure is "
+                       "PyTorch's on the training weights; where the int8 graph the edge serves computes different math "
+                       "(dynamic activation quantisation), the same eval rows scored on that graph's math follow it "
+                       "(written by `scripts/py retarget`).\n\n"
                        + "\n".join(table) + "\n")
     print("\n".join(table))
 

@@ -158,8 +158,8 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
     and greedy token ids (generation), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
     from . import adapter as adapter_fmt
-    from .readout import Head, label_scores
-    from .tasks import Verbalizer, encode_prompts, greedy, load_jsonl
+    from .readout import label_scores, readout_of
+    from .tasks import encode_prompts, greedy, load_jsonl
     from .tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
@@ -175,11 +175,7 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
         key = "text" if task == "classify" else "input"
         prompts = encode_prompts(tok, meta["template"], rows, key, max_tokens)
         entry = {"adapter": Path(path).name, "task": task, "readout": meta["readout"]["type"], "cases": []}
-        readout = None
-        if task == "classify":
-            names = [l["name"] for l in meta["labels"]]
-            readout = (Head.from_artifact(tensors, meta["readout"], names) if meta["readout"]["type"] == "head"
-                       else Verbalizer.from_meta(meta["labels"]))
+        readout = readout_of(meta, tensors)
         past = adapter_fmt.tensor_to_kv(kv, 1)
         for r, ids in zip(rows, prompts):
             c = {key: r[key], "prompt_ids": ids}

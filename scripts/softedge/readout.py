@@ -177,5 +177,15 @@ def fit_probe(head: Head, train: tuple, y: torch.Tensor, weight_decay: float, ma
     return float(opt.step(closure))
 
 
+def readout_of(meta: dict, tensors: dict):
+    """A classification artifact's readout (a Head or a Verbalizer) from adapter.parse's metadata and tensors;
+    None for generation."""
+    if meta["task"] != "classify":
+        return None
+    if meta["readout"]["type"] == "head":
+        return Head.from_artifact(tensors, meta["readout"], [l["name"] for l in meta["labels"]])
+    return Verbalizer.from_meta(meta["labels"])
+
+
 def readout_meta(readout) -> str:
     return json.dumps(readout.meta() if isinstance(readout, Head) else {"type": "verbalizer"})

@@ -1,12 +1,17 @@
 """Move adapters onto a re-exported bundle of the same backbone (another int8 scheme, same weights).
 
-    scripts/py retarget --from OLD_BUNDLE --to NEW_BUNDLE adapters/default/*.safetensors
+    scripts/py retarget --from OLD_BUNDLE --to NEW_BUNDLE adapters/default/*.safetensors [--data-dir .cache/data]
+                        [--max-change 0.5]
 
 An adapter names exactly the backbone it fits (the bundle id hashes model.onnx). A bundle rebuilt from the same
 training weights with a scheme that computes the same dequantised weights (the weight-only family, SAME_MATH)
 gives every KV prefix exactly the same meaning, so the adapter only needs the new id: the tensors, and so the
-checksum, stay as they are. Refused otherwise (retrain instead). Each file, and its
-.metrics.json beside it when there is one, is rewritten atomically.
+checksum, stay as they are. Between schemes whose math differs (dynamic-row quantises activations too), the move is
+measured: each adapter is scored on its task's eval split under both graphs' math (quantize.simulate: what ONNX
+Runtime computes, within 1e-4) and moved only if its metric changes by at most --max-change points; the figures go
+to its .metrics.json ("served"). The eval split is found by the adapter's training-file hash among
+<data-dir>/*/train.jsonl. Different weights or tokenizers are refused (retrain instead). Each file, and its
+.metrics.json beside it when there is one, is rewritten atomically, and only after every adapter has passed.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 
 from . import adapter as adapter_fmt
 from . import safetensors_io
-from .common import CliError, atomic_path, run_cli, sha256_file, write_json
+from .common import CACHE, CliError, atomic_path, run_cli, sha256_file, write_json
 
 SAME_MATH = {"weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed"}
 
@@ -27,13 +32,42 @@ def check_same_backbone(old: Path, new: Path) -> tuple[dict, dict]:
         raise CliError(f"{new} was not built from the weights of {old}: retrain the adapters instead")
     if cfg_old["tokenizer_sha256"] != cfg_new["tokenizer_sha256"]:
         raise CliError("the bundles' tokenizers differ: retrain the adapters instead")
-    schemes = {cfg_old["quantization"], cfg_new["quantization"]}
-    if not schemes <= SAME_MATH:
-        raise CliError(f"schemes {sorted(schemes)} do not compute the same weights (only {sorted(SAME_MATH)} do)")
     return cfg_old, cfg_new
 
 
-def retarget_file(path: Path, cfg_old: dict, cfg_new: dict) -> None:
+def same_math(cfg_old: dict, cfg_new: dict) -> bool:
+    return {cfg_old["quantization"], cfg_new["quantization"]} <= SAME_MATH
+
+
+def eval_split(meta: dict, data_dir: Path, path: Path) -> Path:
+    """The eval.jsonl beside the train.jsonl whose hash the adapter recorded."""
+    want = meta.get("training", {}).get("data_sha256")
+    for train in sorted(data_dir.glob("*/train.jsonl")):
+        if want and sha256_file(train) == want and (train.parent / "eval.jsonl").is_file():
+            return train.parent / "eval.jsonl"
+    raise CliError(f"{path}: no eval split under {data_dir} for its training file (sha256 {str(want)[:12]}...): "
+                   "run scripts/py datasets, or pass --data-dir")
+
+
+def served_metric(bundle: Path, cfg: dict, path: Path, eval_rows: list[dict]) -> tuple[str, float]:
+    """(metric name, value) of an adapter under the bundle's int8 math, on eval_rows."""
+    from . import quantize
+    from .checkpoint import load_weights
+    from .readout import readout_of
+    from .tokenizer import Tokenizer
+    from .tune import evaluate, main_metric
+
+    model, _ = load_weights(bundle / "weights.safetensors")
+    ref = quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
+    kv, meta, tensors = adapter_fmt.parse(path.read_bytes(), None, str(path))
+    max_tokens = meta.get("training", {}).get("max_tokens", 128)
+    m = evaluate(ref, lambda B: adapter_fmt.tensor_to_kv(kv, B), Tokenizer.from_dir(bundle), meta["task"], eval_rows,
+                 meta["template"], readout_of(meta, tensors), 32, max_tokens, meta.get("generation", {}).get("max_new_tokens", 32))
+    name = main_metric(meta["task"])
+    return name, m[name]
+
+
+def retarget_file(path: Path, cfg_old: dict, cfg_new: dict, served: dict | None = None) -> None:
     tensors, meta = safetensors_io.parse(path.read_bytes(), str(path))
     if meta.get("backbone") != cfg_old["id"]:
         raise CliError(f"{path}: packed for {meta.get('backbone')!r}, not {cfg_old['id']!r}")
@@ -47,6 +81,8 @@ def retarget_file(path: Path, cfg_old: dict, cfg_new: dict) -> None:
         m = json.loads(metrics.read_text())
         if m.get("backbone") == cfg_old["id"]:
             m["backbone"] = cfg_new["id"]
+            if served:
+                m["served"] = served
             write_json(metrics, m)
 
 
@@ -54,11 +90,36 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="old", type=Path, required=True, help="the bundle the adapters were packed for")
     ap.add_argument("--to", dest="new", type=Path, required=True, help="the re-exported bundle")
+    ap.add_argument("--data-dir", type=Path, default=CACHE / "data", help="where each adapter's eval split is found "
+                    "(only for a move between schemes whose math differs)")
+    ap.add_argument("--max-change", type=float, default=0.5, help="largest metric change allowed, in points")
     ap.add_argument("adapters", type=Path, nargs="+")
     a = ap.parse_args()
     cfg_old, cfg_new = check_same_backbone(a.old, a.new)
+    metas = {}
+    for p in a.adapters:  # every file must fit the old bundle before anything is measured or written
+        if not p.is_file():
+            raise CliError(f"{p}: no such adapter file")
+        metas[p] = adapter_fmt.parse(p.read_bytes(), None, str(p))[1]
+        if metas[p]["backbone"] != cfg_old["id"]:
+            raise CliError(f"{p}: packed for {metas[p]['backbone']!r}, not {cfg_old['id']!r}")
+    served = {}
+    if not same_math(cfg_old, cfg_new):
+        from .tasks import load_jsonl
+        for p, meta in metas.items():
+            rows = load_jsonl(eval_split(meta, a.data_dir, p), meta["task"])
+            name, before = served_metric(a.old, cfg_old, p, rows)
+            _, after = served_metric(a.new, cfg_new, p, rows)
+            change = 100 * (after - before)
+            print(f"{p}: {name} {100 * before:.2f} ({cfg_old['quantization']}) -> {100 * after:.2f} "
+                  f"({cfg_new['quantization']}) on {len(rows)} eval rows", flush=True)
+            if abs(change) > a.max_change:
+                raise CliError(f"{p}: the new graph changes its {name} by {change:+.2f} points (more than "
+                               f"--max-change {a.max_change}): retrain it on the new bundle instead; nothing was moved")
+            served[p] = {"scheme": cfg_new["quantization"], name: after, "examples": len(rows),
+                         "previous": {"scheme": cfg_old["quantization"], name: before}}
     for p in a.adapters:
-        retarget_file(p, cfg_old, cfg_new)
+        retarget_file(p, cfg_old, cfg_new, served.get(p))
         print(f"{p}: {cfg_old['id']} -> {cfg_new['id']}")
 
 

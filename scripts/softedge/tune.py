@@ -201,7 +201,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         return evaluate(model, kv_fn, tok, a.task, dev_subset, a.template, readout, a.batch, a.max_tokens,
                         a.max_new_tokens)[metric]
 
-    history, step, bad, t0 = [], 0, 0, time.time()
+    history, step, bad, t0, c0 = [], 0, 0, time.time(), time.process_time()
     best, best_state = -1.0, None
     if head is not None:  # the probe is the state to beat
         best, best_state = dev_score(), snapshot()
@@ -252,6 +252,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         for m, st in zip(owners, best_state):
             m.load_state_dict(st)
     return {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1),  # the process's CPU time: robust to a shared or paused machine
             "best_dev": best, "history": history, "readout": readout}
 
 

@@ -68,7 +68,7 @@ for (const name of index.models) {
       expect(out["present.0.key"].data[(S - 1) * D + D - 1]).toBeCloseTo(pd[(S - 1) * D + D - 1], 6);
     });
 
-    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row"])("int8 %s graph matches PyTorch simulating its int8 math within 1e-4", async (scheme) => {
+    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])("int8 %s graph matches PyTorch simulating its int8 math within 1e-4", async (scheme) => {
       const g = fx.graphs[scheme];
       expect(g.reference).toBe("simulated-int8");
       const s = await load(backend, DIR + g.file);
@@ -82,7 +82,7 @@ for (const name of index.models) {
       }
     });
 
-    it.each(["weight-only", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row"])("int8 %s graph keeps fp32's top-1 prediction", async (scheme) => {
+    it.each(["weight-only", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])("int8 %s graph keeps fp32's top-1 prediction", async (scheme) => {
       const s = await load(backend, DIR + fx.graphs[scheme].file);
       let agree = 0, total = 0;
       for (const c of fx.graphs.fp32.cases) {
@@ -95,7 +95,7 @@ for (const name of index.models) {
       expect(agree / total).toBeGreaterThanOrEqual(5 / 6);
     });
 
-    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row"])("int8 %s: an item's logits do not depend on its batch-mates", async (scheme) => {
+    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])("int8 %s: an item's logits do not depend on its batch-mates", async (scheme) => {
       const g = fx.graphs[scheme];
       const s = await load(backend, DIR + g.file);
       const c = g.cases[0];

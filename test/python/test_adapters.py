@@ -145,6 +145,7 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert meta["readout"]["bag_tokens"] == (tensors["bag_ids"].numel() if "bag_ids" in tensors else 0)
     assert meta["training"]["max_tokens"] == 128  # trained at the token budget the edge serves
     assert m["storage"]["float32"]["accuracy"] == m["eval"]["accuracy"]
+    assert 0 < m["cpu_s"] and 0 < m["wall_s"]  # the compare report's training time is the CPU time
     # naive Bayes on the same rows beside it, and a warning when it wins
     assert m["naive_bayes"]["eval"] == 1.0  # separable words
     assert f"naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
@@ -322,20 +323,36 @@ def test_peft_import_with_wrong_shapes(tiny_bundle, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tiny_bundle, tmp_path):
-    """weight-only -> weight-only-nbits of the same weights: only the backbone id changes; dynamic-row or other
-    weights are refused and leave the file as it was."""
+def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tiny_bundle, data, tmp_path):
+    """weight-only -> weight-only-nbits of the same weights: only the backbone id changes. To dynamic-row (other
+    math) only with a measurement on the adapter's eval split (found by its training file's hash), recorded beside it;
+    refused, leaving the file as it was, when there is none or the change is too large."""
+    import hashlib
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     w = tiny_bundle / "weights.safetensors"
     nbits = build(w, tiny_bundle, tmp_path / "nb", "tiny", "weight-only-nbits", True)
     dyn = build(w, tiny_bundle, tmp_path / "dr", "tiny", "dynamic-row", True)
     kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
     art = tmp_path / "a.safetensors"
-    art.write_bytes(A.pack("prefix", "classify", cfg, kv, template="{text}"))
+    sha = hashlib.sha256((data / "gen.jsonl").read_bytes()).hexdigest()
+    art.write_bytes(A.pack("prefix", "generate", cfg, kv, template="{input}", training={"data_sha256": sha}))
+    (tmp_path / "a.metrics.json").write_text(json.dumps({"backbone": cfg["id"]}))
     before = art.read_bytes()
-    r = cli("retarget", "--from", tiny_bundle, "--to", dyn, art)
-    one_line_error(r, "do not compute the same weights")
+    r = cli("retarget", "--from", tiny_bundle, "--to", dyn, art, "--data-dir", tmp_path / "nodata")
+    one_line_error(r, "no eval split")
     assert art.read_bytes() == before
+    (tmp_path / "data" / "gen").mkdir(parents=True)
+    (tmp_path / "data" / "gen" / "train.jsonl").write_bytes((data / "gen.jsonl").read_bytes())
+    (tmp_path / "data" / "gen" / "eval.jsonl").write_text("".join((data / "gen.jsonl").read_text().splitlines(True)[:6]))
+    r = cli("retarget", "--from", tiny_bundle, "--to", dyn, art, "--data-dir", tmp_path / "data", "--max-change", "100")
+    assert r.returncode == 0, r.stderr
+    assert "(weight-only) ->" in r.stdout and "(dynamic-row) on 6 eval rows" in r.stdout
+    dyn_cfg = json.loads((dyn / "config.json").read_text())
+    assert A.load(art, dyn_cfg)[1]["backbone"] == dyn_cfg["id"]
+    served = json.loads((tmp_path / "a.metrics.json").read_text())["served"]
+    assert served["scheme"] == "dynamic-row" and served["previous"]["scheme"] == "weight-only" and served["examples"] == 6
+    art.write_bytes(before)
+    (tmp_path / "a.metrics.json").write_text(json.dumps({"backbone": cfg["id"]}))
     r = cli("retarget", "--from", tiny_bundle, "--to", nbits, art)
     assert r.returncode == 0, r.stderr
     new_cfg = json.loads((nbits / "config.json").read_text())
@@ -343,6 +360,7 @@ def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tin
     kv2, meta, _ = A.load(art, new_cfg)
     assert meta["backbone"] == new_cfg["id"]
     assert torch.allclose(kv2, kv.half().float())
+    assert "served" not in json.loads((tmp_path / "a.metrics.json").read_text())  # same math: nothing to measure
     one_line_error(cli("retarget", "--from", tiny_bundle, "--to", nbits, art), "packed for")
 
 

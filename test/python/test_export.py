@@ -53,7 +53,14 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     assert weight_bytes(q) < 0.4 * weight_bytes(fp)  # norms stay fp32; the rest is 4x smaller
     ops = {n.op_type for n in q.graph.node}
     assert ("DequantizeLinear" in ops) == (scheme == "weight-only-dql")
-    assert ("MatMulInteger" in ops) == (scheme == "dynamic-row")
+    assert ("MatMulInteger" in ops) == scheme.startswith("dynamic-row")
+    if scheme == "dynamic-row-mixed":  # o_proj, down_proj and the head folded weight-only; q, k, v, gate, up dynamic
+        weights = {i.name for i in fp.graph.initializer if np.prod(i.dims) >= quantize.MIN_ELEMENTS}  # the quantised
+        module = {n.output[0]: n.name.split("/")[-2] for n in fp.graph.node if n.op_type == "MatMul" and n.input[1] in weights}
+        made_by = {o: n.op_type for n in q.graph.node for o in n.output}  # dynamic: a rescaling Mul; folded: MatMul
+        dynamic = {m for o, m in module.items() if made_by[o] == "Mul"}
+        assert dynamic and dynamic <= {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
+        assert {m for o, m in module.items() if made_by[o] == "MatMul"} == {"o_proj", "down_proj"}
     if scheme == "weight-only":  # Cast+Mul of constants only, so ORT folds them at load
         assert "DequantizeLinear" not in ops and "MatMulInteger" not in ops
     if scheme == "weight-only-nbits":  # weights stay uint8 in memory; no weight-sized Cast for ORT to fold
