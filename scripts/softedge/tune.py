@@ -252,7 +252,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         for m, st in zip(owners, best_state):
             m.load_state_dict(st)
     return {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
-            "cpu_s": round(time.process_time() - c0, 1),  # the process's CPU time: robust to a shared or paused machine
+            "cpu_s": round(time.process_time() - c0, 2),  # the process's CPU time: robust to a shared or paused machine
             "best_dev": best, "history": history, "readout": readout}
 
 

@@ -145,7 +145,7 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert meta["readout"]["bag_tokens"] == (tensors["bag_ids"].numel() if "bag_ids" in tensors else 0)
     assert meta["training"]["max_tokens"] == 128  # trained at the token budget the edge serves
     assert m["storage"]["float32"]["accuracy"] == m["eval"]["accuracy"]
-    assert 0 < m["cpu_s"] and 0 < m["wall_s"]  # the compare report's training time is the CPU time
+    assert m["cpu_s"] > 0  # the compare report's training time is the CPU time
     # naive Bayes on the same rows beside it, and a warning when it wins
     assert m["naive_bayes"]["eval"] == 1.0  # separable words
     assert f"naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
