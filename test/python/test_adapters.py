@@ -469,3 +469,32 @@ def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle,
                        "--out", tmp_path / "b.safetensors"), "3")
     one_line_error(cli("peft_import", folder, "--task", "classify", "--backbone", tiny_bundle,
                        "--out", tmp_path / "c.safetensors"), "--labels")
+
+
+def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path):
+    """scripts/py pack: a summary of an artifact; --dtype int8 re-packs it smaller, same metadata and head, the KV
+    prefix within int8's step; refusals are one line and write nothing."""
+    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle, "--out", tmp_path / "run",
+            "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3", "--prefix-hidden", "8")
+    assert r.returncode == 0, r.stderr
+    art = tmp_path / "run" / "adapter.safetensors"
+    r = cli("pack", art, "--backbone", tiny_bundle)
+    assert r.returncode == 0, r.stderr
+    assert "prefix tuning, classify, 3 virtual tokens, head (mean pooling" in r.stdout and "labels: color, fruit" in r.stdout
+    r = cli("pack", art, "--backbone", tiny_bundle, "--dtype", "int8", "--out", tmp_path / "a8.safetensors")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv16, m16, t16 = A.load(art, cfg)
+    kv8, m8, t8 = A.load(tmp_path / "a8.safetensors", cfg)
+    assert m8["dtype"] == "int8" and t8["kv_prefix"].dtype == torch.int8
+    assert (tmp_path / "a8.safetensors").stat().st_size < art.stat().st_size
+    assert {k: m8[k] for k in ("labels", "template", "training", "readout")} == {k: m16[k] for k in ("labels", "template", "training", "readout")}
+    assert {k for k in t8 if k.startswith(("head_", "bag_"))} == {k for k in t16 if k.startswith(("head_", "bag_"))}
+    assert all(torch.equal(t8[k], t16[k]) for k in t16 if k.startswith(("head_", "bag_")))
+    step = t8["kv_prefix_scale"].float()[..., None, None]  # one int8 step per layer, key/value and head
+    assert ((kv8 - kv16).abs() <= step / 2 + 1e-6).all()
+    one_line_error(cli("pack", art, "--dtype", "int8"), "--dtype needs --out")
+    one_line_error(cli("pack", art, "--backbone", tiny_bundle, "--dtype", "int8", "--out", art), "must differ")
+    one_line_error(cli("pack", tmp_path / "nope.safetensors"), "no such file")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    one_line_error(cli("pack", tmp_path / "bad.safetensors"), "not a softedge adapter")
