@@ -2,7 +2,7 @@
 //   key  = "se_<id>_<secret>"   id: 12 hex digits (public, names the key), secret: 32 random bytes, base64url
 //   KV   = key/<id> -> {"tenant", "scope", "hash": sha256 hex of the whole key, "created", "label"}
 // Only the hash is stored; the key itself is shown once, when it is created. Web Crypto only, so this module runs
-// in Node and in workerd (the worker tests create their keys with it).
+// in Node and in workerd (the worker tests create their keys with it). NAME mirrors src/store/refs.ts (test/js/cli.test.ts).
 export const SCOPES = ["read", "publish", "admin"];
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 

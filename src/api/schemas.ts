@@ -1,6 +1,6 @@
 // Request and response shapes; they validate requests and generate the OpenAPI document.
 import { z } from "@hono/zod-openapi";
-import { REF_RULE, tryParseRef } from "../store/refs";
+import { NAME, REF_RULE, tryParseRef } from "../store/refs";
 
 /** an adapter reference, parsed here once: handlers receive {tenant, name, version?} (src/store/refs.ts) */
 export const AdapterRef = z.string().min(3).max(160)
@@ -90,7 +90,7 @@ export const AdapterSummary = z
   .object({ alias: z.string(), version: z.string(), task: z.string(), kind: z.string(), backbone: z.string(), updated: z.string() })
   .openapi("AdapterSummary");
 
-const Name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "lowercase letters, digits, '-' or '_', at most 63");
+const Name = z.string().regex(NAME, "lowercase letters, digits, '-' or '_', at most 63");
 const Version = z.string().regex(/^[a-f0-9]{16}$/, "16 hex digits");
 export const AdapterPath = z.object({ tenant: Name.openapi({ param: { name: "tenant", in: "path" }, example: "acme" }),
   name: Name.openapi({ param: { name: "name", in: "path" }, example: "spam" }) });

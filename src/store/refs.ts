@@ -1,11 +1,13 @@
-// Names and adapter references, defined once for the worker (scripts/lib/keys.mjs and scripts/softedge/publish.py
-// mirror the name rule for the offline side). A reference is "tenant/name" (the alias) or "tenant/name@version"
+// Names and adapter references, defined once (the offline side writes aliases through this code too:
+// scripts/lib/local-store.mjs; scripts/lib/keys.mjs, plain JS run by Node, mirrors NAME, and test/js/cli.test.ts
+// checks that the two agree). A reference is "tenant/name" (the alias) or "tenant/name@version"
 // (an immutable version: 16 hex digits of the artifact's sha256).
 import { DomainError } from "../errors";
 
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const VERSION = /^[a-f0-9]{16}$/;
-const REF = /^([a-z0-9][a-z0-9_-]{0,62})\/([a-z0-9][a-z0-9_-]{0,62})(?:@([a-f0-9]{16}))?$/;
+const part = NAME.source.slice(1, -1), ver = VERSION.source.slice(1, -1);
+const REF = new RegExp(`^(${part})\\/(${part})(?:@(${ver}))?$`);
 export const REF_RULE = "adapter must be 'tenant/name' or 'tenant/name@<16 hex version>'";
 
 export interface AdapterRef {

@@ -32,3 +32,11 @@ describe("npx softedge", () => {
     expect(t.stderr.trim()).toBe("error: /nonexistent.jsonl: no such file");
   });
 });
+
+describe("the name rule", () => {
+  it("is the same in the key CLI (plain JS) as in the worker's src/store/refs.ts", async () => {
+    const { NAME: workerName } = await import("../../src/store/refs");
+    const { NAME: keysName } = await import("../../scripts/lib/keys.mjs");
+    expect(keysName.source).toBe(workerName.source);
+  });
+});
