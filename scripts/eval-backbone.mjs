@@ -10,7 +10,8 @@ import { openSession, decodeWindows, compare } from "./lib/backbone-eval.mjs";
 const args = process.argv.slice(2);
 const flag = (n) => { const i = args.indexOf(n); return i >= 0 ? args.splice(i, 2)[1] : undefined; };
 const backend = flag("--backend") ?? "web";
-const write = args.includes("--write") ? (args.splice(args.indexOf("--write"), 1), true) : false;
+const write = args.includes("--write");
+if (write) args.splice(args.indexOf("--write"), 1);
 const [bundle, fixturePath = "test/fixtures/parity/backbone.json"] = args;
 if (!bundle) { console.error("usage: eval-backbone.mjs <bundle dir> [fixture.json] [--backend web|node] [--write]"); process.exit(2); }
 let cfg, fixture;

@@ -1,6 +1,6 @@
 // The softedge edge worker: one shared backbone, a per-request adapter from R2, API keys and tenants in KV.
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { AppEnv, Bindings } from "./app-env";
+import type { AppEnv } from "./app-env";
 import { api } from "./api/routes";
 import { DomainError } from "./errors";
 import { errorBody, onError } from "./api/errors";

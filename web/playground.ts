@@ -131,8 +131,7 @@ async function stream(adapter: string, input: string, maxNew: number) {
     const { value, done } = await reader.read();
     if (done) break;
     buf += value;
-    let end;
-    while ((end = buf.indexOf("\n\n")) >= 0) {
+    for (let end = buf.indexOf("\n\n"); end >= 0; end = buf.indexOf("\n\n")) {
       const frame = buf.slice(0, end);
       buf = buf.slice(end + 2);
       const event = /^event: (.*)$/m.exec(frame)?.[1] ?? "message";

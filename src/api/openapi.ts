@@ -1,5 +1,5 @@
 // Shared pieces of the route modules: a router whose validation failures are JSON errors, body/response helpers.
-import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { AppEnv } from "../app-env";
 import { errorBody } from "./errors";
 import type { ErrorCode } from "../errors";

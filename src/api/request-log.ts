@@ -41,7 +41,11 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
     recordUsage(c.env, { tenant, task: record.task, adapter: record.adapters?.[0]?.ref ?? "", items: record.items ?? 0,
       inputTokens: record.input_tokens ?? 0, generatedTokens: record.generated_tokens ?? 0 });
   };
-  if (!record.done) return (count(), write());
-  const logged = record.done.then(() => (count(), write()), write);
+  const countAndWrite = () => {
+    count();
+    write();
+  };
+  if (!record.done) return countAndWrite();
+  const logged = record.done.then(countAndWrite, write);
   try { c.executionCtx.waitUntil(logged); } catch { /* no execution context (app.request in tests): it runs on */ }
 };

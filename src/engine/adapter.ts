@@ -55,7 +55,7 @@ function json<T>(s: string | undefined, what: string, fallback: T): T {
 }
 
 export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
-  let parsed;
+  let parsed: ReturnType<typeof parseSafetensors>;
   try {
     parsed = parseSafetensors(buf);
   } catch (e) {

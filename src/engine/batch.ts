@@ -148,7 +148,9 @@ export async function continueBatch(
       if (!identity) {
         const per = H * S * D;
         const sel = new Float32Array(R * per);
-        rows.forEach((src, r) => sel.set(data.subarray(src * per, (src + 1) * per), r * per));
+        rows.forEach((src, r) => {
+          sel.set(data.subarray(src * per, (src + 1) * per), r * per);
+        });
         data = sel;
       }
       feeds[`past_key_values.${l}.${j ? "value" : "key"}`] = new ort.Tensor("float32", data, [R, H, S, D]);

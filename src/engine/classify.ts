@@ -42,7 +42,9 @@ export async function classifyBatch(
   const out: ClassifyResult[] = new Array(items.length);
   for (const pass of planPasses(items.map((it) => it.adapter.virtualTokens + it.ids.length), maxBatchTokens)) {
     const res = await classifyPass(ort, session, cfg, pass.map((i) => items[i]), maxBatchTokens);
-    pass.forEach((i, k) => (out[i] = res[k]));
+    pass.forEach((i, k) => {
+      out[i] = res[k];
+    });
   }
   return out;
 }
@@ -59,13 +61,13 @@ async function classifyPass(
     return it.adapter.labels.map((l) => l.token_ids.map((w) => lp[w[0]]));
   });
   const rows: number[] = [], toks: number[][] = [], where: [number, number, number][] = [];
-  items.forEach((it, b) =>
-    it.adapter.labels.forEach((l, li) =>
+  items.forEach((it, b) => {
+    it.adapter.labels.forEach((l, li) => {
       l.token_ids.forEach((w, wi) => {
         if (w.length > 1) { rows.push(b); toks.push(w.slice(0, -1)); where.push([b, li, wi]); }
-      }),
-    ),
-  );
+      });
+    });
+  });
   // each continuation row carries a copy of its prompt's cache: bound the rows per pass by the same budget
   const perPass = Math.max(1, Math.floor(maxBatchTokens / (first.S + Math.max(0, ...toks.map((t) => t.length)))));
   for (let r0 = 0; r0 < rows.length; r0 += perPass) {
@@ -82,7 +84,9 @@ async function classifyPass(
     const e = s.map((x) => Math.exp(x - m));
     const z = e.reduce((a, x) => a + x, 0);
     const probabilities: Record<string, number> = {};
-    it.adapter.labels.forEach((l, i) => (probabilities[l.name] = e[i] / z));
+    it.adapter.labels.forEach((l, i) => {
+      probabilities[l.name] = e[i] / z;
+    });
     const best = s.indexOf(m);
     return { label: it.adapter.labels[best].name, probabilities };
   });

@@ -58,8 +58,12 @@ export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => 
     const z2 = p.reduce((a, x) => a + x, 0);
     p = p.map((x) => x / z2);
   }
+  // inverse CDF: the first index where the running sum passes a uniform draw
   let r = rand(), i = 0;
-  while (i < p.length - 1 && (r -= p[i]) > 0) i++;
+  for (; i < p.length - 1; i++) {
+    r -= p[i];
+    if (r <= 0) break;
+  }
   return idx[i];
 }
 

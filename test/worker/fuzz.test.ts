@@ -23,6 +23,7 @@ function rng(seed: number) {
 const deep = (n: number, open = "[", close = "]") => open.repeat(n) + close.repeat(n);
 const numbers = [-1, 0, 1, 63, 64, 65, 100000, 2 ** 31, 2 ** 32, 2 ** 53 + 1, -(2 ** 53), 1e308, -1e308, 5e-324, 0.5, -0.0, 1.5];
 const strings = ["", " ", "\u0000", "\u0007\u001b[31m", "\ud800", "\udfff\ud800", "😀".repeat(3000), "x".repeat(9000), "a\r\nb\tc",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4j-style probe, on purpose
   "<script>alert(1)</script>", "../../etc/passwd", "demo/spam-prefix@zzzz", "demo/", "/spam", "DEMO/SPAM", "acme/spam\u0000x", "%2e%2e%2f", "${jndi}"];
 
 function value(r: () => number, depth = 0): unknown {

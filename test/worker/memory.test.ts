@@ -4,7 +4,6 @@
 // its items do alone. Figures are printed for BENCHMARKS.md.
 import { beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS } from "../../src/config";
-import { wasmMemoryBytes } from "../../src/engine/ort-workerd";
 import { bytes, call, newKey, plant, postJson, seedDefaults, type Catalog } from "./helpers";
 
 const MB = 1 << 20;
