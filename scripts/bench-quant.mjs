@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { openSession, decodeWindows, compare } from "./lib/backbone-eval.mjs";
 
 const args = process.argv.slice(2);
-const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args.splice(i, 2)[1] : d; };
+const flag = (n, d) => {
+  const i = args.indexOf(n);
+  return i >= 0 ? args.splice(i, 2)[1] : d;
+};
 const tokenizer = flag("--tokenizer", ".cache/tokenizer");
 const runs = Number(flag("--runs", "30"));
 const weights = args[0] ?? `adapters/backbones/${JSON.parse(readFileSync("adapters/catalog.json", "utf8")).default_backbone}/weights.safetensors`;
@@ -20,35 +23,59 @@ mkdirSync(out, { recursive: true });
 
 const py = (...a) => {
   const r = spawnSync("scripts/py", a, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  if (r.status !== 0) { console.error(`error: scripts/py ${a.join(" ")} failed`); process.exit(2); }
+  if (r.status !== 0) {
+    console.error(`error: scripts/py ${a.join(" ")} failed`);
+    process.exit(2);
+  }
   return r.stdout;
 };
 const bundles = {};
 // the isolate's wasm budget (BENCHMARKS.md, memory), under a pass of MAX_BATCH_TOKENS slots (src/config.ts default)
-const WASM_BUDGET_MB = 80, PASS_SLOTS = 1024;
+const WASM_BUDGET_MB = 80,
+  PASS_SLOTS = 1024;
 for (const q of ["none", "weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"]) {
   const dir = join(out, q);
   py("bundle", "--weights", weights, "--tokenizer", tokenizer, "--out", dir, "--quant", q, "--name", "bench");
-  bundles[q] = join(dir, readdirSync(dir).find((d) => !d.startsWith(".")));
+  bundles[q] = join(
+    dir,
+    readdirSync(dir).find((d) => !d.startsWith(".")),
+  );
 }
 py("fixtures", "backbone", bundles["weight-only"], "--out", join(out, "fixture.json"), "--windows", "32", "--seq", "64");
 const fixture = JSON.parse(readFileSync(join(out, "fixture.json"), "utf8"));
 
 function feeds(ort, cfg, B, T, S) {
   const f = {
-    input_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, i) => BigInt(5 + (i * 37) % 7000)), [B, T]),
+    input_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(5 + ((i * 37) % 7000))),
+      [B, T],
+    ),
     attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (S + T)).fill(1n), [B, S + T]),
-    position_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, i) => BigInt(S + (i % T))), [B, T]),
+    position_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(S + (i % T))),
+      [B, T],
+    ),
   };
   for (let i = 0; i < cfg.num_layers; i++)
     for (const kv of ["key", "value"])
-      f[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * S * cfg.head_dim).fill(0.01), [B, cfg.num_kv_heads, S, cfg.head_dim]);
+      f[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * S * cfg.head_dim).fill(0.01), [
+        B,
+        cfg.num_kv_heads,
+        S,
+        cfg.head_dim,
+      ]);
   return f;
 }
 async function median(fn) {
   for (let i = 0; i < 3; i++) await fn();
   const t = [];
-  for (let i = 0; i < runs; i++) { const a = performance.now(); await fn(); t.push(performance.now() - a); }
+  for (let i = 0; i < runs; i++) {
+    const a = performance.now();
+    await fn();
+    t.push(performance.now() - a);
+  }
   t.sort((a, b) => a - b);
   return t[Math.floor(t.length / 2)];
 }
@@ -58,17 +85,28 @@ for (const [q, dir] of Object.entries(bundles)) {
   const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
   for (const backend of ["web", "node"]) {
     const s = await openSession(join(dir, "model.onnx"), backend);
-    const mem = backend === "web" ? JSON.parse(execFileSync("node", ["scripts/lib/wasm-memory.mjs", join(dir, "model.onnx"), "--slots", String(PASS_SLOTS)], { encoding: "utf8" })) : null;
+    const mem =
+      backend === "web"
+        ? JSON.parse(
+            execFileSync("node", ["scripts/lib/wasm-memory.mjs", join(dir, "model.onnx"), "--slots", String(PASS_SLOTS)], { encoding: "utf8" }),
+          )
+        : null;
     const acc = compare(fixture, await decodeWindows(s, cfg, fixture));
-    const run = (B, T, S) => { const f = feeds(s.ort, cfg, B, T, S); return () => s.session.run(f); };
+    const run = (B, T, S) => {
+      const f = feeds(s.ort, cfg, B, T, S);
+      return () => s.session.run(f);
+    };
     rows.push({
-      graph: q, backend, mb: +(statSync(join(dir, "model.onnx")).size / 1e6).toFixed(2),
+      graph: q,
+      backend,
+      mb: +(statSync(join(dir, "model.onnx")).size / 1e6).toFixed(2),
       "wasm MB at load": mem ? +(mem.load_bytes / 2 ** 20).toFixed(1) : "",
       "wasm MB peak": mem ? +(mem.peak_bytes / 2 ** 20).toFixed(1) : "",
       "1x64 ms": +(await median(run(1, 64, 0))).toFixed(2),
       "16x64 ms": +(await median(run(16, 64, 0))).toFixed(2),
       "decode@64 ms": +(await median(run(1, 1, 64))).toFixed(2),
-      ppl: +acc.ppl.toFixed(3), "ppl/fp32": +(acc.ppl / acc.fp32_ppl).toFixed(4),
+      ppl: +acc.ppl.toFixed(3),
+      "ppl/fp32": +(acc.ppl / acc.fp32_ppl).toFixed(4),
       top1: +acc.top1_agreement.toFixed(4),
     });
   }
@@ -81,9 +119,19 @@ console.log(table.join("\n"));
 // wasm peak stays within WASM_BUDGET_MB, the fastest in the worker's runtime (onnxruntime-web) on the edge's two
 // workloads together: a 16-item batch plus a 32-token generation (32 decode steps)
 const work = (r) => r["16x64 ms"] + 32 * r["decode@64 ms"];
-const ok = rows.filter((r) => r.backend === "web" && r.graph !== "none" && r.top1 >= 0.98 && r["ppl/fp32"] <= 1.03
-  && r["wasm MB peak"] <= WASM_BUDGET_MB);
+const ok = rows.filter(
+  (r) => r.backend === "web" && r.graph !== "none" && r.top1 >= 0.98 && r["ppl/fp32"] <= 1.03 && r["wasm MB peak"] <= WASM_BUDGET_MB,
+);
 const choice = ok.sort((a, b) => work(a) - work(b))[0]?.graph ?? "none";
 console.log(`choice: ${choice}`);
-const result = { weights, wasm_budget_mb: WASM_BUDGET_MB, pass_slots: PASS_SLOTS, fixture: { windows: fixture.windows, seq: fixture.seq }, runs, rows, table: table.join("\n"), choice };
+const result = {
+  weights,
+  wasm_budget_mb: WASM_BUDGET_MB,
+  pass_slots: PASS_SLOTS,
+  fixture: { windows: fixture.windows, seq: fixture.seq },
+  runs,
+  rows,
+  table: table.join("\n"),
+  choice,
+};
 writeFileSync(join(out, "results.json"), JSON.stringify(result, null, 2) + "\n");

@@ -11,7 +11,10 @@ import { startDev } from "./lib/dev-server.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
 
 const args = process.argv.slice(2);
-const flag = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args[i + 1] : d; };
+const flag = (n, d) => {
+  const i = args.indexOf(n);
+  return i >= 0 ? args[i + 1] : d;
+};
 const RUNS = Number(flag("--runs", "30"));
 const PORT = Number(flag("--port", "8799"));
 const WARMUP = Number(flag("--warmup", "90")); // requests before the first measurement
@@ -23,21 +26,33 @@ const gen = catalog.adapters.find((a) => a.task === "generate");
 
 // ---- the engine in Node (esbuild bundles the TypeScript sources; ORT is passed in, so native ORT drives it)
 mkdirSync(".cache/bench-engine", { recursive: true });
-await build({ entryPoints: { engine: "scripts/lib/bench-engine-entry.ts" }, bundle: true, format: "esm", platform: "node",
-  outdir: ".cache/bench-engine", external: ["onnxruntime-*", "@huggingface/tokenizers"], logLevel: "error" });
+await build({
+  entryPoints: { engine: "scripts/lib/bench-engine-entry.ts" },
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  outdir: ".cache/bench-engine",
+  external: ["onnxruntime-*", "@huggingface/tokenizers"],
+  logLevel: "error",
+});
 const engine = await import(join(process.cwd(), ".cache/bench-engine/engine.js"));
 const BATCH_TOKENS = engine.SETTINGS.MAX_BATCH_TOKENS[0]; // the worker's default pass budget
 const ortNode = await import("onnxruntime-node");
 const { Tokenizer } = await import("@huggingface/tokenizers");
 const cfg = JSON.parse(readFileSync(`${BUNDLE}/config.json`, "utf8"));
 const tok = new Tokenizer(JSON.parse(readFileSync(`${BUNDLE}/tokenizer.json`, "utf8")), {});
-const session = await ortNode.InferenceSession.create(new Uint8Array(readFileSync(`${BUNDLE}/model.onnx`)),
-  { executionProviders: ["cpu"], graphOptimizationLevel: "basic", intraOpNumThreads: 1 });
+const session = await ortNode.InferenceSession.create(new Uint8Array(readFileSync(`${BUNDLE}/model.onnx`)), {
+  executionProviders: ["cpu"],
+  graphOptimizationLevel: "basic",
+  intraOpNumThreads: 1,
+});
 const adapterNode = await engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg);
 const genNode = await engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", gen.file))), cfg);
 
 // a text whose prompt (template included) is at least n tokens: words taken from the README
-const words = readFileSync("README.md", "utf8").split(/\s+/).filter((w) => /^[a-z]+$/.test(w));
+const words = readFileSync("README.md", "utf8")
+  .split(/\s+/)
+  .filter((w) => /^[a-z]+$/.test(w));
 function textOf(n, adapter) {
   for (let k = 1; k <= words.length; k++) {
     const text = words.slice(0, k).join(" ");
@@ -47,11 +62,18 @@ function textOf(n, adapter) {
   throw new Error("README too short for the longest input");
 }
 
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
 async function timeIt(fn, runs = RUNS) {
   for (let i = 0; i < 3; i++) await fn();
   const t = [];
-  for (let i = 0; i < runs; i++) { const a = performance.now(); await fn(); t.push(performance.now() - a); }
+  for (let i = 0; i < runs; i++) {
+    const a = performance.now();
+    await fn();
+    t.push(performance.now() - a);
+  }
   return { p50: pct(t, 50), p99: pct(t, 99) };
 }
 
@@ -91,16 +113,45 @@ for (const n of [16, 64, 128]) {
   const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `acme/bench-a${String(i).padStart(2, "0")}`, text }));
   const same = mixed.map(() => ({ adapter: cls.alias, text }));
   const adaptersNode = await Promise.all(mixed.map(() => engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg)));
-  rows.push(["batch 16 x 64 tokens, 16 adapters", await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, adaptersNode.map((a) => ({ ids, adapter: a })), BATCH_TOKENS), Math.ceil(RUNS / 3))]);
-  rows.push(["batch 16 x 64 tokens, 1 adapter", await timeIt(async () => (await post("/v1/classify", { items: same })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(() => engine.classifyBatch(ortNode, session, cfg, same.map(() => ({ ids, adapter: adapterNode })), BATCH_TOKENS), Math.ceil(RUNS / 3))]);
+  rows.push([
+    "batch 16 x 64 tokens, 16 adapters",
+    await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),
+    await timeIt(
+      () =>
+        engine.classifyBatch(
+          ortNode,
+          session,
+          cfg,
+          adaptersNode.map((a) => ({ ids, adapter: a })),
+          BATCH_TOKENS,
+        ),
+      Math.ceil(RUNS / 3),
+    ),
+  ]);
+  rows.push([
+    "batch 16 x 64 tokens, 1 adapter",
+    await timeIt(async () => (await post("/v1/classify", { items: same })).json(), Math.ceil(RUNS / 3)),
+    await timeIt(
+      () =>
+        engine.classifyBatch(
+          ortNode,
+          session,
+          cfg,
+          same.map(() => ({ ids, adapter: adapterNode })),
+          BATCH_TOKENS,
+        ),
+      Math.ceil(RUNS / 3),
+    ),
+  ]);
 }
 // generation (seeded sampling, stop strings off): token 1 = a request for one new token (prompt included);
 // at token 32 = the marginal cost per token between 16 and 32 new tokens, (T(32) - T(16)) / 16
 let seed = 1;
 const genBody = (n) => ({ adapter: gen.alias, input: "cat", max_new_tokens: n, temperature: 1, seed, stop: ["\u0000"] });
-const wGen = async (n) => { const j = await (await post("/v1/generate", genBody(n))).json(); return j.tokens; };
+const wGen = async (n) => {
+  const j = await (await post("/v1/generate", genBody(n))).json();
+  return j.tokens;
+};
 const nGen = async (n) => {
   const ids = engine.encodePrompt(tok, genNode.template, "input", "cat", 128);
   let k = 0;

@@ -6,13 +6,20 @@ import { build } from "esbuild";
 import { copyFileSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
-const out = "dist/web", tmp = `${out}.tmp`;
+const out = "dist/web",
+  tmp = `${out}.tmp`;
 rmSync(tmp, { recursive: true, force: true });
 mkdirSync(join(tmp, "vendor", "swagger-ui"), { recursive: true });
 for (const f of readdirSync("web")) if (/\.(html|css|svg)$/.test(f)) copyFileSync(join("web", f), join(tmp, f));
 await build({
-  entryPoints: ["web/playground.ts", "web/docs.ts"], outdir: tmp, bundle: true, format: "esm", target: "es2022",
-  minify: true, sourcemap: false, logLevel: "warning",
+  entryPoints: ["web/playground.ts", "web/docs.ts"],
+  outdir: tmp,
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  sourcemap: false,
+  logLevel: "warning",
 });
 const ui = "node_modules/swagger-ui-dist";
 for (const f of ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"]) copyFileSync(join(ui, f), join(tmp, "vendor", "swagger-ui", f));

@@ -32,8 +32,11 @@ const COMMANDS = {
 
 function usage() {
   const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
-  return ["usage: npx softedge <command> [args]   (npx softedge <command> --help for its options)", "",
-    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.what}`)].join("\n");
+  return [
+    "usage: npx softedge <command> [args]   (npx softedge <command> --help for its options)",
+    "",
+    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.what}`),
+  ].join("\n");
 }
 
 const [cmd, ...args] = process.argv.slice(2);
@@ -48,8 +51,18 @@ if (!c) {
 }
 if (c.run[0] === "node" && (args.includes("--help") || args.includes("-h"))) {
   // the Node scripts document themselves in their opening comment
-  const head = readFileSync(c.run[1], "utf8").split("\n").filter((l) => !l.startsWith("#!"));
-  console.log(head.slice(0, head.findIndex((l) => !l.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+  const head = readFileSync(c.run[1], "utf8")
+    .split("\n")
+    .filter((l) => !l.startsWith("#!"));
+  console.log(
+    head
+      .slice(
+        0,
+        head.findIndex((l) => !l.startsWith("//")),
+      )
+      .map((l) => l.replace(/^\/\/ ?/, ""))
+      .join("\n"),
+  );
   process.exit(0);
 }
 const r = spawnSync(c.run[0], [...c.run.slice(1), ...args], { stdio: "inherit", cwd: root });

@@ -17,7 +17,10 @@ import { catalogPlan, shouldWriteAlias } from "./lib/catalog-plan.mjs";
 import { createKey } from "./lib/keys.mjs";
 
 // Workers script size limits after compression (developers.cloudflare.com/workers/platform/limits)
-const PLANS = [["Workers Free", 3 * 2 ** 20], ["Workers Paid", 10 * 2 ** 20]];
+const PLANS = [
+  ["Workers Free", 3 * 2 ** 20],
+  ["Workers Paid", 10 * 2 ** 20],
+];
 const MANIFEST = "deploy/manifest.json";
 const mb = (n) => `${(n / 2 ** 20).toFixed(2)} MiB`;
 
@@ -29,8 +32,12 @@ const dryRun = flag("--dry-run");
 const tenant = option("--tenant", "main");
 
 function wrangler(argv, { input, quiet = true } = {}) {
-  const r = spawnSync("npx", ["--no-install", "wrangler", ...argv], { encoding: "utf8", input,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+  const r = spawnSync("npx", ["--no-install", "wrangler", ...argv], {
+    encoding: "utf8",
+    input,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+  });
   if (!quiet) process.stdout.write(r.stdout);
   return r;
 }
@@ -54,20 +61,27 @@ function buildBundle() {
 
 function describe(plan, bundle, bucket) {
   const bytes = plan.objects.reduce((a, o) => a + o.size, 0);
-  console.log(`bundle: ${bundle.files.join(", ")}: ${mb(bundle.raw)}, ${mb(bundle.gzip)} gzipped -> needs the ${bundle.plan} plan` +
-    ` (limits: ${PLANS.map(([n, l]) => `${n} ${mb(l)}`).join(", ")})`);
+  console.log(
+    `bundle: ${bundle.files.join(", ")}: ${mb(bundle.raw)}, ${mb(bundle.gzip)} gzipped -> needs the ${bundle.plan} plan` +
+      ` (limits: ${PLANS.map(([n, l]) => `${n} ${mb(l)}`).join(", ")})`,
+  );
   console.log(`catalog: backbone ${plan.backbone}, ${plan.aliases.length} adapters (checked: files present, packed for this backbone)`);
-  console.log(`plan:\n  1. R2 bucket "${bucket}" and KV namespace for TENANTS: created when missing; the KV id goes to wrangler.deploy.toml` +
-    `\n  2. upload ${plan.objects.length} objects (${mb(bytes)}) to R2, skipping those the deploy manifest already lists:` +
-    plan.objects.map((o) => `\n       ${o.key} (${o.size.toLocaleString("en-US")} bytes, sha256 ${o.sha256.slice(0, 12)})`).join("") +
-    `\n  3. ${plan.aliases.length} aliases (${plan.aliases.map((a) => a.alias).join(", ")}), each written only when absent or on another backbone` +
-    `\n  4. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
-    `\n  5. wrangler deploy --config wrangler.deploy.toml`);
+  console.log(
+    `plan:\n  1. R2 bucket "${bucket}" and KV namespace for TENANTS: created when missing; the KV id goes to wrangler.deploy.toml` +
+      `\n  2. upload ${plan.objects.length} objects (${mb(bytes)}) to R2, skipping those the deploy manifest already lists:` +
+      plan.objects.map((o) => `\n       ${o.key} (${o.size.toLocaleString("en-US")} bytes, sha256 ${o.sha256.slice(0, 12)})`).join("") +
+      `\n  3. ${plan.aliases.length} aliases (${plan.aliases.map((a) => a.alias).join(", ")}), each written only when absent or on another backbone` +
+      `\n  4. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
+      `\n  5. wrangler deploy --config wrangler.deploy.toml`,
+  );
 }
 
 function preflight() {
   const missing = ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID"].filter((k) => !process.env[k]);
-  if (missing.length) throw new DeployError(`${missing.join(" and ")} not set (an API token with Workers Scripts, Workers KV and R2 edit rights, and the account id); nothing was changed`);
+  if (missing.length)
+    throw new DeployError(
+      `${missing.join(" and ")} not set (an API token with Workers Scripts, Workers KV and R2 edit rights, and the account id); nothing was changed`,
+    );
   must(wrangler(["whoami"]), "checking the API token (wrangler whoami)");
 }
 
@@ -97,7 +111,11 @@ function ensureNamespace() {
 /** fn(a fresh temporary file path), the folder removed afterwards */
 function withTemp(fn) {
   const dir = mkdtempSync(join(tmpdir(), "softedge-r2-"));
-  try { return fn(join(dir, "o")); } finally { rmSync(dir, { recursive: true, force: true }); }
+  try {
+    return fn(join(dir, "o"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 function r2Get(bucket, key) {
   return withTemp((path) => {
@@ -108,7 +126,10 @@ function r2Get(bucket, key) {
 function r2Put(bucket, key, bytes, file) {
   const put = (path) => must(wrangler(["r2", "object", "put", `${bucket}/${key}`, "--file", path, "--remote"]), `uploading ${key}`);
   if (file) return put(file);
-  withTemp((path) => { writeFileSync(path, bytes); put(path); });
+  withTemp((path) => {
+    writeFileSync(path, bytes);
+    put(path);
+  });
 }
 
 function upload(plan, bucket) {
@@ -123,7 +144,8 @@ function upload(plan, bucket) {
     sent++;
   }
   let moved = 0;
-  for (const a of plan.aliases) { // every version is up by now: no alias can point at a missing object
+  for (const a of plan.aliases) {
+    // every version is up by now: no alias can point at a missing object
     const cur = r2Get(bucket, a.key);
     if (!shouldWriteAlias(cur && JSON.parse(cur.toString("utf8")), plan.backbone)) continue;
     r2Put(bucket, a.key, Buffer.from(JSON.stringify(a.doc)));
@@ -145,7 +167,11 @@ async function main() {
   const bucket = /bucket_name\s*=\s*"([^"]+)"/.exec(toml)?.[1];
   if (!bucket) throw new DeployError("wrangler.toml has no [[r2_buckets]] bucket_name");
   let plan;
-  try { plan = catalogPlan("."); } catch (e) { throw new DeployError(`catalog: ${e.message}`); }
+  try {
+    plan = catalogPlan(".");
+  } catch (e) {
+    throw new DeployError(`catalog: ${e.message}`);
+  }
   if (!dryRun) preflight(); // before anything changes
   const bundle = buildBundle();
   describe(plan, bundle, bucket);

@@ -13,14 +13,23 @@ import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { SCOPES, createKey } from "./lib/keys.mjs";
 
-const fail = (msg) => { console.error(`error: ${msg}`); process.exit(2); };
+const fail = (msg) => {
+  console.error(`error: ${msg}`);
+  process.exit(2);
+};
 
 let cmd, opts;
 try {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { tenant: { type: "string" }, scope: { type: "string" }, label: { type: "string", default: "" },
-      local: { type: "boolean" }, remote: { type: "boolean" }, "persist-to": { type: "string", default: ".wrangler/state" } },
+    options: {
+      tenant: { type: "string" },
+      scope: { type: "string" },
+      label: { type: "string", default: "" },
+      local: { type: "boolean" },
+      remote: { type: "boolean" },
+      "persist-to": { type: "string", default: ".wrangler/state" },
+    },
   });
   [cmd, ...opts] = positionals;
   opts = { ...values, args: opts };
@@ -32,7 +41,9 @@ const where = opts.remote ? ["--remote"] : ["--local", "--persist-to", opts["per
 
 function wrangler(...args) {
   const r = spawnSync("npx", ["--no-install", "wrangler", "kv", "key", ...args, "--binding", "TENANTS", ...where], {
-    encoding: "utf8", env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" } });
+    encoding: "utf8",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
   if (r.status !== 0) fail(`wrangler kv key ${args[0]}: ${(r.stderr || r.stdout).trim().split("\n").filter(Boolean).pop() ?? "failed"}`);
   return r.stdout;
 }
@@ -53,7 +64,8 @@ if (cmd === "create") {
   const rows = [];
   for (const name of names) {
     const rec = JSON.parse(wrangler("get", name, "--text"));
-    if (!opts.tenant || rec.tenant === opts.tenant) rows.push({ id: name.slice(4), tenant: rec.tenant, scope: rec.scope, created: rec.created, label: rec.label });
+    if (!opts.tenant || rec.tenant === opts.tenant)
+      rows.push({ id: name.slice(4), tenant: rec.tenant, scope: rec.scope, created: rec.created, label: rec.label });
   }
   if (!rows.length) console.error("no keys");
   else console.table(rows);
@@ -65,5 +77,7 @@ if (cmd === "create") {
   wrangler("delete", `key/${id}`);
   console.log(`revoked ${id}`);
 } else {
-  fail("usage: keys.mjs create --tenant T --scope read|publish|admin [--label L] | list [--tenant T] | revoke ID  [--local [--persist-to DIR] | --remote]");
+  fail(
+    "usage: keys.mjs create --tenant T --scope read|publish|admin [--label L] | list [--tenant T] | revoke ID  [--local [--persist-to DIR] | --remote]",
+  );
 }

@@ -13,11 +13,22 @@ import { parseArgs } from "node:util";
 import { startDev } from "./lib/dev-server.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
 
-const { values: o } = parseArgs({ options: { duration: { type: "string", default: "60" }, connections: { type: "string", default: "48" },
-  port: { type: "string", default: "8798" }, client: { type: "string", default: "autocannon" }, var: { type: "string", multiple: true, default: [] } } });
-const duration = Number(o.duration), connections = Number(o.connections);
-if (!(duration > 0 && duration <= 600 && connections > 0 && connections <= 256) || o.var.some((v) => !/^[A-Z_]+=\S+$/.test(v)) ||
-  !["autocannon", "fetch"].includes(o.client)) {
+const { values: o } = parseArgs({
+  options: {
+    duration: { type: "string", default: "60" },
+    connections: { type: "string", default: "48" },
+    port: { type: "string", default: "8798" },
+    client: { type: "string", default: "autocannon" },
+    var: { type: "string", multiple: true, default: [] },
+  },
+});
+const duration = Number(o.duration),
+  connections = Number(o.connections);
+if (
+  !(duration > 0 && duration <= 600 && connections > 0 && connections <= 256) ||
+  o.var.some((v) => !/^[A-Z_]+=\S+$/.test(v)) ||
+  !["autocannon", "fetch"].includes(o.client)
+) {
   console.error("error: --duration 1..600 s, --connections 1..256, --client autocannon|fetch, --var NAME=VALUE");
   process.exit(2);
 }
@@ -28,19 +39,40 @@ const auth = (tenant) => ({ authorization: `Bearer ${keyOf(tenant)}` });
 // each tenant publishes its own adapter through the API
 const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8"));
 const file = (alias) => readFileSync(`adapters/${catalog.adapters.find((a) => a.alias === alias).file}`);
-for (const [alias, tenant, src] of [["acme/spam", "acme", "demo/spam-prompt"], ["globex/topics", "globex", "demo/topic-prefix"]]) {
-  const r = await fetch(`${dev.base}/v1/adapters/${alias}`, { method: "PUT", headers: { ...auth(tenant), "content-type": "application/octet-stream" }, body: file(src) });
+for (const [alias, tenant, src] of [
+  ["acme/spam", "acme", "demo/spam-prompt"],
+  ["globex/topics", "globex", "demo/topic-prefix"],
+]) {
+  const r = await fetch(`${dev.base}/v1/adapters/${alias}`, {
+    method: "PUT",
+    headers: { ...auth(tenant), "content-type": "application/octet-stream" },
+    body: file(src),
+  });
   if (r.status !== 201) throw new Error(`publishing ${alias}: ${r.status} ${await r.text()}`);
 }
 
-const texts = ["WIN a FREE cruise!!! Click here to claim your prize now", "Are we still meeting for lunch tomorrow?",
-  "sparrow: small brown songbird common in towns", "Minutes of Tuesday's meeting are attached; please review section 3."];
-const json = (tenant, path, body) => ({ method: "POST", path, headers: { ...auth(tenant), "content-type": "application/json" }, body: JSON.stringify(body) });
+const texts = [
+  "WIN a FREE cruise!!! Click here to claim your prize now",
+  "Are we still meeting for lunch tomorrow?",
+  "sparrow: small brown songbird common in towns",
+  "Minutes of Tuesday's meeting are attached; please review section 3.",
+];
+const json = (tenant, path, body) => ({
+  method: "POST",
+  path,
+  headers: { ...auth(tenant), "content-type": "application/json" },
+  body: JSON.stringify(body),
+});
 const requests = [
   json("acme", "/v1/classify", { adapter: "acme/spam", text: texts[0] }),
   json("globex", "/v1/classify", { adapter: "globex/topics", text: texts[2] }),
   json("initech", "/v1/classify", { adapter: "demo/spam-prefix", text: texts[1] }),
-  json("acme", "/v1/classify", { items: [{ adapter: "acme/spam", text: texts[3] }, { adapter: "demo/topic-prefix", text: texts[2] }] }),
+  json("acme", "/v1/classify", {
+    items: [
+      { adapter: "acme/spam", text: texts[3] },
+      { adapter: "demo/topic-prefix", text: texts[2] },
+    ],
+  }),
   json("globex", "/v1/classify", { adapter: "demo/spam-prompt", text: texts[3] }),
   json("initech", "/v1/generate", { adapter: "demo/define-prefix", input: "lighthouse", max_new_tokens: 8 }),
 ];
@@ -54,44 +86,70 @@ const samples = [];
 const timer = setInterval(() => samples.push(dev.rss()), 10_000);
 console.log(`load (${o.client}): ${connections} connections for ${duration} s against ${dev.base} (${requests.length} request kinds, 3 tenants)`);
 const errorBodies = {};
-const watched = requests.map((r) => ({ ...r, onResponse: (status, body) => {
-  if (status >= 300) { const k = `${status} ${r.path} ${String(body).slice(0, 160)}`; errorBodies[k] = (errorBodies[k] ?? 0) + 1; }
-} }));
-const result = o.client === "autocannon"
-  ? await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 })
-  : await fetchLoad(watched);
+const watched = requests.map((r) => ({
+  ...r,
+  onResponse: (status, body) => {
+    if (status >= 300) {
+      const k = `${status} ${r.path} ${String(body).slice(0, 160)}`;
+      errorBodies[k] = (errorBodies[k] ?? 0) + 1;
+    }
+  },
+}));
+const result =
+  o.client === "autocannon" ? await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 }) : await fetchLoad(watched);
 clearInterval(timer);
 const memEnd = dev.rss();
 dev.stop();
-const warnings = dev.log().split("\n").filter((l) => l.trim() && !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l));
+const warnings = dev
+  .log()
+  .split("\n")
+  .filter(
+    (l) =>
+      l.trim() &&
+      !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l),
+  );
 
 /** the same requests from Node's fetch: `connections` loops, each cycling through them; autocannon's result shape */
 async function fetchLoad(reqs) {
-  const t0 = Date.now(), lat = [], codes = {};
+  const t0 = Date.now(),
+    lat = [],
+    codes = {};
   let socketErrors = 0;
-  await Promise.all(Array.from({ length: connections }, async (_, c) => {
-    for (let i = c; Date.now() - t0 < duration * 1000; i++) {
-      const r = reqs[i % reqs.length], a = performance.now();
-      try {
-        const res = await fetch(dev.base + r.path, { method: r.method, headers: r.headers, body: r.body });
-        const body = await res.text();
-        lat.push(performance.now() - a);
-        codes[res.status] = { count: (codes[res.status]?.count ?? 0) + 1 };
-        r.onResponse(res.status, body);
-      } catch {
-        socketErrors++;
+  await Promise.all(
+    Array.from({ length: connections }, async (_, c) => {
+      for (let i = c; Date.now() - t0 < duration * 1000; i++) {
+        const r = reqs[i % reqs.length],
+          a = performance.now();
+        try {
+          const res = await fetch(dev.base + r.path, { method: r.method, headers: r.headers, body: r.body });
+          const body = await res.text();
+          lat.push(performance.now() - a);
+          codes[res.status] = { count: (codes[res.status]?.count ?? 0) + 1 };
+          r.onResponse(res.status, body);
+        } catch {
+          socketErrors++;
+        }
       }
-    }
-  }));
+    }),
+  );
   lat.sort((a, b) => a - b);
   const at = (p) => Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]);
   const ok = Object.entries(codes).reduce((n, [k, v]) => n + (k < 300 ? v.count : 0), 0);
-  return { requests: { total: lat.length, average: lat.length / duration }, latency: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: Math.round(lat.at(-1)) },
-    non2xx: lat.length - ok, errors: socketErrors, timeouts: 0, statusCodeStats: codes };
+  return {
+    requests: { total: lat.length, average: lat.length / duration },
+    latency: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: Math.round(lat.at(-1)) },
+    non2xx: lat.length - ok,
+    errors: socketErrors,
+    timeouts: 0,
+    statusCodeStats: codes,
+  };
 }
 
-const L = result.latency, errors = result.non2xx + result.errors + result.timeouts;
-const codes = Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => `${k}: ${v.count}`).join(", ");
+const L = result.latency,
+  errors = result.non2xx + result.errors + result.timeouts;
+const codes = Object.entries(result.statusCodeStats ?? {})
+  .map(([k, v]) => `${k}: ${v.count}`)
+  .join(", ");
 const lines = [
   `load: ${new Date().toISOString()}, client ${o.client}, ${connections} connections, ${duration} s, loopback, wrangler dev (one workerd isolate)`,
   "",

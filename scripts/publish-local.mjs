@@ -10,11 +10,19 @@ import { join } from "node:path";
 import { openLocalStore, ownBytes, storeCode } from "./lib/local-store.mjs";
 
 const args = process.argv.slice(2);
-const opt = (n, d) => { const i = args.indexOf(n); return i >= 0 ? args.splice(i, 2)[1] : d; };
-const persist = opt("--persist-to", ".wrangler/state"), backbones = opt("--backbones", "adapters/backbones");
-const alias = opt("--alias"), to = opt("--to");
+const opt = (n, d) => {
+  const i = args.indexOf(n);
+  return i >= 0 ? args.splice(i, 2)[1] : d;
+};
+const persist = opt("--persist-to", ".wrangler/state"),
+  backbones = opt("--backbones", "adapters/backbones");
+const alias = opt("--alias"),
+  to = opt("--to");
 const [cmd, target] = args;
-const fail = (m) => { console.error(`error: ${m}`); process.exit(2); };
+const fail = (m) => {
+  console.error(`error: ${m}`);
+  process.exit(2);
+};
 
 function backboneConfig(id) {
   const p = join(backbones, id, "config.json");
@@ -26,12 +34,21 @@ function namedBackbone(bytes) {
   try {
     const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
     return JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__.backbone;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
-if (!["publish", "rollback", "list"].includes(cmd) || !target) fail("usage: publish FILE --alias tenant/name | rollback tenant/name [--to V] | list tenant/name");
+if (!["publish", "rollback", "list"].includes(cmd) || !target)
+  fail("usage: publish FILE --alias tenant/name | rollback tenant/name [--to V] | list tenant/name");
 const code = await storeCode();
-const ref = (s) => { try { return code.parseRef(s); } catch (e) { fail(e.message); } };
+const ref = (s) => {
+  try {
+    return code.parseRef(s);
+  } catch (e) {
+    fail(e.message);
+  }
+};
 const store = await openLocalStore(persist);
 try {
   let out;

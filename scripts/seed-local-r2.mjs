@@ -19,7 +19,12 @@ const persist = i >= 0 ? args[i + 1] : ".wrangler/state";
 const j = args.indexOf("--bench-aliases"); // the benchmark's mixed batches: acme/bench-a00.. point at the first classifier
 const benchAliases = j >= 0 ? Number(args[j + 1]) : 0;
 let plan;
-try { plan = catalogPlan("."); } catch (e) { console.error(`error: ${e.message}`); process.exit(2); }
+try {
+  plan = catalogPlan(".");
+} catch (e) {
+  console.error(`error: ${e.message}`);
+  process.exit(2);
+}
 const backboneCfg = JSON.parse(readFileSync(join("adapters", "backbones", plan.backbone, "config.json"), "utf8"));
 
 const { bucket, kv, io, dispose } = await openLocalStore(persist);
@@ -53,5 +58,7 @@ for (const [key, tenant, scope] of DEV_KEYS) {
   wrote++;
 }
 await dispose();
-console.log(`seeded local R2 and KV (${persist}): backbone ${plan.backbone}, ${plan.aliases.length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`);
+console.log(
+  `seeded local R2 and KV (${persist}): backbone ${plan.backbone}, ${plan.aliases.length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`,
+);
 console.log(`local dev keys: ${DEV_KEYS.map(([k, t, s]) => `${t}/${s} ${k}`).join(", ")}`);

@@ -25,8 +25,19 @@ export interface Config {
   backboneId?: string;
 }
 
-type NumericVar = "MAX_ITEMS" | "MAX_TEXT_CHARS" | "MAX_TOKENS" | "MAX_NEW_TOKENS" | "MAX_BODY_BYTES" | "MAX_ADAPTER_BYTES"
-  | "MAX_BATCH_TOKENS" | "ADAPTER_CACHE_BYTES" | "ALIAS_TTL_MS" | "AUTH_CACHE_MS" | "R2_ATTEMPTS" | "R2_TIMEOUT_MS";
+type NumericVar =
+  | "MAX_ITEMS"
+  | "MAX_TEXT_CHARS"
+  | "MAX_TOKENS"
+  | "MAX_NEW_TOKENS"
+  | "MAX_BODY_BYTES"
+  | "MAX_ADAPTER_BYTES"
+  | "MAX_BATCH_TOKENS"
+  | "ADAPTER_CACHE_BYTES"
+  | "ALIAS_TTL_MS"
+  | "AUTH_CACHE_MS"
+  | "R2_ATTEMPTS"
+  | "R2_TIMEOUT_MS";
 
 /** name -> [default, min, max] */
 export const SETTINGS: Record<NumericVar, [number, number, number]> = {
@@ -56,14 +67,27 @@ export function parseConfig(env: Bindings): Config {
       throw new ConfigError(`setting ${name}=${JSON.stringify(raw)} must be a whole number from ${min} to ${max}`);
     return v;
   };
-  const publicTenants = (env.PUBLIC_TENANTS ?? "demo").split(",").map((s) => s.trim()).filter(Boolean);
+  const publicTenants = (env.PUBLIC_TENANTS ?? "demo")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   return {
     limits: {
-      maxItems: n("MAX_ITEMS"), maxTextChars: n("MAX_TEXT_CHARS"), maxTokens: n("MAX_TOKENS"), maxNewTokens: n("MAX_NEW_TOKENS"),
-      maxBodyBytes: n("MAX_BODY_BYTES"), maxAdapterBytes: n("MAX_ADAPTER_BYTES"), maxBatchTokens: n("MAX_BATCH_TOKENS"),
+      maxItems: n("MAX_ITEMS"),
+      maxTextChars: n("MAX_TEXT_CHARS"),
+      maxTokens: n("MAX_TOKENS"),
+      maxNewTokens: n("MAX_NEW_TOKENS"),
+      maxBodyBytes: n("MAX_BODY_BYTES"),
+      maxAdapterBytes: n("MAX_ADAPTER_BYTES"),
+      maxBatchTokens: n("MAX_BATCH_TOKENS"),
     },
-    adapterCacheBytes: n("ADAPTER_CACHE_BYTES"), aliasTtlMs: n("ALIAS_TTL_MS"), authCacheMs: n("AUTH_CACHE_MS"),
-    r2Attempts: n("R2_ATTEMPTS"), r2TimeoutMs: n("R2_TIMEOUT_MS"), publicTenants, backboneId: env.BACKBONE_ID || undefined,
+    adapterCacheBytes: n("ADAPTER_CACHE_BYTES"),
+    aliasTtlMs: n("ALIAS_TTL_MS"),
+    authCacheMs: n("AUTH_CACHE_MS"),
+    r2Attempts: n("R2_ATTEMPTS"),
+    r2TimeoutMs: n("R2_TIMEOUT_MS"),
+    publicTenants,
+    backboneId: env.BACKBONE_ID || undefined,
   };
 }
 
@@ -71,6 +95,9 @@ export function parseConfig(env: Bindings): Config {
 const parsed = new WeakMap<object, Config>();
 export function configOf(env: Bindings): Config {
   let c = parsed.get(env);
-  if (!c) { c = parseConfig(env); parsed.set(env, c); }
+  if (!c) {
+    c = parseConfig(env);
+    parsed.set(env, c);
+  }
   return c;
 }

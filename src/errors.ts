@@ -35,7 +35,11 @@ export const ERROR_CODES = [
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class DomainError extends Error {
-  constructor(public code: ErrorCode, message: string, public headers: Record<string, string> = {}) {
+  constructor(
+    public code: ErrorCode,
+    message: string,
+    public headers: Record<string, string> = {},
+  ) {
     super(message);
   }
 }

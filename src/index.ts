@@ -33,7 +33,11 @@ app.use("*", async (c, next) => {
   store ??= new AdapterStore(new AdapterCache(cfg.adapterCacheBytes), cfg.aliasTtlMs);
   directory ??= new Directory(cfg.authCacheMs);
   const waitUntil = (p: Promise<unknown>) => {
-    try { c.executionCtx.waitUntil(p); } catch { /* no execution context (app.request in tests): the promise runs on */ }
+    try {
+      c.executionCtx.waitUntil(p);
+    } catch {
+      /* no execution context (app.request in tests): the promise runs on */
+    }
   };
   const io: Storage = { bucket: env.BUCKET, retry: { attempts: cfg.r2Attempts, timeoutMs: cfg.r2TimeoutMs, backoffMs: 50 }, waitUntil };
   c.set("adapters", store);
@@ -43,7 +47,10 @@ app.use("*", async (c, next) => {
   c.set("publicTenants", cfg.publicTenants);
   c.set("limits", cfg.limits);
   c.set("backbone", async () => {
-    backboneId ??= defaultBackbone(cfg.backboneId, io).catch((e) => { backboneId = null; throw e; });
+    backboneId ??= defaultBackbone(cfg.backboneId, io).catch((e) => {
+      backboneId = null;
+      throw e;
+    });
     return getBackbone(io, await backboneId);
   });
   await next();

@@ -4,8 +4,13 @@
 type ApiError = { error: { code: string; message: string } };
 type Summary = { alias: string; version: string; task: "classify" | "generate"; kind: string };
 type Info = Summary & {
-  virtual_tokens: number; bytes: number; dtype: string; template: string; backbone: string;
-  labels: { name: string }[]; readout: { type: string; pooling?: string; bag_tokens?: number } | null;
+  virtual_tokens: number;
+  bytes: number;
+  dtype: string;
+  template: string;
+  backbone: string;
+  labels: { name: string }[];
+  readout: { type: string; pooling?: string; bag_tokens?: number } | null;
   training: { eval?: Record<string, number>; train_examples?: number; max_tokens?: number };
 };
 type Scored = { label: string; score: number };
@@ -44,7 +49,9 @@ function showError(e: unknown) {
   el.textContent = e instanceof RequestFailed ? e.message : `Something went wrong: ${e instanceof Error ? e.message : String(e)}`;
   el.hidden = false;
 }
-const clearError = () => { $("error").hidden = true; };
+const clearError = () => {
+  $("error").hidden = true;
+};
 
 async function connect(k: string) {
   key = k.trim();
@@ -69,10 +76,17 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 function describe(a: Info): [string, string][] {
   const rows: [string, string][] = [
-    ["task", a.task], ["method", `${a.kind} tuning, ${a.virtual_tokens} virtual tokens`],
-    ["stored", `${a.bytes.toLocaleString()} bytes (${a.dtype})`], ["version", a.version], ["backbone", a.backbone],
+    ["task", a.task],
+    ["method", `${a.kind} tuning, ${a.virtual_tokens} virtual tokens`],
+    ["stored", `${a.bytes.toLocaleString()} bytes (${a.dtype})`],
+    ["version", a.version],
+    ["backbone", a.backbone],
   ];
-  if (a.readout) rows.push(["readout", a.readout.type === "head" ? `linear head (${a.readout.pooling} pooling, bag of ${a.readout.bag_tokens} tokens)` : a.readout.type]);
+  if (a.readout)
+    rows.push([
+      "readout",
+      a.readout.type === "head" ? `linear head (${a.readout.pooling} pooling, bag of ${a.readout.bag_tokens} tokens)` : a.readout.type,
+    ]);
   if (a.labels.length) rows.push(["labels", a.labels.map((l) => l.name).join(", ")]);
   for (const [k, v] of Object.entries(a.training.eval ?? {}))
     rows.push([`eval ${k.replace("_", " ")}`, k === "accuracy" || k === "exact_match" ? pct(v) : v.toFixed(3)]);
@@ -86,8 +100,12 @@ async function select(alias: string, fillExample = false) {
   $("generation").hidden = true;
   try {
     const a = await api<Info>(`/v1/adapters/${alias}`);
-    $("meta").replaceChildren(...describe(a).flatMap(([k, v]) => [Object.assign(document.createElement("dt"), { textContent: k }),
-      Object.assign(document.createElement("dd"), { textContent: v })]));
+    $("meta").replaceChildren(
+      ...describe(a).flatMap(([k, v]) => [
+        Object.assign(document.createElement("dt"), { textContent: k }),
+        Object.assign(document.createElement("dd"), { textContent: v }),
+      ]),
+    );
     const gen = a.task === "generate";
     $("run").textContent = gen ? "Generate" : "Classify";
     $("text-label").textContent = gen ? "Input" : "Text";
@@ -102,17 +120,22 @@ async function select(alias: string, fillExample = false) {
 }
 
 function bars(scores: Scored[]) {
-  $("labels").replaceChildren(...scores.map((s, i) => {
-    const row = document.createElement("div");
-    row.className = "label-row" + (i === 0 ? " top" : "");
-    row.dataset.label = s.label;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    bar.append(Object.assign(document.createElement("div"), { style: `width:${(100 * s.score).toFixed(1)}%` }));
-    row.append(Object.assign(document.createElement("span"), { className: "name", textContent: s.label }), bar,
-      Object.assign(document.createElement("span"), { className: "score", textContent: pct(s.score) }));
-    return row;
-  }));
+  $("labels").replaceChildren(
+    ...scores.map((s, i) => {
+      const row = document.createElement("div");
+      row.className = "label-row" + (i === 0 ? " top" : "");
+      row.dataset.label = s.label;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.append(Object.assign(document.createElement("div"), { style: `width:${(100 * s.score).toFixed(1)}%` }));
+      row.append(
+        Object.assign(document.createElement("span"), { className: "name", textContent: s.label }),
+        bar,
+        Object.assign(document.createElement("span"), { className: "score", textContent: pct(s.score) }),
+      );
+      return row;
+    }),
+  );
 }
 
 /** POST /v1/generate with stream: true; server-sent events token / done / error (src/api/inference.ts) */
@@ -121,7 +144,8 @@ async function stream(adapter: string, input: string, maxNew: number) {
   out.textContent = "";
   out.hidden = false;
   const r = await fetch("/v1/generate", {
-    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
     body: JSON.stringify({ adapter, input, max_new_tokens: maxNew, stream: true }),
   });
   if (!r.ok || !r.body) throw await failure(r);
@@ -135,7 +159,11 @@ async function stream(adapter: string, input: string, maxNew: number) {
       const frame = buf.slice(0, end);
       buf = buf.slice(end + 2);
       const event = /^event: (.*)$/m.exec(frame)?.[1] ?? "message";
-      const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      const data = frame
+        .split("\n")
+        .filter((l) => l.startsWith("data: "))
+        .map((l) => l.slice(6))
+        .join("\n");
       if (event === "token") out.textContent += (JSON.parse(data) as { text: string }).text;
       else if (event === "error") {
         const e = (JSON.parse(data) as ApiError).error;

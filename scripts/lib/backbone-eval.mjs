@@ -46,13 +46,20 @@ export function argmax(logits, row, V) {
 export async function decodeWindows({ ort, session }, cfg, fixture, rows) {
   const ids = rows ? rows.map((r) => fixture.input_ids[r]) : fixture.input_ids;
   const targets = rows ? rows.map((r) => fixture.targets[r]) : fixture.targets;
-  const B = ids.length, T = ids[0].length, V = cfg.vocab_size;
+  const B = ids.length,
+    T = ids[0].length,
+    V = cfg.vocab_size;
   let past = emptyPast(ort, cfg, B);
-  const logprob = ids.map(() => []), top1 = ids.map(() => []);
+  const logprob = ids.map(() => []),
+    top1 = ids.map(() => []);
   let last;
   for (let t = 0; t < T; t++) {
     const feeds = {
-      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (w) => BigInt(w[t])), [B, 1]),
+      input_ids: new ort.Tensor(
+        "int64",
+        BigInt64Array.from(ids, (w) => BigInt(w[t])),
+        [B, 1],
+      ),
       attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (t + 1)).fill(1n), [B, t + 1]),
       position_ids: new ort.Tensor("int64", new BigInt64Array(B).fill(BigInt(t)), [B, 1]),
       ...past,
@@ -64,8 +71,7 @@ export async function decodeWindows({ ort, session }, cfg, fixture, rows) {
       top1[b].push(argmax(logits, b, V));
     }
     past = {};
-    for (let i = 0; i < cfg.num_layers; i++)
-      for (const kv of ["key", "value"]) past[`past_key_values.${i}.${kv}`] = out[`present.${i}.${kv}`];
+    for (let i = 0; i < cfg.num_layers; i++) for (const kv of ["key", "value"]) past[`past_key_values.${i}.${kv}`] = out[`present.${i}.${kv}`];
     last = logits;
   }
   return { logprob, top1, lastLogits: last, V };
@@ -74,7 +80,10 @@ export async function decodeWindows({ ort, session }, cfg, fixture, rows) {
 /** Perplexity, top-1 agreement with fp32, and max |logit diff| against PyTorch simulating the int8 graph. */
 export function compare(fixture, res, rows) {
   const sel = rows ?? fixture.input_ids.map((_, i) => i);
-  let lpSum = 0, fpSum = 0, n = 0, agree = 0;
+  let lpSum = 0,
+    fpSum = 0,
+    n = 0,
+    agree = 0;
   sel.forEach((r, b) => {
     res.logprob[b].forEach((lp, t) => {
       lpSum += lp;

@@ -33,9 +33,20 @@ export function catalogPlan(root = ".") {
     const version = sha256(buf).slice(0, 16);
     const base = `adapters/${entry.alias}`;
     add(`${base}/versions/${version}.safetensors`, buf, file);
-    aliases.push({ alias: entry.alias, key: `${base}/alias.json`, doc: { alias: entry.alias, version,
-      key: `${base}/versions/${version}.safetensors`, backbone: id, kind: entry.kind, task: entry.task,
-      updated: new Date(0).toISOString(), history: [] } });
+    aliases.push({
+      alias: entry.alias,
+      key: `${base}/alias.json`,
+      doc: {
+        alias: entry.alias,
+        version,
+        key: `${base}/versions/${version}.safetensors`,
+        backbone: id,
+        kind: entry.kind,
+        task: entry.task,
+        updated: new Date(0).toISOString(),
+        history: [],
+      },
+    });
   }
   return { backbone: id, objects, aliases };
 }
@@ -49,5 +60,7 @@ function adapterBackbone(buf) {
   try {
     const n = Number(buf.readBigUInt64LE(0));
     return JSON.parse(buf.subarray(8, 8 + n).toString("utf8")).__metadata__?.backbone ?? null;
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }

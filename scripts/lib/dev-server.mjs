@@ -10,17 +10,33 @@ export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs 
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
   const t0 = performance.now();
   const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs],
-    { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
   let log = "";
-  wd.stdout.on("data", (d) => { log += d; });
-  wd.stderr.on("data", (d) => { log += d; });
-  const stop = () => { try { process.kill(-wd.pid, "SIGTERM"); } catch {} };
+  wd.stdout.on("data", (d) => {
+    log += d;
+  });
+  wd.stderr.on("data", (d) => {
+    log += d;
+  });
+  const stop = () => {
+    try {
+      process.kill(-wd.pid, "SIGTERM");
+    } catch {}
+  };
   process.on("exit", stop);
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
-    if (i > 300) { stop(); throw new Error(`wrangler dev did not come up:\n${log.slice(-2000)}`); }
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {}
+    if (i > 300) {
+      stop();
+      throw new Error(`wrangler dev did not come up:\n${log.slice(-2000)}`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   /** resident memory of the workerd process(es) wrangler started, MB (the largest) */

@@ -15,7 +15,11 @@ export const DEV_KEYS = [
 ];
 
 const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
-const b64url = (b) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const b64url = (b) =>
+  btoa(String.fromCharCode(...b))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 
 export async function sha256Hex(text) {
   return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));

@@ -13,8 +13,14 @@ const kvId = () => /\[\[kv_namespaces\]\][^[]*?id\s*=\s*"([^"]+)"/.exec(toml())[
 
 /** miniflare's R2 bucket and KV for a wrangler --persist-to folder; `io` is the worker's Storage shape */
 export async function openLocalStore(persist) {
-  const mf = new Miniflare({ modules: true, script: "export default {}", r2Buckets: [bucketName()], r2Persist: join(persist, "v3", "r2"),
-    kvNamespaces: { TENANTS: kvId() }, kvPersist: join(persist, "v3", "kv") });
+  const mf = new Miniflare({
+    modules: true,
+    script: "export default {}",
+    r2Buckets: [bucketName()],
+    r2Persist: join(persist, "v3", "r2"),
+    kvNamespaces: { TENANTS: kvId() },
+    kvPersist: join(persist, "v3", "kv"),
+  });
   const bucket = await mf.getR2Bucket(bucketName());
   const kv = await mf.getKVNamespace("TENANTS");
   const io = { bucket, retry: { attempts: 1, timeoutMs: 60_000, backoffMs: 0 } };

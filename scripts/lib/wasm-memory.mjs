@@ -25,14 +25,28 @@ const loadBytes = memory.buffer.byteLength;
 const i = process.argv.indexOf("--slots");
 const slots = i > 0 ? Number(process.argv[i + 1]) : 1024;
 const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
-const [P, T] = [32, 128], B = Math.max(1, Math.floor(slots / (P + T)));
+const [P, T] = [32, 128],
+  B = Math.max(1, Math.floor(slots / (P + T)));
 const feeds = {
-  input_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, j) => BigInt(4 + (j * 37) % 7000)), [B, T]),
+  input_ids: new ort.Tensor(
+    "int64",
+    BigInt64Array.from({ length: B * T }, (_, j) => BigInt(4 + ((j * 37) % 7000))),
+    [B, T],
+  ),
   attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (P + T)).fill(1n), [B, P + T]),
-  position_ids: new ort.Tensor("int64", BigInt64Array.from({ length: B * T }, (_, j) => BigInt(P + (j % T))), [B, T]),
+  position_ids: new ort.Tensor(
+    "int64",
+    BigInt64Array.from({ length: B * T }, (_, j) => BigInt(P + (j % T))),
+    [B, T],
+  ),
 };
 for (let l = 0; l < cfg.num_layers; l++)
   for (const kv of ["key", "value"])
-    feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * P * cfg.head_dim).fill(0.01), [B, cfg.num_kv_heads, P, cfg.head_dim]);
+    feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * P * cfg.head_dim).fill(0.01), [
+      B,
+      cfg.num_kv_heads,
+      P,
+      cfg.head_dim,
+    ]);
 await session.run(feeds);
 console.log(JSON.stringify({ load_bytes: loadBytes, peak_bytes: memory.buffer.byteLength, pass: [B, P + T] }));

@@ -15,8 +15,20 @@ export const adapters = router();
 const read = [requireScope("read")];
 
 adapters.openapi(
-  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters", security: bearer, middleware: read,
-    responses: { 200: { description: "adapters this key may use: its tenant's, the public namespaces', granted ones", ...json(z.object({ adapters: z.array(AdapterSummary) })) }, ...errors } }),
+  createRoute({
+    tags: ["adapters"],
+    method: "get",
+    path: "/v1/adapters",
+    security: bearer,
+    middleware: read,
+    responses: {
+      200: {
+        description: "adapters this key may use: its tenant's, the public namespaces', granted ones",
+        ...json(z.object({ adapters: z.array(AdapterSummary) })),
+      },
+      ...errors,
+    },
+  }),
   async (c) => c.json({ adapters: await listReadable(c) }, 200),
 );
 
@@ -36,8 +48,15 @@ export async function listReadable(c: Context<AppEnv>): Promise<z.infer<typeof A
 }
 
 adapters.openapi(
-  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: read, request: { params: AdapterPath },
-    responses: { 200: { description: "an adapter's metadata and metrics", ...json(AdapterInfo) }, ...errors } }),
+  createRoute({
+    tags: ["adapters"],
+    method: "get",
+    path: "/v1/adapters/{tenant}/{name}",
+    security: bearer,
+    middleware: read,
+    request: { params: AdapterPath },
+    responses: { 200: { description: "an adapter's metadata and metrics", ...json(AdapterInfo) }, ...errors },
+  }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
     await assertReadable(c, tenant);
@@ -45,16 +64,44 @@ adapters.openapi(
     if (!doc) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
     const r = await c.var.adapters.resolve(c.var.storage, { tenant, name, version: doc.version }, (await c.var.backbone()).cfg);
     const a = r.adapter;
-    return c.json({ alias: `${tenant}/${name}`, version: r.version, history: doc.history, updated: doc.updated, kind: a.kind, task: a.task,
-      backbone: a.backbone, virtual_tokens: a.virtualTokens, dtype: a.dtype, bytes: a.bytes, template: a.template,
-      labels: a.labels.map((l) => ({ name: l.name, words: l.words })), generation: a.generation, training: a.training,
-      readout: a.task !== "classify" ? null : a.head ? { type: "head" as const, pooling: a.head.pooling, bag_tokens: a.head.bagIds.length } : { type: "verbalizer" as const } }, 200);
+    return c.json(
+      {
+        alias: `${tenant}/${name}`,
+        version: r.version,
+        history: doc.history,
+        updated: doc.updated,
+        kind: a.kind,
+        task: a.task,
+        backbone: a.backbone,
+        virtual_tokens: a.virtualTokens,
+        dtype: a.dtype,
+        bytes: a.bytes,
+        template: a.template,
+        labels: a.labels.map((l) => ({ name: l.name, words: l.words })),
+        generation: a.generation,
+        training: a.training,
+        readout:
+          a.task !== "classify"
+            ? null
+            : a.head
+              ? { type: "head" as const, pooling: a.head.pooling, bag_tokens: a.head.bagIds.length }
+              : { type: "verbalizer" as const },
+      },
+      200,
+    );
   },
 );
 
 adapters.openapi(
-  createRoute({ tags: ["adapters"], method: "get", path: "/v1/adapters/{tenant}/{name}/versions", security: bearer, middleware: read, request: { params: AdapterPath },
-    responses: { 200: { description: "the alias, its history and every stored version", ...json(VersionsResponse) }, ...errors } }),
+  createRoute({
+    tags: ["adapters"],
+    method: "get",
+    path: "/v1/adapters/{tenant}/{name}/versions",
+    security: bearer,
+    middleware: read,
+    request: { params: AdapterPath },
+    responses: { 200: { description: "the alias, its history and every stored version", ...json(VersionsResponse) }, ...errors },
+  }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
     await assertReadable(c, tenant);
@@ -63,11 +110,25 @@ adapters.openapi(
 );
 
 adapters.openapi(
-  createRoute({ tags: ["adapters"], method: "put", path: "/v1/adapters/{tenant}/{name}", security: bearer, middleware: [requireScope("publish"), limitBody("adapter")] as const,
-    description: "Upload an adapter artifact (the .safetensors bytes as the body, at most MAX_ADAPTER_BYTES). It is validated, stored as " +
+  createRoute({
+    tags: ["adapters"],
+    method: "put",
+    path: "/v1/adapters/{tenant}/{name}",
+    security: bearer,
+    middleware: [requireScope("publish"), limitBody("adapter")] as const,
+    description:
+      "Upload an adapter artifact (the .safetensors bytes as the body, at most MAX_ADAPTER_BYTES). It is validated, stored as " +
       "an immutable version, then the alias moves to it. Re-uploading the current version changes nothing.",
-    request: { params: AdapterPath, body: { content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } }, required: true } },
-    responses: { 201: { description: "published; the alias moved", ...json(PublishResponse) }, 200: { description: "already the current version", ...json(PublishResponse) }, ...errors } }),
+    request: {
+      params: AdapterPath,
+      body: { content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } }, required: true },
+    },
+    responses: {
+      201: { description: "published; the alias moved", ...json(PublishResponse) },
+      200: { description: "already the current version", ...json(PublishResponse) },
+      ...errors,
+    },
+  }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);
@@ -79,9 +140,15 @@ adapters.openapi(
 );
 
 adapters.openapi(
-  createRoute({ tags: ["adapters"], method: "post", path: "/v1/adapters/{tenant}/{name}/rollback", security: bearer, middleware: [requireScope("publish"), limitBody("json")] as const,
+  createRoute({
+    tags: ["adapters"],
+    method: "post",
+    path: "/v1/adapters/{tenant}/{name}/rollback",
+    security: bearer,
+    middleware: [requireScope("publish"), limitBody("json")] as const,
     request: { params: AdapterPath, body: { ...json(RollbackRequest), required: false } },
-    responses: { 200: { description: "the alias now points at the version", ...json(RollbackResponse) }, ...errors } }),
+    responses: { 200: { description: "the alias now points at the version", ...json(RollbackResponse) }, ...errors },
+  }),
   async (c) => {
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);

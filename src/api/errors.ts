@@ -45,7 +45,8 @@ export function onError(err: Error, c: Context) {
   if (err instanceof DomainError) return c.json(errorBody(err.code, err.message), STATUS[err.code], err.headers);
   if (err instanceof HTTPException) {
     const status = err.status as ContentfulStatusCode;
-    const code = ({ 400: "invalid_json", 413: "payload_too_large", 415: "unsupported_media_type" } as Record<number, ErrorCode>)[status] ?? "http_error";
+    const code =
+      ({ 400: "invalid_json", 413: "payload_too_large", 415: "unsupported_media_type" } as Record<number, ErrorCode>)[status] ?? "http_error";
     return c.json(errorBody(code, err.message || "bad request"), status);
   }
   if (err instanceof ConfigError) {

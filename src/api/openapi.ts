@@ -8,10 +8,16 @@ import { ErrorResponse } from "./schemas";
 export const json = <T extends z.ZodTypeAny>(schema: T) => ({ content: { "application/json": { schema } } });
 const err = (description: string) => ({ description, ...json(ErrorResponse) });
 export const errors = {
-  400: err("invalid request"), 401: err("missing or invalid API key"), 403: err("the key's scope or tenant does not allow this"),
-  404: err("unknown adapter, or one this key may not read"), 409: err("adapter for another backbone, or a conflicting change"),
-  413: err("too large"), 422: err("not a valid adapter artifact"), 429: err("rate limited"),
-  502: err("the stored adapter is damaged"), 503: err("object storage or the backbone is unavailable"),
+  400: err("invalid request"),
+  401: err("missing or invalid API key"),
+  403: err("the key's scope or tenant does not allow this"),
+  404: err("unknown adapter, or one this key may not read"),
+  409: err("adapter for another backbone, or a conflicting change"),
+  413: err("too large"),
+  422: err("not a valid adapter artifact"),
+  429: err("rate limited"),
+  502: err("the stored adapter is damaged"),
+  503: err("object storage or the backbone is unavailable"),
 };
 export const bearer = [{ apiKey: [] }];
 
@@ -36,6 +42,13 @@ export const router = () =>
  */
 export function timing(c: { header: (k: string, v: string) => void }, t: Record<string, number>) {
   const io = new Set(["adapter"]);
-  c.header("Server-Timing", Object.entries(t).map(([k, v]) =>
-    `${k};dur=${v.toFixed(1)}${io.has(k) ? ';desc="storage and key lookups"' : ';desc="CPU time: local development only (0 on Cloudflare)"'}`).join(", "));
+  c.header(
+    "Server-Timing",
+    Object.entries(t)
+      .map(
+        ([k, v]) =>
+          `${k};dur=${v.toFixed(1)}${io.has(k) ? ';desc="storage and key lookups"' : ';desc="CPU time: local development only (0 on Cloudflare)"'}`,
+      )
+      .join(", "),
+  );
 }

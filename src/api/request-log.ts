@@ -27,19 +27,39 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.header("x-request-id", id);
   let errorCode: string | null = null;
   if (c.res.status >= 400 && c.res.headers.get("content-type")?.includes("application/json")) {
-    try { errorCode = ((await c.res.clone().json()) as { error?: { code?: string } }).error?.code ?? null; } catch { /* not our error shape */ }
+    try {
+      errorCode = ((await c.res.clone().json()) as { error?: { code?: string } }).error?.code ?? null;
+    } catch {
+      /* not our error shape */
+    }
   }
   const status = c.res.status;
   const write = () => {
     const { done: _, stream_error, ...fields } = record; // read when written: a stream counts its tokens until it ends
-    console.log(JSON.stringify({ request_id: id, method: c.req.method, path: new URL(c.req.url).pathname, status,
-      tenant: c.get("principal")?.tenant ?? null, ...fields, error_code: errorCode ?? stream_error ?? null }));
+    console.log(
+      JSON.stringify({
+        request_id: id,
+        method: c.req.method,
+        path: new URL(c.req.url).pathname,
+        status,
+        tenant: c.get("principal")?.tenant ?? null,
+        ...fields,
+        error_code: errorCode ?? stream_error ?? null,
+      }),
+    );
   };
-  const count = () => { // usage: successful inference only
+  const count = () => {
+    // usage: successful inference only
     const tenant = c.get("principal")?.tenant;
     if (status !== 200 || !tenant || !record.task || record.stream_error) return;
-    recordUsage(c.env, { tenant, task: record.task, adapter: record.adapters?.[0]?.ref ?? "", items: record.items ?? 0,
-      inputTokens: record.input_tokens ?? 0, generatedTokens: record.generated_tokens ?? 0 });
+    recordUsage(c.env, {
+      tenant,
+      task: record.task,
+      adapter: record.adapters?.[0]?.ref ?? "",
+      items: record.items ?? 0,
+      inputTokens: record.input_tokens ?? 0,
+      generatedTokens: record.generated_tokens ?? 0,
+    });
   };
   const countAndWrite = () => {
     count();
@@ -47,5 +67,9 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   };
   if (!record.done) return countAndWrite();
   const logged = record.done.then(countAndWrite, write);
-  try { c.executionCtx.waitUntil(logged); } catch { /* no execution context (app.request in tests): it runs on */ }
+  try {
+    c.executionCtx.waitUntil(logged);
+  } catch {
+    /* no execution context (app.request in tests): it runs on */
+  }
 };

@@ -23,22 +23,26 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-export const requireScope = (need: Scope): MiddlewareHandler<AppEnv> => async (c, next) => {
-  const have = c.var.principal.scope;
-  if (!allows(have, need)) throw new DomainError("insufficient_scope", `this key has scope '${have}'; this call needs '${need}'`);
-  await next();
-};
+export const requireScope =
+  (need: Scope): MiddlewareHandler<AppEnv> =>
+  async (c, next) => {
+    const have = c.var.principal.scope;
+    if (!allows(have, need)) throw new DomainError("insufficient_scope", `this key has scope '${have}'; this call needs '${need}'`);
+    await next();
+  };
 
 /** the request body's size cap: JSON calls MAX_BODY_BYTES, adapter uploads MAX_ADAPTER_BYTES */
-export const limitBody = (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> => (c, next) => {
-  const max = kind === "json" ? c.var.limits.maxBodyBytes : c.var.limits.maxAdapterBytes;
-  return bodyLimit({
-    maxSize: max,
-    onError: () => {
-      throw new DomainError(kind === "json" ? "payload_too_large" : "adapter_too_large", `the request body is larger than ${max} bytes`);
-    },
-  })(c, next);
-};
+export const limitBody =
+  (kind: "json" | "adapter"): MiddlewareHandler<AppEnv> =>
+  (c, next) => {
+    const max = kind === "json" ? c.var.limits.maxBodyBytes : c.var.limits.maxAdapterBytes;
+    return bodyLimit({
+      maxSize: max,
+      onError: () => {
+        throw new DomainError(kind === "json" ? "payload_too_large" : "adapter_too_large", `the request body is larger than ${max} bytes`);
+      },
+    })(c, next);
+  };
 
 /** Another tenant's adapters are invisible unless public or granted: the same 404 whether or not they exist. */
 export async function assertReadable(c: Context<AppEnv>, owner: string): Promise<void> {

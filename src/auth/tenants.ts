@@ -45,18 +45,22 @@ export class Directory {
     const hit = this.cache.get(key);
     if (hit && Date.now() - hit.at < this.ttlMs) return Promise.resolve(hit.value as T | null);
     const epoch = this.epoch;
-    const p = this.reads.run(key, async () => {
-      let value: unknown;
-      try {
-        value = await src.kv.get(key, "json");
-      } catch (e) {
-        console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`);
-        throw e;
-      }
-      if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
-      if (epoch === this.epoch) this.cache.set(key, { value, at: Date.now() });
-      return value;
-    }, src.waitUntil) as Promise<T | null>;
+    const p = this.reads.run(
+      key,
+      async () => {
+        let value: unknown;
+        try {
+          value = await src.kv.get(key, "json");
+        } catch (e) {
+          console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`);
+          throw e;
+        }
+        if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
+        if (epoch === this.epoch) this.cache.set(key, { value, at: Date.now() });
+        return value;
+      },
+      src.waitUntil,
+    ) as Promise<T | null>;
     return hit ? Promise.resolve(hit.value as T | null) : p;
   }
 

@@ -44,14 +44,21 @@ export interface Adapter {
 
 /** code: "adapter_corrupt" (damaged or not an adapter) or "backbone_mismatch" (packed for another backbone) */
 export class AdapterError extends Error {
-  constructor(public code: "adapter_corrupt" | "backbone_mismatch", message: string) {
+  constructor(
+    public code: "adapter_corrupt" | "backbone_mismatch",
+    message: string,
+  ) {
     super(message);
   }
 }
 
 function json<T>(s: string | undefined, what: string, fallback: T): T {
   if (s === undefined) return fallback;
-  try { return JSON.parse(s) as T; } catch { throw new AdapterError("adapter_corrupt", `metadata ${what} is not valid JSON`); }
+  try {
+    return JSON.parse(s) as T;
+  } catch {
+    throw new AdapterError("adapter_corrupt", `metadata ${what} is not valid JSON`);
+  }
 }
 
 export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
@@ -82,7 +89,8 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   if (t.dtype === "I8") {
     const s = tensors.kv_prefix_scale;
     if (!s || m.dtype !== "int8") throw new AdapterError("adapter_corrupt", "int8 prefix without its scales");
-    const scale = toFloat32(s), per = P * backbone.head_dim;
+    const scale = toFloat32(s),
+      per = P * backbone.head_dim;
     kv = kv.map((x, i) => x * scale[Math.floor(i / per)]);
   } else if ((t.dtype === "F16" && m.dtype !== "float16") || (t.dtype === "F32" && m.dtype !== "float32")) {
     throw new AdapterError("adapter_corrupt", `dtype ${m.dtype} does not match the stored tensor`);
@@ -106,9 +114,19 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
   const headBytes = head ? head.weight.byteLength + head.bias.byteLength + head.bagWeight.byteLength + head.bagIds.byteLength : 0;
   return {
-    kind: m.kind, task: m.task, backbone: m.backbone, virtualTokens: P, dtype: m.dtype, template: m.template, labels,
-    generation: json(m.generation, "generation", {}), training: json(m.training, "training", {}), checksum: m.checksum,
-    kv, head, bytes: u8.byteLength,
+    kind: m.kind,
+    task: m.task,
+    backbone: m.backbone,
+    virtualTokens: P,
+    dtype: m.dtype,
+    template: m.template,
+    labels,
+    generation: json(m.generation, "generation", {}),
+    training: json(m.training, "training", {}),
+    checksum: m.checksum,
+    kv,
+    head,
+    bytes: u8.byteLength,
     memoryBytes: kv.byteLength + headBytes + 2 * (m.labels.length + m.template.length + (m.training?.length ?? 0)),
   };
 }
@@ -116,13 +134,23 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
 function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: string; bag_tokens?: number }, n: number, hidden: number): Head {
   const bad = (why: string) => new AdapterError("adapter_corrupt", `head: ${why}`);
   if (readout.pooling !== "mean" && readout.pooling !== "last") throw bad(`unknown pooling ${JSON.stringify(readout.pooling)}`);
-  const W = tensors.head_weight, b = tensors.head_bias;
+  const W = tensors.head_weight,
+    b = tensors.head_bias;
   if (!W || !b || JSON.stringify(W.shape) !== JSON.stringify([n, hidden]) || JSON.stringify(b.shape) !== JSON.stringify([n]))
     throw bad(`head_weight/head_bias do not fit ${n} labels x ${hidden} hidden units`);
-  const K = readout.bag_tokens ?? 0, ids = tensors.bag_ids, bw = tensors.bag_weight;
-  let bagIds: Int32Array = new Int32Array(0), bagWeight: Float32Array = new Float32Array(0);
+  const K = readout.bag_tokens ?? 0,
+    ids = tensors.bag_ids,
+    bw = tensors.bag_weight;
+  let bagIds: Int32Array = new Int32Array(0),
+    bagWeight: Float32Array = new Float32Array(0);
   if (K || ids || bw) {
-    if (!ids || !bw || ids.dtype !== "I32" || JSON.stringify(ids.shape) !== JSON.stringify([K]) || JSON.stringify(bw.shape) !== JSON.stringify([n, K]))
+    if (
+      !ids ||
+      !bw ||
+      ids.dtype !== "I32" ||
+      JSON.stringify(ids.shape) !== JSON.stringify([K]) ||
+      JSON.stringify(bw.shape) !== JSON.stringify([n, K])
+    )
       throw bad(`bag_ids/bag_weight do not fit bag_tokens=${K} and ${n} labels`);
     bagIds = toInt32(ids);
     if (!bagIds.every((id, k) => k === 0 || id > bagIds[k - 1])) throw bad("bag_ids are not strictly increasing");

@@ -40,7 +40,10 @@ export function planPasses(slots: number[], budget: number): number[][] {
   let cur: number[] = [];
   for (const i of order) {
     // sorted longest first: the pass's width is its first row's
-    if (cur.length && (cur.length + 1) * slots[cur[0]] > budget) { passes.push(cur); cur = []; }
+    if (cur.length && (cur.length + 1) * slots[cur[0]] > budget) {
+      passes.push(cur);
+      cur = [];
+    }
     cur.push(i);
   }
   if (cur.length) passes.push(cur);
@@ -48,7 +51,10 @@ export function planPasses(slots: number[], budget: number): number[][] {
 }
 
 export function buildFeeds(ort: Ort, cfg: BackboneConfig, items: BatchItem[]) {
-  const B = items.length, L = cfg.num_layers, H = cfg.num_kv_heads, D = cfg.head_dim;
+  const B = items.length,
+    L = cfg.num_layers,
+    H = cfg.num_kv_heads,
+    D = cfg.head_dim;
   const Pmax = Math.max(0, ...items.map((x) => x.virtualTokens));
   const T = Math.max(...items.map((x) => x.ids.length));
   if (T === 0) throw new Error("empty input");
@@ -59,7 +65,8 @@ export function buildFeeds(ort: Ort, cfg: BackboneConfig, items: BatchItem[]) {
   const past: Float32Array[] = Array.from({ length: 2 * L }, () => new Float32Array(B * H * Pmax * D));
   const nextPos: number[] = [];
   items.forEach((it, b) => {
-    const P = it.virtualTokens, n = it.ids.length;
+    const P = it.virtualTokens,
+      n = it.ids.length;
     for (let p = Pmax - P; p < Pmax; p++) mask[b * S + p] = 1n;
     for (let t = T - n; t < T; t++) {
       mask[b * S + Pmax + t] = 1n;
@@ -109,7 +116,15 @@ export async function runBatch(ort: Ort, session: ORT.InferenceSession, cfg: Bac
   const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
   const out = await session.run(feeds);
   const hidden = out.hidden_states ? (out.hidden_states.data as Float32Array) : null;
-  return { logits: lastRows(out.logits, items.length, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S, hidden, T: S - Math.max(0, ...items.map((x) => x.virtualTokens)) };
+  return {
+    logits: lastRows(out.logits, items.length, cfg.vocab_size),
+    presents: presentsOf(cfg, out),
+    mask,
+    nextPos,
+    S,
+    hidden,
+    T: S - Math.max(0, ...items.map((x) => x.virtualTokens)),
+  };
 }
 
 /**
@@ -117,9 +132,18 @@ export async function runBatch(ort: Ort, session: ORT.InferenceSession, cfg: Bac
  * (left-padded to a common length; pads masked). Returns the last-position logits and the new cache.
  */
 export async function continueBatch(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, prev: RunResult, rows: number[], tokens: number[][],
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  prev: RunResult,
+  rows: number[],
+  tokens: number[][],
 ): Promise<RunResult> {
-  const R = rows.length, L = cfg.num_layers, H = cfg.num_kv_heads, D = cfg.head_dim, S = prev.S;
+  const R = rows.length,
+    L = cfg.num_layers,
+    H = cfg.num_kv_heads,
+    D = cfg.head_dim,
+    S = prev.S;
   const T = Math.max(...tokens.map((t) => t.length));
   const ids = new BigInt64Array(R * T).fill(BigInt(cfg.pad_token_id));
   const pos = new BigInt64Array(R * T);

@@ -37,11 +37,24 @@ const logMeanExp = (xs: number[]) => {
 
 /** Classifies a batch in passes of at most `maxBatchTokens` slots (planPasses); every item answers as it would alone. */
 export async function classifyBatch(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[], maxBatchTokens: number,
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  items: ClassifyItem[],
+  maxBatchTokens: number,
 ): Promise<ClassifyResult[]> {
   const out: ClassifyResult[] = new Array(items.length);
-  for (const pass of planPasses(items.map((it) => it.adapter.virtualTokens + it.ids.length), maxBatchTokens)) {
-    const res = await classifyPass(ort, session, cfg, pass.map((i) => items[i]), maxBatchTokens);
+  for (const pass of planPasses(
+    items.map((it) => it.adapter.virtualTokens + it.ids.length),
+    maxBatchTokens,
+  )) {
+    const res = await classifyPass(
+      ort,
+      session,
+      cfg,
+      pass.map((i) => items[i]),
+      maxBatchTokens,
+    );
     pass.forEach((i, k) => {
       out[i] = res[k];
     });
@@ -50,21 +63,36 @@ export async function classifyBatch(
 }
 
 async function classifyPass(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: ClassifyItem[], maxBatchTokens: number,
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  items: ClassifyItem[],
+  maxBatchTokens: number,
 ): Promise<ClassifyResult[]> {
   const V = cfg.vocab_size;
-  const first = await runBatch(ort, session, cfg, items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })));
+  const first = await runBatch(
+    ort,
+    session,
+    cfg,
+    items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })),
+  );
   // verbalizer word scores start with the first token; multi-token words continue from the prompt's cache in one batch
   const scores = items.map((it, b) => {
     if (it.adapter.head) return [];
     const lp = logSoftmaxRow(first.logits, b, V);
     return it.adapter.labels.map((l) => l.token_ids.map((w) => lp[w[0]]));
   });
-  const rows: number[] = [], toks: number[][] = [], where: [number, number, number][] = [];
+  const rows: number[] = [],
+    toks: number[][] = [],
+    where: [number, number, number][] = [];
   items.forEach((it, b) => {
     it.adapter.labels.forEach((l, li) => {
       l.token_ids.forEach((w, wi) => {
-        if (w.length > 1) { rows.push(b); toks.push(w.slice(0, -1)); where.push([b, li, wi]); }
+        if (w.length > 1) {
+          rows.push(b);
+          toks.push(w.slice(0, -1));
+          where.push([b, li, wi]);
+        }
       });
     });
   });
@@ -95,7 +123,9 @@ async function classifyPass(
 /** The head's label scores for row b: its final hidden states pooled over the row's own (right-aligned) tokens. */
 function headScores(head: Head, run: RunResult, b: number, ids: number[], d: number): number[] {
   if (!run.hidden) throw new Error("the backbone graph has no hidden_states output");
-  const T = run.T, n = ids.length, pooled = new Float64Array(d);
+  const T = run.T,
+    n = ids.length,
+    pooled = new Float64Array(d);
   const rows = head.pooling === "last" ? [T - 1] : Array.from({ length: n }, (_, j) => T - n + j);
   for (const t of rows) {
     const off = (b * T + t) * d;
@@ -114,11 +144,13 @@ function headScores(head: Head, run: RunResult, b: number, ids: number[], d: num
 
 /** Binary search in the sorted bag vocabulary: the token's column, or -1. */
 function bagColumn(ids: Int32Array, id: number): number {
-  let lo = 0, hi = ids.length - 1;
+  let lo = 0,
+    hi = ids.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
     if (ids[mid] === id) return mid;
-    if (ids[mid] < id) lo = mid + 1; else hi = mid - 1;
+    if (ids[mid] < id) lo = mid + 1;
+    else hi = mid - 1;
   }
   return -1;
 }
@@ -128,18 +160,26 @@ function bagColumn(ids: Int32Array, id: number): number {
  * continuation one token at a time through the cache (labels are a few tokens long).
  */
 async function continueBatchAll(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, first: RunResult,
-  rows: number[], toks: number[][],
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  first: RunResult,
+  rows: number[],
+  toks: number[][],
 ): Promise<Float64Array[][]> {
-  const V = cfg.vocab_size, maxLen = Math.max(...toks.map((t) => t.length));
+  const V = cfg.vocab_size,
+    maxLen = Math.max(...toks.map((t) => t.length));
   const out: Float64Array[][] = toks.map(() => []);
   // step k feeds token k of every row that has one; rows that are done feed their last token again (ignored)
-  let state = first, src = rows;
+  let state = first,
+    src = rows;
   for (let k = 0; k < maxLen; k++) {
     const step = toks.map((t) => [t[Math.min(k, t.length - 1)]]);
     state = await continueBatch(ort, session, cfg, state, src, step);
     src = rows.map((_, r) => r);
-    toks.forEach((t, r) => { if (k < t.length) out[r].push(logSoftmaxRow(state.logits, r, V)); });
+    toks.forEach((t, r) => {
+      if (k < t.length) out[r].push(logSoftmaxRow(state.logits, r, V));
+    });
   }
   return out;
 }

@@ -51,7 +51,8 @@ export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => 
   const z = p.reduce((a, x) => a + x, 0);
   p = p.map((x) => x / z);
   if (o.topP && o.topP < 1) {
-    let c = 0, k = 0;
+    let c = 0,
+      k = 0;
     while (k < p.length && c < o.topP) c += p[k++];
     idx = idx.slice(0, Math.max(1, k));
     p = p.slice(0, idx.length);
@@ -59,7 +60,8 @@ export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => 
     p = p.map((x) => x / z2);
   }
   // inverse CDF: the first index where the running sum passes a uniform draw
-  let r = rand(), i = 0;
+  let r = rand(),
+    i = 0;
   for (; i < p.length - 1; i++) {
     r -= p[i];
     if (r <= 0) break;
@@ -68,8 +70,13 @@ export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => 
 }
 
 export async function* generate(
-  ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, adapter: Adapter | null, ids: number[],
-  decode: (ids: number[]) => string, o: GenerateOptions,
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  adapter: Adapter | null,
+  ids: number[],
+  decode: (ids: number[]) => string,
+  o: GenerateOptions,
 ): AsyncGenerator<GenerateStep> {
   const rand = prng(o.seed ?? 0);
   let state = await runBatch(ort, session, cfg, [{ ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 }]);

@@ -16,8 +16,10 @@ let memory: WebAssembly.Memory | null = null;
 export const wasmMemoryBytes = () => memory?.buffer.byteLength ?? 0;
 
 function findMemory(imports: unknown, instance: WebAssembly.Instance): WebAssembly.Memory | null {
-  const candidates = [...Object.values(instance.exports),
-    ...Object.values((imports ?? {}) as Record<string, Record<string, unknown>>).flatMap((m) => Object.values(m ?? {}))];
+  const candidates = [
+    ...Object.values(instance.exports),
+    ...Object.values((imports ?? {}) as Record<string, Record<string, unknown>>).flatMap((m) => Object.values(m ?? {})),
+  ];
   return (candidates.find((v) => v instanceof WebAssembly.Memory) as WebAssembly.Memory | undefined) ?? null;
 }
 

@@ -4,7 +4,11 @@ import type { Tokenizer } from "@huggingface/tokenizers";
 
 /** The prompt's token ids, and whether the field had to be cut to fit maxTokens. */
 export function encodePromptChecked(
-  tok: Tokenizer, template: string, field: "text" | "input", value: string, maxTokens: number,
+  tok: Tokenizer,
+  template: string,
+  field: "text" | "input",
+  value: string,
+  maxTokens: number,
 ): { ids: number[]; truncated: boolean } {
   const [pre, post] = template.split(`{${field}}`);
   const enc = (s: string) => tok.encode(s, { add_special_tokens: false }).ids as number[];

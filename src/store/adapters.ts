@@ -37,7 +37,10 @@ export class AdapterCache {
   constructor(public maxBytes: number) {}
   get(key: string): Adapter | undefined {
     const a = this.map.get(key);
-    if (a) { this.map.delete(key); this.map.set(key, a); }
+    if (a) {
+      this.map.delete(key);
+      this.map.set(key, a);
+    }
     return a;
   }
   set(key: string, a: Adapter): void {
@@ -50,7 +53,9 @@ export class AdapterCache {
       this.bytes -= v.memoryBytes;
     }
   }
-  keys(): string[] { return [...this.map.keys()]; }
+  keys(): string[] {
+    return [...this.map.keys()];
+  }
 }
 
 /** Per-isolate state (alias cache, parsed adapters, reads in flight); each call names the storage it reads. */
@@ -59,7 +64,10 @@ export class AdapterStore {
   private loads = new SingleFlight<Adapter>();
   private aliasReads = new SingleFlight<string>();
   private epoch = 0; // bumped by every alias move on this isolate
-  constructor(public cache: AdapterCache, private aliasTtlMs: number) {}
+  constructor(
+    public cache: AdapterCache,
+    private aliasTtlMs: number,
+  ) {}
 
   /** after a publish or rollback on this isolate: the next request re-reads the alias */
   forgetAlias(tenant: string, name: string) {
@@ -71,24 +79,29 @@ export class AdapterStore {
   /** The alias's current version. Concurrent refreshes of one alias share one R2 read; when R2 fails during a
    *  refresh, the version this isolate already knows keeps serving (for another TTL) instead of failing requests. */
   async version(io: Storage, tenant: string, name: string): Promise<string> {
-    const key = `${tenant}/${name}`, hit = this.aliases.get(key);
+    const key = `${tenant}/${name}`,
+      hit = this.aliases.get(key);
     if (hit && Date.now() - hit.at < this.aliasTtlMs) return hit.version;
     const epoch = this.epoch;
-    return this.aliasReads.run(key, async () => {
-      let version: string;
-      try {
-        const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
-        if (!doc) throw new DomainError("adapter_not_found", `no adapter ${key}`);
-        version = doc.value.version;
-      } catch (e) {
-        const stale = this.aliases.get(key);
-        if (!(stale && e instanceof DomainError && e.code === "storage_unavailable")) throw e;
-        version = stale.version;
-      }
-      // a read that began before this isolate moved an alias must not cache what it read
-      if (epoch === this.epoch) this.aliases.set(key, { version, at: Date.now() });
-      return version;
-    }, io.waitUntil);
+    return this.aliasReads.run(
+      key,
+      async () => {
+        let version: string;
+        try {
+          const doc = await getJson<AliasDoc>(io, aliasKey(tenant, name));
+          if (!doc) throw new DomainError("adapter_not_found", `no adapter ${key}`);
+          version = doc.value.version;
+        } catch (e) {
+          const stale = this.aliases.get(key);
+          if (!(stale && e instanceof DomainError && e.code === "storage_unavailable")) throw e;
+          version = stale.version;
+        }
+        // a read that began before this isolate moved an alias must not cache what it read
+        if (epoch === this.epoch) this.aliases.set(key, { version, at: Date.now() });
+        return version;
+      },
+      io.waitUntil,
+    );
   }
 
   async resolve(io: Storage, ref: AdapterRef, backbone: BackboneConfig): Promise<Resolved> {

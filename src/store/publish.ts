@@ -24,7 +24,11 @@ async function moveAlias(io: Storage, tenant: string, name: string, change: (cur
     if (!next) return { doc: cur!.value, previous: cur!.value.version, moved: false };
     const body = JSON.stringify(next);
     const put = await reliably(io, `put ${key}`, () =>
-      io.bucket.put(key, body, { httpMetadata: { contentType: "application/json" }, onlyIf: cur ? { etagMatches: cur.etag } : { etagDoesNotMatch: "*" } }));
+      io.bucket.put(key, body, {
+        httpMetadata: { contentType: "application/json" },
+        onlyIf: cur ? { etagMatches: cur.etag } : { etagDoesNotMatch: "*" },
+      }),
+    );
     if (put) return { doc: next, previous: cur?.value.version ?? null, moved: true };
     // someone else moved the alias between our read and write: read again
   }
@@ -56,18 +60,41 @@ export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig
 export async function publish(io: Storage, tenant: string, name: string, bytes: Uint8Array, backbone: BackboneConfig): Promise<Published> {
   const adapter = await validateUpload(bytes, backbone);
   const sha = await sha256Hex(bytes);
-  const version = sha.slice(0, 16), vkey = versionKey(tenant, name, version);
+  const version = sha.slice(0, 16),
+    vkey = versionKey(tenant, name, version);
   // content-addressed: write unless the same bytes are there already (a damaged object under this key is replaced)
   const stored = await getBytes(io, vkey);
   if (!stored || !equal(stored, bytes))
-    await reliably(io, `put ${vkey}`, () => io.bucket.put(vkey, bytes, { sha256: sha, httpMetadata: { contentType: "application/octet-stream" },
-      customMetadata: { kind: adapter.kind, task: adapter.task, backbone: adapter.backbone } }));
+    await reliably(io, `put ${vkey}`, () =>
+      io.bucket.put(vkey, bytes, {
+        sha256: sha,
+        httpMetadata: { contentType: "application/octet-stream" },
+        customMetadata: { kind: adapter.kind, task: adapter.task, backbone: adapter.backbone },
+      }),
+    );
   const r = await moveAlias(io, tenant, name, async (cur) =>
-    cur?.version === version ? null : {
-      alias: `${tenant}/${name}`, version, key: vkey, backbone: adapter.backbone, kind: adapter.kind, task: adapter.task, updated: now(),
-      history: cur ? [cur.version, ...cur.history.filter((v) => v !== version)].slice(0, HISTORY) : [],
-    });
-  return { alias: `${tenant}/${name}`, version, previous: r.previous, moved: r.moved, bytes: bytes.byteLength, kind: adapter.kind, task: adapter.task };
+    cur?.version === version
+      ? null
+      : {
+          alias: `${tenant}/${name}`,
+          version,
+          key: vkey,
+          backbone: adapter.backbone,
+          kind: adapter.kind,
+          task: adapter.task,
+          updated: now(),
+          history: cur ? [cur.version, ...cur.history.filter((v) => v !== version)].slice(0, HISTORY) : [],
+        },
+  );
+  return {
+    alias: `${tenant}/${name}`,
+    version,
+    previous: r.previous,
+    moved: r.moved,
+    bytes: bytes.byteLength,
+    kind: adapter.kind,
+    task: adapter.task,
+  };
 }
 
 /** Point the alias at `to` (default: the version before the current one). The target must load for this backbone. */
@@ -79,8 +106,16 @@ export async function rollback(io: Storage, tenant: string, name: string, to: st
     if (target === cur.version) return null;
     if (!cur.history.includes(target)) throw new DomainError("version_not_found", `version ${target} was never published as ${tenant}/${name}`);
     const a = await load(io, tenant, name, target, backbone); // refuses a damaged or foreign version before the alias moves
-    return { ...cur, version: target, key: versionKey(tenant, name, target), kind: a.kind, task: a.task, backbone: a.backbone, updated: now(),
-      history: [cur.version, ...cur.history].filter((v) => v !== target).slice(0, HISTORY) };
+    return {
+      ...cur,
+      version: target,
+      key: versionKey(tenant, name, target),
+      kind: a.kind,
+      task: a.task,
+      backbone: a.backbone,
+      updated: now(),
+      history: [cur.version, ...cur.history].filter((v) => v !== target).slice(0, HISTORY),
+    };
   });
   return { alias: `${tenant}/${name}`, version: r.doc.version, previous: r.previous, moved: r.moved };
 }

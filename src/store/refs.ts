@@ -6,7 +6,8 @@ import { DomainError } from "../errors";
 
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const VERSION = /^[a-f0-9]{16}$/;
-const part = NAME.source.slice(1, -1), ver = VERSION.source.slice(1, -1);
+const part = NAME.source.slice(1, -1),
+  ver = VERSION.source.slice(1, -1);
 const REF = new RegExp(`^(${part})\\/(${part})(?:@(${ver}))?$`);
 export const REF_RULE = "adapter must be 'tenant/name' or 'tenant/name@<16 hex version>'";
 

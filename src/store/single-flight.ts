@@ -7,7 +7,9 @@ export class SingleFlight<T> {
   run(key: string, start: () => Promise<T>, waitUntil?: (p: Promise<unknown>) => void): Promise<T> {
     let p = this.running.get(key);
     if (!p) {
-      const started = start().finally(() => { if (this.running.get(key) === started) this.running.delete(key); });
+      const started = start().finally(() => {
+        if (this.running.get(key) === started) this.running.delete(key);
+      });
       this.running.set(key, started);
       waitUntil?.(started.catch(() => {}));
       p = started;

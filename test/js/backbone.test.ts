@@ -19,7 +19,11 @@ describe("default backbone bundle", () => {
     expect(fixture.backbone).toBe(cfg.id);
     const onnx = readFileSync(DIR + "model.onnx");
     expect(createHash("sha256").update(onnx).digest("hex")).toBe(cfg.model_sha256);
-    expect(createHash("sha256").update(readFileSync(DIR + "tokenizer.json")).digest("hex")).toBe(cfg.tokenizer_sha256);
+    expect(
+      createHash("sha256")
+        .update(readFileSync(DIR + "tokenizer.json"))
+        .digest("hex"),
+    ).toBe(cfg.tokenizer_sha256);
     expect(statSync(DIR + "model.onnx").size).toBeLessThanOrEqual(16 * 1024 * 1024);
     expect(cfg.quantization).not.toBe("none");
   });
@@ -27,8 +31,7 @@ describe("default backbone bundle", () => {
   it("tokenizer.json in JS gives the ids SentencePiece gives in Python", () => {
     const tok = new Tokenizer(JSON.parse(readFileSync(DIR + "tokenizer.json", "utf8")), {});
     const bad = fixture.tokenizer_cases.filter(
-      (c: { text: string; ids: number[] }) =>
-        JSON.stringify(tok.encode(c.text, { add_special_tokens: false }).ids) !== JSON.stringify(c.ids),
+      (c: { text: string; ids: number[] }) => JSON.stringify(tok.encode(c.text, { add_special_tokens: false }).ids) !== JSON.stringify(c.ids),
     );
     expect(fixture.tokenizer_cases.length).toBeGreaterThan(100);
     expect(bad.map((c: { text: string }) => c.text)).toEqual([]);
@@ -58,13 +61,15 @@ describe("default backbone bundle", () => {
       const alone = await decodeWindows(s, cfg, fixture, [3]);
       const V = res.V;
       const soft = (x: ArrayLike<number>, row: number) => {
-        let m = -Infinity, z = 0;
+        let m = -Infinity,
+          z = 0;
         for (let v = 0; v < V; v++) m = Math.max(m, x[row * V + v]);
         const p = new Float64Array(V);
         for (let v = 0; v < V; v++) z += p[v] = Math.exp(x[row * V + v] - m);
         return p.map((q) => q / z);
       };
-      const a = soft(alone.lastLogits, 0), b = soft(res.lastLogits, 3);
+      const a = soft(alone.lastLogits, 0),
+        b = soft(res.lastLogits, 3);
       let m = 0;
       for (let v = 0; v < V; v++) m = Math.max(m, Math.abs(a[v] - b[v]));
       expect(m).toBeLessThanOrEqual(1e-4);

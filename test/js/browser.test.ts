@@ -18,8 +18,13 @@ let dev: Awaited<ReturnType<typeof startDev>>;
 let browser: Browser;
 
 const api = async (path: string, body: object) =>
-  (await (await fetch(`${dev.base}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${readKey}` },
-    body: JSON.stringify(body) })).json()) as any;
+  (await (
+    await fetch(`${dev.base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${readKey}` },
+      body: JSON.stringify(body),
+    })
+  ).json()) as any;
 
 /** distinct colours and the share of pixels unlike the top-left one, of a PNG decoded by the browser itself */
 async function inkOf(page: Page, png: Buffer): Promise<{ colours: number; ink: number }> {
@@ -76,11 +81,18 @@ describe("the playground in Chromium", () => {
       await page.fill("#text", text);
       await page.click("#run");
       await page.waitForSelector("#labels .label-row");
-      const rows = await page.$$eval("#labels .label-row", (els) => els.map((e) => ({
-        label: (e as HTMLElement).dataset.label!, score: Number(e.querySelector(".score")!.textContent!.replace("%", "")) / 100,
-        width: Number((e.querySelector(".bar > div") as HTMLElement).style.width.replace("%", "")) / 100 })));
+      const rows = await page.$$eval("#labels .label-row", (els) =>
+        els.map((e) => ({
+          label: (e as HTMLElement).dataset.label!,
+          score: Number(e.querySelector(".score")!.textContent!.replace("%", "")) / 100,
+          width: Number((e.querySelector(".bar > div") as HTMLElement).style.width.replace("%", "")) / 100,
+        })),
+      );
       const want = await api("/v1/classify", { adapter: alias, text });
-      expect(rows.map((r) => r.label), alias).toEqual(want.scores.map((s: any) => s.label));
+      expect(
+        rows.map((r) => r.label),
+        alias,
+      ).toEqual(want.scores.map((s: any) => s.label));
       rows.forEach((r, i) => {
         expect(r.score).toBeCloseTo(want.scores[i].score, 3);
         expect(r.width).toBeCloseTo(want.scores[i].score, 3);
@@ -112,7 +124,9 @@ describe("the playground in Chromium", () => {
     await page.evaluate(() => {
       const out = document.querySelector("#generation")!;
       (window as any).updates = 0;
-      new MutationObserver(() => { (window as any).updates++; }).observe(out, { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() => {
+        (window as any).updates++;
+      }).observe(out, { childList: true, characterData: true, subtree: true });
     });
     await page.click("#run");
     await page.waitForSelector("#generation[data-finish]");
@@ -142,15 +156,24 @@ describe("the API docs in Chromium", () => {
   it("renders every route of the OpenAPI document, offline, and is not blank", async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
     const external: string[] = [];
-    page.on("request", (r) => { if (!r.url().startsWith(dev.base) && !r.url().startsWith("data:")) external.push(r.url()); });
+    page.on("request", (r) => {
+      if (!r.url().startsWith(dev.base) && !r.url().startsWith("data:")) external.push(r.url());
+    });
     await page.goto(dev.base + "/docs");
     await page.waitForSelector(".swagger-ui .info .title");
     expect(await page.textContent(".swagger-ui .info .title")).toContain("softedge");
     const doc = (await (await fetch(`${dev.base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-    const want = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+    const want = Object.entries(doc.paths)
+      .flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`))
+      .sort();
     await page.waitForSelector(".opblock-summary-path");
-    const shown = (await page.$$eval(".opblock", (els) => els.map((e) =>
-      `${e.querySelector(".opblock-summary-method")!.textContent} ${e.querySelector(".opblock-summary-path")!.getAttribute("data-path")}`))).sort();
+    const shown = (
+      await page.$$eval(".opblock", (els) =>
+        els.map(
+          (e) => `${e.querySelector(".opblock-summary-method")!.textContent} ${e.querySelector(".opblock-summary-path")!.getAttribute("data-path")}`,
+        ),
+      )
+    ).sort();
     expect(shown).toEqual(want);
     expect(external).toEqual([]);
     const shot = await screenshot(page, "docs.png");

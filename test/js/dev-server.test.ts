@@ -13,25 +13,40 @@ import OpenAI from "openai";
 
 const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
 let dev: Awaited<ReturnType<typeof startDev>>;
-let ciKey = "", revokedKey = "", revokeOut = "", listing = "";
+let ciKey = "",
+  revokedKey = "",
+  revokeOut = "",
+  listing = "";
 const keys = (...a: string[]) => spawnSync("node", ["scripts/keys.mjs", ...a, "--persist-to", state], { encoding: "utf8" });
 const publish = (...a: string[]) =>
   spawnSync("scripts/py", ["publish", ...a, "--api", dev.base], { encoding: "utf8", env: { ...process.env, SOFTEDGE_API_KEY: ciKey } });
 
 beforeAll(async () => {
-  dev = await startDev({ state, port: 8796, beforeStart: () => {
-    ciKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "publish", "--label", "e2e", "--persist-to", state], { encoding: "utf8" }).trim();
-    revokedKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "read", "--persist-to", state], { encoding: "utf8" }).trim();
-    revokeOut = execFileSync("node", ["scripts/keys.mjs", "revoke", revokedKey.split("_")[1], "--persist-to", state], { encoding: "utf8" });
-    listing = execFileSync("node", ["scripts/keys.mjs", "list", "--persist-to", state], { encoding: "utf8" });
-  } });
+  dev = await startDev({
+    state,
+    port: 8796,
+    beforeStart: () => {
+      ciKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "publish", "--label", "e2e", "--persist-to", state], {
+        encoding: "utf8",
+      }).trim();
+      revokedKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "read", "--persist-to", state], {
+        encoding: "utf8",
+      }).trim();
+      revokeOut = execFileSync("node", ["scripts/keys.mjs", "revoke", revokedKey.split("_")[1], "--persist-to", state], { encoding: "utf8" });
+      listing = execFileSync("node", ["scripts/keys.mjs", "list", "--persist-to", state], { encoding: "utf8" });
+    },
+  });
 }, 120_000);
 afterAll(() => dev?.stop());
 
 describe("wrangler dev, key CLI and publishing through the API", () => {
   it("answers the README's classify call with the seeded dev key, and 401 without one", async () => {
     const body = JSON.stringify({ adapter: "demo/spam-prefix", text: "WIN a FREE cruise!!! Click here to claim your prize now" });
-    let r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` }, body });
+    let r = await fetch(`${dev.base}/v1/classify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` },
+      body,
+    });
     expect(r.status).toBe(200);
     expect(((await r.json()) as any).adapter).toBe("demo/spam-prefix");
     r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json" }, body });
@@ -64,21 +79,33 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
     p = publish("adapters/default/spam-prompt.safetensors", "--alias", "ci/spam");
     const v2 = p.stdout.trim().split(" -> ")[1];
     expect(v2).toMatch(/^[0-9a-f]{16}$/);
-    const r = await fetch(`${dev.base}/v1/classify`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${ciKey}` },
-      body: JSON.stringify({ adapter: "ci/spam", text: "cheap meds" }) });
+    const r = await fetch(`${dev.base}/v1/classify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${ciKey}` },
+      body: JSON.stringify({ adapter: "ci/spam", text: "cheap meds" }),
+    });
     expect(((await r.json()) as any).version).toBe(v2);
     const list = JSON.parse(publish("--list", "ci/spam").stdout);
     expect([list.current, list.history]).toEqual([v2, [v1]]);
     expect(publish("--rollback", "ci/spam").stdout.trim()).toBe(`ci/spam -> ${v1}`);
     p = publish("adapters/default/spam-prefix.safetensors", "--alias", "acme/spam");
-    expect([p.status, p.stderr.trim()]).toEqual([2, "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters"]);
+    expect([p.status, p.stderr.trim()]).toEqual([
+      2,
+      "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters",
+    ]);
   });
 });
 
 describe("the official openai client against wrangler dev", () => {
   const client = () => new OpenAI({ baseURL: `${dev.base}/v1`, apiKey: DEV_KEYS[0][0], maxRetries: 0 });
   const generate = async (body: object) =>
-    (await (await fetch(`${dev.base}/v1/generate`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` }, body: JSON.stringify(body) })).json()) as any;
+    (await (
+      await fetch(`${dev.base}/v1/generate`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` },
+        body: JSON.stringify(body),
+      })
+    ).json()) as any;
 
   it("completes as /v1/generate does, whole and streamed, with finish reason and usage", async () => {
     const want = await generate({ adapter: "demo/define-prefix", input: "volcano", max_new_tokens: 8, stop: ["\u0000"] });
@@ -86,11 +113,25 @@ describe("the official openai client against wrangler dev", () => {
     expect(c.object).toBe("text_completion");
     expect(c.choices[0].text.trim()).toBe(want.text);
     expect(c.choices[0].finish_reason).toBe(want.finish_reason);
-    expect(c.usage).toEqual({ prompt_tokens: want.usage.prompt_tokens, completion_tokens: want.usage.completion_tokens,
-      total_tokens: want.usage.prompt_tokens + want.usage.completion_tokens });
-    const stream = await client().completions.create({ model: "demo/define-prefix", prompt: "volcano", max_tokens: 8, temperature: 0, stop: "\u0000", stream: true });
-    let text = "", finish: string | null = null;
-    for await (const chunk of stream) { text += chunk.choices[0].text; finish = chunk.choices[0].finish_reason ?? finish; }
+    expect(c.usage).toEqual({
+      prompt_tokens: want.usage.prompt_tokens,
+      completion_tokens: want.usage.completion_tokens,
+      total_tokens: want.usage.prompt_tokens + want.usage.completion_tokens,
+    });
+    const stream = await client().completions.create({
+      model: "demo/define-prefix",
+      prompt: "volcano",
+      max_tokens: 8,
+      temperature: 0,
+      stop: "\u0000",
+      stream: true,
+    });
+    let text = "",
+      finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0].text;
+      finish = chunk.choices[0].finish_reason ?? finish;
+    }
     expect(text.trim()).toBe(want.text);
     expect(finish).toBe(want.finish_reason);
     // seeded sampling repeats exactly

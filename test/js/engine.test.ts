@@ -24,7 +24,14 @@ const tok = new Tokenizer(JSON.parse(readFileSync(BUNDLE + "/tokenizer.json", "u
 // graphs get a wider bound)
 const TOL = parityTolerance(cfg.quantization).probabilities;
 
-interface GCase { text?: string; input?: string; prompt_ids: number[]; probabilities?: Record<string, number>; label?: string; greedy_ids?: number[] }
+interface GCase {
+  text?: string;
+  input?: string;
+  prompt_ids: number[];
+  probabilities?: Record<string, number>;
+  label?: string;
+  greedy_ids?: number[];
+}
 
 describe("edge engine vs Python golden outputs", () => {
   let session: ort.InferenceSession;
@@ -53,7 +60,12 @@ describe("edge engine vs Python golden outputs", () => {
     const mixed = await classifyBatch(ort, session, cfg, items, 1 << 16);
     // a budget that fits only a few rows per pass: several passes, the same answers
     const width = Math.max(...items.map((it) => it.adapter.virtualTokens + it.ids.length));
-    expect(planPasses(items.map((it) => it.adapter.virtualTokens + it.ids.length), 2 * width).length).toBeGreaterThan(2);
+    expect(
+      planPasses(
+        items.map((it) => it.adapter.virtualTokens + it.ids.length),
+        2 * width,
+      ).length,
+    ).toBeGreaterThan(2);
     const passes = await classifyBatch(ort, session, cfg, items, 2 * width);
     items.forEach((it, i) => {
       expect(singles[i].label).toBe(it.want.label);
@@ -80,7 +92,9 @@ describe("edge engine vs Python golden outputs", () => {
     for (const a of gens)
       for (const c of a.cases as GCase[]) {
         const ids: number[] = [];
-        for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), { maxNewTokens: golden.max_new_tokens }))
+        for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
+          maxNewTokens: golden.max_new_tokens,
+        }))
           ids.push(s.token);
         expect(ids).toEqual(c.greedy_ids);
       }
@@ -98,12 +112,22 @@ describe("edge engine vs Python golden outputs", () => {
     const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + file));
     const a = await parseAdapter(buf, cfg);
     const K = a.head!.bagIds.length;
-    await expect(parseAdapter(buf, { ...cfg, outputs: cfg.outputs.filter((o) => o !== "hidden_states") })).rejects.toMatchObject({ code: "backbone_mismatch" });
-    await expect(parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: K + 1 }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
-    await expect(parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "max", bag_tokens: K }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(parseAdapter(buf, { ...cfg, outputs: cfg.outputs.filter((o) => o !== "hidden_states") })).rejects.toMatchObject({
+      code: "backbone_mismatch",
+    });
+    await expect(
+      parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: K + 1 }) }), cfg),
+    ).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(
+      parseAdapter(withMetadata(buf, { readout: JSON.stringify({ type: "head", pooling: "max", bag_tokens: K }) }), cfg),
+    ).rejects.toMatchObject({ code: "adapter_corrupt" });
     const vbuf = new Uint8Array(readFileSync(ADAPTERS + "/" + verb));
-    await expect(parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: 0 }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
-    await expect(parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "forest" }) }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(
+      parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "head", pooling: "mean", bag_tokens: 0 }) }), cfg),
+    ).rejects.toMatchObject({ code: "adapter_corrupt" });
+    await expect(parseAdapter(withMetadata(vbuf, { readout: JSON.stringify({ type: "forest" }) }), cfg)).rejects.toMatchObject({
+      code: "adapter_corrupt",
+    });
   });
 
   it("refuses a damaged adapter and one packed for another backbone", async () => {

@@ -30,7 +30,11 @@ export async function load(backend: Backend, path: string): Promise<Runner> {
       for (const [name, f] of Object.entries(feeds)) {
         t[name] =
           f.dtype === "int64"
-            ? new ort.Tensor("int64", BigInt64Array.from(f.data, (x) => BigInt(x)), f.dims)
+            ? new ort.Tensor(
+                "int64",
+                BigInt64Array.from(f.data, (x) => BigInt(x)),
+                f.dims,
+              )
             : new ort.Tensor("float32", Float32Array.from(f.data), f.dims);
       }
       const out = await session.run(t);

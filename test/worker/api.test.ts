@@ -50,7 +50,9 @@ describe("API in workerd", () => {
   });
 
   it("runs items with different adapters as one batch, each answering as it would alone", async () => {
-    const items = golden.adapters.filter((x: any) => x.task === "classify").flatMap((a: any) => a.cases.map((c: any) => ({ adapter: byFile[a.adapter], text: c.text })));
+    const items = golden.adapters
+      .filter((x: any) => x.task === "classify")
+      .flatMap((a: any) => a.cases.map((c: any) => ({ adapter: byFile[a.adapter], text: c.text })));
     expect(new Set(items.map((x: any) => x.adapter)).size).toBeGreaterThan(1);
     const batch: any = await (await post("/v1/classify", { items })).json();
     for (const [i, it] of items.entries()) {
@@ -71,14 +73,19 @@ describe("API in workerd", () => {
       expect(j.usage).toEqual({ prompt_tokens: c.prompt_ids.length, completion_tokens: c.greedy_ids.length });
       const sse = await (await post("/v1/generate", { ...body, stream: true })).text();
       const events = [...sse.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
-      const streamed = events.filter((e) => e[0] === "token").map((e) => e[1].text).join("");
+      const streamed = events
+        .filter((e) => e[0] === "token")
+        .map((e) => e[1].text)
+        .join("");
       expect(streamed.trim()).toBe(j.text);
       expect(events.at(-1)![0]).toBe("done");
       expect(events.at(-1)![1]).toMatchObject({ text: j.text, finish_reason: j.finish_reason, usage: j.usage });
     }
     // a stop string ends it with "stop", and cuts the text before the string
     const c = a.cases.find((x: any) => x.greedy_text.trim().includes(" "));
-    const j: any = await (await post("/v1/generate", { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: [" "] })).json();
+    const j: any = await (
+      await post("/v1/generate", { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: [" "] })
+    ).json();
     expect(j.finish_reason).toBe("stop");
     expect(c.greedy_text.trim().startsWith(j.text)).toBe(true);
     expect(j.text).not.toContain(" ");
@@ -91,8 +98,19 @@ describe("API in workerd", () => {
     expect(one.alias).toBe(catalog.adapters[0].alias);
     expect(one.backbone).toBe(catalog.default_backbone);
     const doc: any = await (await app.request("/openapi.json", {}, env)).json();
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/classify", "/v1/generate", "/v1/adapters", "/v1/adapters/{tenant}/{name}",
-      "/v1/adapters/{tenant}/{name}/versions", "/v1/adapters/{tenant}/{name}/rollback", "/v1/tenant", "/v1/tenant/defaults", "/v1/tenant/grants/{reader}"]));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        "/v1/classify",
+        "/v1/generate",
+        "/v1/adapters",
+        "/v1/adapters/{tenant}/{name}",
+        "/v1/adapters/{tenant}/{name}/versions",
+        "/v1/adapters/{tenant}/{name}/rollback",
+        "/v1/tenant",
+        "/v1/tenant/defaults",
+        "/v1/tenant/grants/{reader}",
+      ]),
+    );
     expect(Object.keys(doc.paths["/v1/adapters/{tenant}/{name}"])).toEqual(expect.arrayContaining(["get", "put"]));
     expect(doc.components.securitySchemes.apiKey.scheme).toBe("bearer");
     // typed adapter metadata: the readout of each default adapter, in the document too
@@ -100,19 +118,27 @@ describe("API in workerd", () => {
       const info: any = await (await call("GET", `/v1/adapters/${a.alias}`, { key })).json();
       expect(info.readout === null ? "generation" : info.readout.type).toBe(a.task === "generate" ? "generation" : (a as any).readout);
     }
-    expect(Object.keys(doc.components.schemas.AdapterInfo.properties)).toEqual(expect.arrayContaining(["readout", "labels", "training", "virtual_tokens"]));
+    expect(Object.keys(doc.components.schemas.AdapterInfo.properties)).toEqual(
+      expect.arrayContaining(["readout", "labels", "training", "virtual_tokens"]),
+    );
   });
 
   it("documents every route (tagged), both streaming shapes and one version; its request examples run on the default catalog", async () => {
     const doc: any = await (await app.request("/openapi.json", {}, env)).json();
     expect(doc.info.version).toBe(pkg.version);
     const ops = Object.entries(doc.paths).flatMap(([p, o]: [string, any]) => Object.entries(o).map(([m, op]: [string, any]) => ({ p, m, op })));
-    expect(ops.map((o) => `${o.m} ${o.p}`)).toEqual(expect.arrayContaining(["get /healthz", "post /v1/completions", "get /v1/models", "get /v1/tenant/usage"]));
+    expect(ops.map((o) => `${o.m} ${o.p}`)).toEqual(
+      expect.arrayContaining(["get /healthz", "post /v1/completions", "get /v1/models", "get /v1/tenant/usage"]),
+    );
     for (const { p, m, op } of ops) expect(op.tags?.length, `${m} ${p}`).toBe(1);
     for (const p of ["/v1/generate", "/v1/completions"])
       expect(Object.keys(doc.paths[p].post.responses["200"].content).sort()).toEqual(["application/json", "text/event-stream"]);
     expect(Object.keys(doc.components.schemas.Training.properties)).toEqual(expect.arrayContaining(["eval", "max_tokens", "train_examples"]));
-    for (const [path, schema] of [["/v1/classify", "ClassifyRequest"], ["/v1/generate", "GenerateRequest"], ["/v1/completions", "CompletionRequest"]]) {
+    for (const [path, schema] of [
+      ["/v1/classify", "ClassifyRequest"],
+      ["/v1/generate", "GenerateRequest"],
+      ["/v1/completions", "CompletionRequest"],
+    ]) {
       const example = doc.components.schemas[schema].example;
       expect(example, schema).toBeDefined();
       const r = await post(path, example);
@@ -121,7 +147,7 @@ describe("API in workerd", () => {
   });
 
   it.each([
-    ["malformed JSON", "{\"adapter\": ", 400, "invalid_json"],
+    ["malformed JSON", '{"adapter": ', 400, "invalid_json"],
     ["wrong types", { adapter: 5, text: "x" }, 400, "invalid_request"],
     ["empty text", { adapter: "demo/spam-prefix", text: "" }, 400, "invalid_request"],
     ["unknown field", { adapter: "demo/spam-prefix", text: "x", foo: 1 }, 400, "invalid_request"],
@@ -165,7 +191,8 @@ describe("API in workerd", () => {
   it("evicts adapters from the cache by bytes, least recently used first", () => {
     const a = (n: number) => ({ memoryBytes: n }) as Adapter;
     const c = new AdapterCache(100);
-    c.set("a", a(40)); c.set("b", a(40));
+    c.set("a", a(40));
+    c.set("b", a(40));
     c.get("a");
     c.set("c", a(40));
     expect(c.keys()).toEqual(["a", "c"]);
@@ -175,7 +202,11 @@ describe("API in workerd", () => {
   });
 
   it("refuses a bad setting with a clear error instead of a silent default", async () => {
-    for (const [name, value] of [["MAX_ITEMS", "lots"], ["MAX_BATCH_TOKENS", "0"], ["R2_TIMEOUT_MS", "1.5"]]) {
+    for (const [name, value] of [
+      ["MAX_ITEMS", "lots"],
+      ["MAX_BATCH_TOKENS", "0"],
+      ["R2_TIMEOUT_MS", "1.5"],
+    ]) {
       const r = await call("GET", "/v1/tenant", { key }, { ...env, [name]: value });
       expect(r.status).toBe(500);
       const j: any = await r.json();
@@ -188,20 +219,37 @@ describe("API in workerd", () => {
 describe("request log and request id", () => {
   afterEach(() => vi.restoreAllMocks());
   const lines = (spy: { mock: { calls: unknown[][] } }) =>
-    spy.mock.calls.map((a) => String(a[0])).filter((l) => l.startsWith("{\"request_id\"")).map((l) => JSON.parse(l));
+    spy.mock.calls
+      .map((a) => String(a[0]))
+      .filter((l) => l.startsWith('{"request_id"'))
+      .map((l) => JSON.parse(l));
 
   it("writes one JSON line per request, with the id the response carries, and no input text or key", async () => {
     const spy = vi.spyOn(console, "log").mockImplementation(() => {});
     const g = golden.adapters.find((a: any) => a.task === "classify");
     const text = "zebra quartz secret-marker " + g.cases[0].text;
-    const r = await post("/v1/classify", { items: [{ adapter: byFile[g.adapter], text }, { adapter: byFile[g.adapter], text: "hello" }] });
+    const r = await post("/v1/classify", {
+      items: [
+        { adapter: byFile[g.adapter], text },
+        { adapter: byFile[g.adapter], text: "hello" },
+      ],
+    });
     expect(r.status).toBe(200);
     const id = r.headers.get("x-request-id");
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     const [line, ...more] = lines(spy);
     expect(more).toEqual([]);
-    expect(line).toMatchObject({ request_id: id, method: "POST", path: "/v1/classify", status: 200, tenant: "acme", task: "classify",
-      items: 2, error_code: null, adapters: [{ ref: byFile[g.adapter], cache: expect.stringMatching(/^(hit|miss)$/) }] });
+    expect(line).toMatchObject({
+      request_id: id,
+      method: "POST",
+      path: "/v1/classify",
+      status: 200,
+      tenant: "acme",
+      task: "classify",
+      items: 2,
+      error_code: null,
+      adapters: [{ ref: byFile[g.adapter], cache: expect.stringMatching(/^(hit|miss)$/) }],
+    });
     expect(line.input_tokens).toBeGreaterThan(10);
     const raw = JSON.stringify(line);
     expect(raw).not.toContain("secret-marker");
@@ -223,11 +271,15 @@ describe("request log and request id", () => {
   it("ends a stream that fails midway with an error event in the API's error shape, and logs its code", async () => {
     const spy = vi.spyOn(console, "log").mockImplementation(() => {});
     vi.spyOn(console, "error").mockImplementation(() => {});
-    const bb = await getBackbone({ bucket: env.BUCKET, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 }, waitUntil: () => {} }, catalog.default_backbone);
+    const bb = await getBackbone(
+      { bucket: env.BUCKET, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 }, waitUntil: () => {} },
+      catalog.default_backbone,
+    );
     const run = bb.session.run.bind(bb.session);
     let calls = 0;
     // the prompt's pass and two decode steps succeed, the third step fails
-    vi.spyOn(bb.session, "run").mockImplementation(((...a: Parameters<typeof run>) => (++calls > 3 ? Promise.reject(new Error("simulated")) : run(...a))) as typeof run);
+    vi.spyOn(bb.session, "run").mockImplementation(((...a: Parameters<typeof run>) =>
+      ++calls > 3 ? Promise.reject(new Error("simulated")) : run(...a)) as typeof run);
     const a = golden.adapters.find((x: any) => x.task === "generate");
     const r = await post("/v1/generate", { adapter: byFile[a.adapter], input: "volcano", max_new_tokens: 12, stream: true, stop: ["\u0000"] });
     const events = [...(await r.text()).matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
@@ -261,7 +313,16 @@ describe("per-tenant usage", () => {
     const gen = golden.adapters.find((a: any) => a.task === "generate");
     const before: any = await (await call("GET", "/v1/tenant/usage", { key: admin })).json();
     expect(before).toMatchObject({ tenant: "usage-co", source: "isolate", usage: [] });
-    expect((await postJson("/v1/classify", reader, { items: [{ adapter: byFile[g.adapter], text: "one" }, { adapter: byFile[g.adapter], text: "two" }] })).status).toBe(200);
+    expect(
+      (
+        await postJson("/v1/classify", reader, {
+          items: [
+            { adapter: byFile[g.adapter], text: "one" },
+            { adapter: byFile[g.adapter], text: "two" },
+          ],
+        })
+      ).status,
+    ).toBe(200);
     const r = await postJson("/v1/generate", reader, { adapter: byFile[gen.adapter], input: "volcano", max_new_tokens: 4, stop: ["\u0000"] });
     const tokens = ((await r.json()) as any).tokens;
     expect((await postJson("/v1/classify", reader, { adapter: "demo/nope", text: "x" })).status).toBe(404); // failures do not count

@@ -22,21 +22,47 @@ function rng(seed: number) {
 
 const deep = (n: number, open = "[", close = "]") => open.repeat(n) + close.repeat(n);
 const numbers = [-1, 0, 1, 63, 64, 65, 100000, 2 ** 31, 2 ** 32, 2 ** 53 + 1, -(2 ** 53), 1e308, -1e308, 5e-324, 0.5, -0.0, 1.5];
-const strings = ["", " ", "\u0000", "\u0007\u001b[31m", "\ud800", "\udfff\ud800", "😀".repeat(3000), "x".repeat(9000), "a\r\nb\tc",
+const strings = [
+  "",
+  " ",
+  "\u0000",
+  "\u0007\u001b[31m",
+  "\ud800",
+  "\udfff\ud800",
+  "😀".repeat(3000),
+  "x".repeat(9000),
+  "a\r\nb\tc",
   // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4j-style probe, on purpose
-  "<script>alert(1)</script>", "../../etc/passwd", "demo/spam-prefix@zzzz", "demo/", "/spam", "DEMO/SPAM", "acme/spam\u0000x", "%2e%2e%2f", "${jndi}"];
+  "<script>alert(1)</script>",
+  "../../etc/passwd",
+  "demo/spam-prefix@zzzz",
+  "demo/",
+  "/spam",
+  "DEMO/SPAM",
+  "acme/spam\u0000x",
+  "%2e%2e%2f",
+  "${jndi}",
+];
 
 function value(r: () => number, depth = 0): unknown {
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
   switch (Math.floor(r() * 8)) {
-    case 0: return pick(numbers);
-    case 1: return pick(strings);
-    case 2: return pick([true, false, null]);
-    case 3: return depth > 2 ? [] : Array.from({ length: Math.floor(r() * 4) }, () => value(r, depth + 1));
-    case 4: return depth > 2 ? {} : { [pick(["text", "adapter", "items", "x", "__proto__", "constructor"])]: value(r, depth + 1) };
-    case 5: return Array.from({ length: 40 }, () => "a");
-    case 6: return pick(["demo/spam-prefix", "demo/define-prefix", "acme/none"]);
-    default: return r() < 0.5 ? "ok text" : Math.floor(r() * 200) - 50;
+    case 0:
+      return pick(numbers);
+    case 1:
+      return pick(strings);
+    case 2:
+      return pick([true, false, null]);
+    case 3:
+      return depth > 2 ? [] : Array.from({ length: Math.floor(r() * 4) }, () => value(r, depth + 1));
+    case 4:
+      return depth > 2 ? {} : { [pick(["text", "adapter", "items", "x", "__proto__", "constructor"])]: value(r, depth + 1) };
+    case 5:
+      return Array.from({ length: 40 }, () => "a");
+    case 6:
+      return pick(["demo/spam-prefix", "demo/define-prefix", "acme/none"]);
+    default:
+      return r() < 0.5 ? "ok text" : Math.floor(r() * 200) - 50;
   }
 }
 
@@ -55,29 +81,75 @@ function badRequest(r: () => number): [string, string, Record<string, string>, B
   const json = { "content-type": "application/json" };
   const body = structuredClone(good[path]) as Record<string, unknown>;
   switch (Math.floor(r() * 12)) {
-    case 0: { // a field replaced by a value of any type
+    case 0: {
+      // a field replaced by a value of any type
       const k = pick([...Object.keys(body), "text", "items", "max_new_tokens", "temperature", "top_p", "seed", "stop", "stream", "version"]);
       body[k] = value(r);
       return [method, path, json, JSON.stringify(body)];
     }
-    case 1: body[pick(["foo", "__proto__", "Text", "adapter ", "\u0000"])] = value(r); return [method, path, json, JSON.stringify(body)];
-    case 2: delete body[pick(Object.keys(body).concat("text"))]; return [method, path, json, JSON.stringify(body)];
-    case 3: return [method, path, json, `{"text": ${deep(pick([100, 10000, 200000]))}}`];
-    case 4: return [method, path, json, deep(pick([1000, 100000]), "{\"a\":", "}").replace(/}+$/, (m) => "1" + m)];
-    case 5: { // invalid UTF-8 inside a string
+    case 1:
+      body[pick(["foo", "__proto__", "Text", "adapter ", "\u0000"])] = value(r);
+      return [method, path, json, JSON.stringify(body)];
+    case 2:
+      delete body[pick(Object.keys(body).concat("text"))];
+      return [method, path, json, JSON.stringify(body)];
+    case 3:
+      return [method, path, json, `{"text": ${deep(pick([100, 10000, 200000]))}}`];
+    case 4:
+      return [method, path, json, deep(pick([1000, 100000]), '{"a":', "}").replace(/}+$/, (m) => "1" + m)];
+    case 5: {
+      // invalid UTF-8 inside a string
       const pre = new TextEncoder().encode('{"adapter":"demo/spam-prefix","text":"');
       const bad = pick([[0xff], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xc0, 0xaf]]);
       return [method, path, json, new Uint8Array([...pre, ...bad, ...new TextEncoder().encode('"}')])];
     }
-    case 6: return [method, path, json, pick(["", "{", "null", "[]", "1", "\"x\"", "{\"text\": \"a\",}", "{'text': 'a'}", "\ufeff{}", "{\"text\":\"a\"}{}", "NaN"])];
-    case 7: return [method, path, pick([{}, { "content-type": "text/plain" }, { "content-type": "application/json; charset=latin1" }, { "content-type": "multipart/form-data" }]), JSON.stringify(body)];
-    case 8: { // boundary numbers in the numeric fields
+    case 6:
+      return [method, path, json, pick(["", "{", "null", "[]", "1", '"x"', '{"text": "a",}', "{'text': 'a'}", "\ufeff{}", '{"text":"a"}{}', "NaN"])];
+    case 7:
+      return [
+        method,
+        path,
+        pick([
+          {},
+          { "content-type": "text/plain" },
+          { "content-type": "application/json; charset=latin1" },
+          { "content-type": "multipart/form-data" },
+        ]),
+        JSON.stringify(body),
+      ];
+    case 8: {
+      // boundary numbers in the numeric fields
       const k = pick(["max_new_tokens", "temperature", "top_k", "top_p", "seed"]);
       return [method, path, json, JSON.stringify({ ...body, [k]: pick(numbers) }).replace("1e+308", pick(["1e999", "-1e999", "1e308"]))];
     }
-    case 9: return [method, path, json, JSON.stringify({ items: Array.from({ length: pick([0, 33, 1000]) }, () => ({ adapter: "demo/spam-prefix", text: pick(strings) || "x" })) })];
-    case 10: return [pick(["GET", "DELETE", "PATCH", "PUT"]), pick([...Object.keys(good), "/v1/adapters/%00/x", "/v1/adapters/a/b/c/d", "/v1/adapters/" + "a".repeat(300) + "/b", "/v1/tenant/grants/%2F..%2F", "/v1/adapters/acme/x/versions?x=\u0000"]), json, undefined];
-    default: return [method, path, { ...json, "content-length": String(pick([0, 5])) }, JSON.stringify({ text: pick(strings) || "x", adapter: pick(strings) })];
+    case 9:
+      return [
+        method,
+        path,
+        json,
+        JSON.stringify({ items: Array.from({ length: pick([0, 33, 1000]) }, () => ({ adapter: "demo/spam-prefix", text: pick(strings) || "x" })) }),
+      ];
+    case 10:
+      return [
+        pick(["GET", "DELETE", "PATCH", "PUT"]),
+        pick([
+          ...Object.keys(good),
+          "/v1/adapters/%00/x",
+          "/v1/adapters/a/b/c/d",
+          "/v1/adapters/" + "a".repeat(300) + "/b",
+          "/v1/tenant/grants/%2F..%2F",
+          "/v1/adapters/acme/x/versions?x=\u0000",
+        ]),
+        json,
+        undefined,
+      ];
+    default:
+      return [
+        method,
+        path,
+        { ...json, "content-length": String(pick([0, 5])) },
+        JSON.stringify({ text: pick(strings) || "x", adapter: pick(strings) }),
+      ];
   }
 }
 
@@ -91,14 +163,26 @@ beforeAll(async () => {
 it("survives generated bad requests: no 500, every error in the JSON shape, a good request still answers", async () => {
   const r = rng(20261129);
   const statuses: Record<number, number> = {};
-  const authHeaders = ["", "Bearer", "Bearer ", `Basic ${btoa("a:b")}`, `Bearer ${key}x`, `Bearer ${key.toUpperCase()}`, "Bearer se_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaa", `bearer  ${key}`];
+  const authHeaders = [
+    "",
+    "Bearer",
+    "Bearer ",
+    `Basic ${btoa("a:b")}`,
+    `Bearer ${key}x`,
+    `Bearer ${key.toUpperCase()}`,
+    "Bearer se_zzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaa",
+    `bearer  ${key}`,
+  ];
   let cases = 0;
   for (let i = 0; i < 5000; i++) {
     let [method, path, headers, body] = badRequest(r);
     // one in eight with a broken Authorization header; the rest with the good key
     headers = { ...headers, authorization: r() < 0.125 ? authHeaders[Math.floor(r() * authHeaders.length)] : `Bearer ${key}` };
-    if (r() < 0.08) { // random bytes as an adapter upload
-      method = "PUT"; path = "/v1/adapters/acme/fz"; headers["content-type"] = "application/octet-stream";
+    if (r() < 0.08) {
+      // random bytes as an adapter upload
+      method = "PUT";
+      path = "/v1/adapters/acme/fz";
+      headers["content-type"] = "application/octet-stream";
       const b = artifact.slice(0, Math.floor(r() * artifact.length));
       for (let k = 0; k < 4; k++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
       body = b;

@@ -5,10 +5,18 @@ import app from "../../src/index";
 import { createKey } from "../../scripts/lib/keys.mjs";
 
 declare module "cloudflare:test" {
-  interface ProvidedEnv { FIXTURES: Fetcher; BUCKET: R2Bucket; TENANTS: KVNamespace; TIGHT_LIMITER: RateLimit }
+  interface ProvidedEnv {
+    FIXTURES: Fetcher;
+    BUCKET: R2Bucket;
+    TENANTS: KVNamespace;
+    TIGHT_LIMITER: RateLimit;
+  }
 }
 
-export interface Catalog { default_backbone: string; adapters: { alias: string; file: string; task: string; kind: string }[] }
+export interface Catalog {
+  default_backbone: string;
+  adapters: { alias: string; file: string; task: string; kind: string }[];
+}
 
 export const fx = async (p: string) => {
   const r = await env.FIXTURES.fetch(`http://fixtures/${p}`);
@@ -24,7 +32,20 @@ export async function plant(alias: string, buf: Uint8Array, extra: Record<string
   const version = (await hex(buf)).slice(0, 16);
   const base = `adapters/${alias}`;
   await env.BUCKET.put(`${base}/versions/${version}.safetensors`, buf);
-  await env.BUCKET.put(`${base}/alias.json`, JSON.stringify({ alias, version, key: `${base}/versions/${version}.safetensors`, backbone: "", kind: "", task: "", history: [], updated: "", ...extra }));
+  await env.BUCKET.put(
+    `${base}/alias.json`,
+    JSON.stringify({
+      alias,
+      version,
+      key: `${base}/versions/${version}.safetensors`,
+      backbone: "",
+      kind: "",
+      task: "",
+      history: [],
+      updated: "",
+      ...extra,
+    }),
+  );
   return version;
 }
 
@@ -32,7 +53,8 @@ export async function plant(alias: string, buf: Uint8Array, extra: Record<string
 export async function seedDefaults(): Promise<Catalog> {
   const catalog: Catalog = await (await fx("adapters/catalog.json")).json();
   const id = catalog.default_backbone;
-  for (const f of ["config.json", "tokenizer.json", "model.onnx"]) await env.BUCKET.put(`backbones/${id}/${f}`, await bytes(`adapters/backbones/${id}/${f}`));
+  for (const f of ["config.json", "tokenizer.json", "model.onnx"])
+    await env.BUCKET.put(`backbones/${id}/${f}`, await bytes(`adapters/backbones/${id}/${f}`));
   await env.BUCKET.put("catalog.json", JSON.stringify({ default_backbone: id }));
   for (const a of catalog.adapters) await plant(a.alias, await bytes(`adapters/${a.file}`), { task: a.task, kind: a.kind, backbone: id });
   return catalog;

@@ -61,7 +61,10 @@ describe("isolate memory", () => {
     const buf = await bytes(`adapters/${catalog.adapters.find((a) => a.alias === classifiers[0])!.file}`);
     const extra = Array.from({ length: 100 }, (_, i) => `acme/m${String(i).padStart(3, "0")}`);
     for (const a of extra) await plant(a, buf, { task: "classify", kind: "prefix", backbone: catalog.default_backbone });
-    for (const [n, from] of [[10, 0], [100, 10]] as const) {
+    for (const [n, from] of [
+      [10, 0],
+      [100, 10],
+    ] as const) {
       for (const a of extra.slice(from, n)) expect((await postJson("/v1/classify", key, { adapter: a, text: "hello" })).status).toBe(200);
       const h0 = await health();
       // all n cached, or as many as fit: the cache at its byte bound (head adapters with a bag take ~115 KB each)
@@ -73,7 +76,12 @@ describe("isolate memory", () => {
       figures[`adapter cache, ${h.adapters_cached} adapters`] = h.adapter_cache_bytes;
       expect(h.adapter_cache_bytes).toBeLessThanOrEqual(SETTINGS.ADAPTER_CACHE_BYTES[0]);
     }
-    console.log("isolate memory (MB):\n" + Object.entries(figures).map(([k, v]) => `  ${k}: ${(v / MB).toFixed(1)}`).join("\n"));
+    console.log(
+      "isolate memory (MB):\n" +
+        Object.entries(figures)
+          .map(([k, v]) => `  ${k}: ${(v / MB).toFixed(1)}`)
+          .join("\n"),
+    );
     for (const [k, v] of Object.entries(figures)) expect(v, k).toBeLessThanOrEqual(WASM_BUDGET);
   });
 });

@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { loadOrt } from "../../src/engine/ort-workerd";
 
 declare module "cloudflare:test" {
-  interface ProvidedEnv { FIXTURES: Fetcher }
+  interface ProvidedEnv {
+    FIXTURES: Fetcher;
+  }
 }
 
 async function fixture(path: string): Promise<Response> {
@@ -24,16 +26,26 @@ describe("onnxruntime-web in workerd", () => {
     for (const c of g.cases) {
       const feeds: Record<string, any> = {};
       for (const [k, f] of Object.entries<any>(c.inputs))
-        feeds[k] = f.dtype === "int64" ? new a.Tensor("int64", BigInt64Array.from(f.data, (x: number) => BigInt(x)), f.dims)
-                                       : new a.Tensor("float32", Float32Array.from(f.data), f.dims);
+        feeds[k] =
+          f.dtype === "int64"
+            ? new a.Tensor(
+                "int64",
+                BigInt64Array.from(f.data, (x: number) => BigInt(x)),
+                f.dims,
+              )
+            : new a.Tensor("float32", Float32Array.from(f.data), f.dims);
       const out = await s.run(feeds);
       const got = out.logits.data as Float32Array;
       const [B, T, V] = c.logits.dims;
       let m = 0;
-      for (let bb = 0; bb < B; bb++) for (let t = 0; t < T; t++) {
-        if (!c.valid[bb][t]) continue;
-        for (let v = 0; v < V; v++) { const i = (bb * T + t) * V + v; m = Math.max(m, Math.abs(got[i] - c.logits.data[i])); }
-      }
+      for (let bb = 0; bb < B; bb++)
+        for (let t = 0; t < T; t++) {
+          if (!c.valid[bb][t]) continue;
+          for (let v = 0; v < V; v++) {
+            const i = (bb * T + t) * V + v;
+            m = Math.max(m, Math.abs(got[i] - c.logits.data[i]));
+          }
+        }
       expect(m, c.name).toBeLessThanOrEqual(1e-4);
     }
   });

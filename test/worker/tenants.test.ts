@@ -10,7 +10,8 @@ import { parseRef } from "../../src/store/refs";
 let catalog: Catalog;
 const art: Record<string, Uint8Array> = {};
 const K: Record<string, string> = {};
-let v1 = "", v2 = "";
+let v1 = "",
+  v2 = "";
 
 /** every object under a tenant's prefix with its etag: a write leaves a trace here */
 async function snapshot(prefix: string) {
@@ -21,7 +22,13 @@ async function snapshot(prefix: string) {
 beforeAll(async () => {
   catalog = await seedDefaults();
   for (const n of ["spam-prefix", "spam-prompt", "topic-prefix", "define-prefix"]) art[n] = await bytes(`adapters/default/${n}.safetensors`);
-  for (const [t, s] of [["acme", "read"], ["acme", "publish"], ["acme", "admin"], ["globex", "admin"], ["globex", "read"]] as const)
+  for (const [t, s] of [
+    ["acme", "read"],
+    ["acme", "publish"],
+    ["acme", "admin"],
+    ["globex", "admin"],
+    ["globex", "read"],
+  ] as const)
     K[`${t}-${s}`] = await newKey(t, s);
   // a revoked key: created, then its record deleted, as `scripts/keys.mjs revoke` does
   K.revoked = await newKey("acme", "admin");
@@ -83,8 +90,13 @@ describe("publishing through the API", () => {
 
   it("keeps both publishers' versions in the history when they race (compare-and-swap on the alias)", async () => {
     const key = K["acme-publish"];
-    const variants = await Promise.all(Array.from({ length: 6 }, async (_, i) =>
-      withHeader(art["spam-prefix"], (h) => { h.__metadata__.created = `race-${i}`; })));
+    const variants = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) =>
+        withHeader(art["spam-prefix"], (h) => {
+          h.__metadata__.created = `race-${i}`;
+        }),
+      ),
+    );
     const res = await Promise.all(variants.map((b) => putAdapter("acme/race", key, b)));
     for (const r of res) expect(r.status).toBe(201);
     const versions = await Promise.all(variants.map(async (b) => (await hex(b)).slice(0, 16)));
@@ -98,7 +110,12 @@ describe("publishing through the API", () => {
     let r = await putAdapter("acme/big", K["acme-publish"], art["spam-prefix"], e);
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "adapter_too_large"]);
     const stream = new Blob([art["spam-prefix"]]).stream(); // chunked: no length up front
-    r = await call("PUT", "/v1/adapters/acme/big", { key: K["acme-publish"], headers: { "content-type": "application/octet-stream" }, body: stream }, e);
+    r = await call(
+      "PUT",
+      "/v1/adapters/acme/big",
+      { key: K["acme-publish"], headers: { "content-type": "application/octet-stream" }, body: stream },
+      e,
+    );
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "adapter_too_large"]);
     expect(await snapshot("adapters/acme/")).toEqual(before);
   });
@@ -110,7 +127,17 @@ describe("isolation", () => {
   const endpoints: [string, "read" | "publish" | "admin", (k?: string) => Promise<Response>][] = [
     ["POST /v1/classify", "read", classify],
     ["POST /v1/classify (pinned version)", "read", (k) => postJson("/v1/classify", k, { adapter: `acme/spam@${v1}`, text: "hello" })],
-    ["POST /v1/classify (batch)", "read", (k) => postJson("/v1/classify", k, { items: [{ adapter: "demo/spam-prefix", text: "a" }, { adapter: "acme/spam", text: "b" }] })],
+    [
+      "POST /v1/classify (batch)",
+      "read",
+      (k) =>
+        postJson("/v1/classify", k, {
+          items: [
+            { adapter: "demo/spam-prefix", text: "a" },
+            { adapter: "acme/spam", text: "b" },
+          ],
+        }),
+    ],
     ["POST /v1/generate", "read", (k) => postJson("/v1/generate", k, { adapter: "acme/define", input: "cat", max_new_tokens: 2 })],
     ["GET /v1/adapters", "read", (k) => call("GET", "/v1/adapters", { key: k })],
     ["GET /v1/adapters/{t}/{n}", "read", (k) => call("GET", "/v1/adapters/acme/spam", { key: k })],
@@ -118,7 +145,16 @@ describe("isolation", () => {
     ["PUT /v1/adapters/{t}/{n}", "publish", (k) => putAdapter("acme/spam", k, art["topic-prefix"])],
     ["POST /v1/adapters/{t}/{n}/rollback", "publish", (k) => postJson("/v1/adapters/acme/spam/rollback", k, {})],
     ["GET /v1/tenant", "read", (k) => call("GET", "/v1/tenant", { key: k })],
-    ["PUT /v1/tenant/defaults", "admin", (k) => call("PUT", "/v1/tenant/defaults", { key: k, headers: { "content-type": "application/json" }, body: JSON.stringify({ classify: "acme/spam" }) })],
+    [
+      "PUT /v1/tenant/defaults",
+      "admin",
+      (k) =>
+        call("PUT", "/v1/tenant/defaults", {
+          key: k,
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ classify: "acme/spam" }),
+        }),
+    ],
     ["GET /v1/tenant/grants", "admin", (k) => call("GET", "/v1/tenant/grants", { key: k })],
     ["PUT /v1/tenant/grants/{reader}", "admin", (k) => call("PUT", "/v1/tenant/grants/initech", { key: k })],
     ["DELETE /v1/tenant/grants/{reader}", "admin", (k) => call("DELETE", "/v1/tenant/grants/initech", { key: k })],
@@ -131,8 +167,12 @@ describe("isolation", () => {
     const acmeSettings = await env.TENANTS.get("tenant/acme");
     for (const [name, need, fn] of endpoints) {
       // no key, and three kinds of bad key: 401 with a generic message
-      for (const [kind, k, code] of [["no key", undefined, "missing_key"], ["malformed key", K.malformed, "invalid_key"],
-        ["wrong secret", K.wrongSecret, "invalid_key"], ["revoked key", K.revoked, "invalid_key"]] as const) {
+      for (const [kind, k, code] of [
+        ["no key", undefined, "missing_key"],
+        ["malformed key", K.malformed, "invalid_key"],
+        ["wrong secret", K.wrongSecret, "invalid_key"],
+        ["revoked key", K.revoked, "invalid_key"],
+      ] as const) {
         const r = await fn(k);
         const text = await r.text();
         expect([name, kind, r.status, JSON.parse(text).error.code]).toEqual([name, kind, 401, code]);
@@ -201,8 +241,10 @@ describe("isolation", () => {
 
 describe("per-tenant routing", () => {
   it("uses the tenant's default adapter per task when a request names none", async () => {
-    const admin = K["acme-admin"], read = K["acme-read"];
-    const setDefaults = (k: string, body: unknown) => call("PUT", "/v1/tenant/defaults", { key: k, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const admin = K["acme-admin"],
+      read = K["acme-read"];
+    const setDefaults = (k: string, body: unknown) =>
+      call("PUT", "/v1/tenant/defaults", { key: k, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     let r = await postJson("/v1/classify", K["globex-read"], { text: "hi" });
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([400, "no_default_adapter"]);
     r = await setDefaults(admin, { classify: "demo/spam-prefix", generate: "acme/define" });
@@ -243,8 +285,14 @@ describe("key cache", () => {
   it("serves a cached key record within the TTL, then refreshes it: a revoked key stops working", async () => {
     const dir = new Directory(50);
     const pending: Promise<unknown>[] = [];
-    const src = { kv: env.TENANTS, waitUntil: (p: Promise<unknown>) => { pending.push(p); } };
-    const key = await newKey("initech", "read"), id = key.split("_")[1];
+    const src = {
+      kv: env.TENANTS,
+      waitUntil: (p: Promise<unknown>) => {
+        pending.push(p);
+      },
+    };
+    const key = await newKey("initech", "read"),
+      id = key.split("_")[1];
     expect((await dir.keyRecord(src, id))?.tenant).toBe("initech");
     await env.TENANTS.delete(`key/${id}`);
     expect((await dir.keyRecord(src, id))?.tenant).toBe("initech"); // within the TTL: cached
@@ -257,7 +305,12 @@ describe("key cache", () => {
 
 describe("limits", () => {
   it("caps the JSON body (413 payload_too_large)", async () => {
-    const r = await postJson("/v1/classify", K["acme-read"], { adapter: "demo/spam-prefix", text: "x".repeat(2000) }, { ...env, MAX_BODY_BYTES: "1000" });
+    const r = await postJson(
+      "/v1/classify",
+      K["acme-read"],
+      { adapter: "demo/spam-prefix", text: "x".repeat(2000) },
+      { ...env, MAX_BODY_BYTES: "1000" },
+    );
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([413, "payload_too_large"]);
   });
 
