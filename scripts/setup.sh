@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Brings a fresh Debian 12 machine (node 20) to a working state; cheap to re-run.
 #  - Debian packages for the offline pipeline (Debian's python3-* packages for /usr/bin/python3; there is no PyPI)
-#  - Debian's chromium, for the browser test of the playground and docs (test/js/browser.test.ts)
+#  - Debian's chromium, for the browser test of the playground and docs (test/js/browser.test.ts); black and flake8
+#    for the Python format and lint checks
 #  - npm packages from package-lock.json (npm ci), only when the lock file changed since the last install
 #  - the worker's static assets (dist/web)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DEBS=(python3-torch python3-onnx python3-numpy python3-pytest python3-tqdm python3-sentencepiece
-      python3-matplotlib sentencepiece libopenblas0-pthread chromium)
+      python3-matplotlib sentencepiece libopenblas0-pthread chromium black python3-flake8)
 
 missing=()
 for p in "${DEBS[@]}"; do

@@ -25,9 +25,11 @@ def main():
         runs.append({k: d[k] for k in ("embed_init", "steps", "tokens_seen", "wall_s", "heldout_ppl", "note")})
     best = min(runs, key=lambda r: r["heldout_ppl"])
     worst = max(runs, key=lambda r: r["heldout_ppl"])
-    conclusion = (f"{best['embed_init']} embeddings reach held-out perplexity {best['heldout_ppl']:.1f} against "
-                  f"{worst['heldout_ppl']:.1f} ({(best['heldout_ppl'] / worst['heldout_ppl'] - 1) * 100:+.0f}%) "
-                  f"after about {best['tokens_seen'] / 1e6:.2f}M tokens.")
+    conclusion = (
+        f"{best['embed_init']} embeddings reach held-out perplexity {best['heldout_ppl']:.1f} against "
+        f"{worst['heldout_ppl']:.1f} ({(best['heldout_ppl'] / worst['heldout_ppl'] - 1) * 100:+.0f}%) "
+        f"after about {best['tokens_seen'] / 1e6:.2f}M tokens."
+    )
     write_json(a.out, {"runs": runs, "conclusion": conclusion})
     print(conclusion)
 

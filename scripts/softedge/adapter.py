@@ -47,7 +47,9 @@ def kv_to_tensor(kv) -> torch.Tensor:
 
 
 def tensor_to_kv(t: torch.Tensor, batch: int = 1):
-    return [(t[i, 0][None].expand(batch, -1, -1, -1), t[i, 1][None].expand(batch, -1, -1, -1)) for i in range(t.shape[0])]
+    return [
+        (t[i, 0][None].expand(batch, -1, -1, -1), t[i, 1][None].expand(batch, -1, -1, -1)) for i in range(t.shape[0])
+    ]
 
 
 def encode_kv(kv: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
@@ -66,9 +68,20 @@ def decode_kv(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return kv.float()
 
 
-def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: str = "float16",
-         prompt: torch.Tensor | None = None, template: str, labels: list[dict] | None = None,
-         generation: dict | None = None, training: dict | None = None, head=None) -> bytes:
+def pack(
+    kind: str,
+    task: str,
+    backbone_cfg: dict,
+    kv: torch.Tensor,
+    *,
+    dtype: str = "float16",
+    prompt: torch.Tensor | None = None,
+    template: str,
+    labels: list[dict] | None = None,
+    generation: dict | None = None,
+    training: dict | None = None,
+    head=None,
+) -> bytes:
     """head: a readout.Head (classification with a head readout) or None (verbalizer, or generation)."""
     if kind not in ("prompt", "prefix"):
         raise AdapterError(f"unknown adapter kind {kind!r}")
@@ -76,7 +89,9 @@ def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: s
         raise AdapterError(f"unknown dtype {dtype!r} (float16, float32 or int8)")
     expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], kv.shape[3], backbone_cfg["head_dim"])
     if tuple(kv.shape) != expect:
-        raise AdapterError(f"KV prefix shape {list(kv.shape)} does not fit backbone {backbone_cfg['id']} {list(expect)}")
+        raise AdapterError(
+            f"KV prefix shape {list(kv.shape)} does not fit backbone {backbone_cfg['id']} {list(expect)}"
+        )
     tensors = encode_kv(kv, dtype)
     if prompt is not None:
         tensors["prompt_embeddings"] = prompt.detach().to(torch.float32 if dtype == "float32" else torch.float16)
@@ -85,11 +100,19 @@ def pack(kind: str, task: str, backbone_cfg: dict, kv: torch.Tensor, *, dtype: s
             raise AdapterError("a classification head needs task classify")
         tensors.update(head.tensors(torch.float32 if dtype == "float32" else torch.float16))
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "task": task,
-        "backbone": backbone_cfg["id"], "num_virtual_tokens": str(kv.shape[3]), "dtype": dtype, "template": template,
-        "labels": json.dumps(labels or []), "generation": json.dumps(generation or {}),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "task": task,
+        "backbone": backbone_cfg["id"],
+        "num_virtual_tokens": str(kv.shape[3]),
+        "dtype": dtype,
+        "template": template,
+        "labels": json.dumps(labels or []),
+        "generation": json.dumps(generation or {}),
         "training": json.dumps(training or {}),
-        "readout": json.dumps(head.meta() if head is not None else {"type": "verbalizer"}), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "readout": json.dumps(head.meta() if head is not None else {"type": "verbalizer"}),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "checksum": tensor_checksum(tensors),
     }
     return safetensors_io.serialize(tensors, meta)
@@ -118,7 +141,9 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     P = int(meta["num_virtual_tokens"])
     if kv.dim() != 5 or kv.shape[1] != 2 or kv.shape[3] != P:
         raise AdapterError(f"{where}: kv_prefix shape {list(kv.shape)} is not [L, 2, kvH, {P}, D]")
-    if (kv.dtype == torch.int8) != (meta["dtype"] == "int8") or (kv.dtype == torch.int8 and "kv_prefix_scale" not in tensors):
+    if (kv.dtype == torch.int8) != (meta["dtype"] == "int8") or (
+        kv.dtype == torch.int8 and "kv_prefix_scale" not in tensors
+    ):
         raise AdapterError(f"{where}: dtype {meta['dtype']!r} does not match the stored tensors")
     if backbone_cfg is not None:
         check_backbone(meta, kv.shape, backbone_cfg, where)
@@ -162,8 +187,13 @@ def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapt
     """The artifact names this backbone and its KV prefix has the backbone's layers, kv heads and head dim."""
     if meta["backbone"] != backbone_cfg["id"]:
         raise AdapterError(f"{where}: packed for backbone {meta['backbone']!r}, not {backbone_cfg['id']!r}")
-    expect = (backbone_cfg["num_layers"], 2, backbone_cfg["num_kv_heads"], int(meta["num_virtual_tokens"]),
-              backbone_cfg["head_dim"])
+    expect = (
+        backbone_cfg["num_layers"],
+        2,
+        backbone_cfg["num_kv_heads"],
+        int(meta["num_virtual_tokens"]),
+        backbone_cfg["head_dim"],
+    )
     if tuple(kv_shape) != expect:
         raise AdapterError(f"{where}: kv_prefix shape {list(kv_shape)} does not fit the backbone {list(expect)}")
     readout = meta.get("readout") or {}

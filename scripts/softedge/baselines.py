@@ -19,7 +19,10 @@ def naive_bayes(train: list[dict], evalrows: list[dict], labels: list[str]) -> d
     totals = {l: sum(c.values()) for l, c in counts.items()}
     pred = []
     for r in evalrows:
-        best = max(labels, key=lambda l: math.log(prior[l] + 1) + sum(
-            math.log((counts[l][w] + 1) / (totals[l] + len(vocab))) for w in words(r["text"])))
+        best = max(
+            labels,
+            key=lambda l: math.log(prior[l] + 1)
+            + sum(math.log((counts[l][w] + 1) / (totals[l] + len(vocab))) for w in words(r["text"])),
+        )
         pred.append(best)
     return classification_metrics([r["label"] for r in evalrows], pred, labels)

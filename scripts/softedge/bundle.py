@@ -24,19 +24,43 @@ from .tokenizer import Tokenizer, write_tokenizer_json
 FORMAT_VERSION = 1
 
 
-def backbone_config(model, tok: Tokenizer, bundle_id: str, quant: str, last_only: bool, model_sha: str,
-                    tok_sha: str, training: dict | None) -> dict:
+def backbone_config(
+    model,
+    tok: Tokenizer,
+    bundle_id: str,
+    quant: str,
+    last_only: bool,
+    model_sha: str,
+    tok_sha: str,
+    training: dict | None,
+) -> dict:
     cfg = model.cfg
     ins, outs = export_onnx.io_names(cfg.n_layer)
     return {
-        "id": bundle_id, "format_version": FORMAT_VERSION, "architecture": cfg.arch,
-        "num_layers": cfg.n_layer, "num_heads": cfg.n_head, "num_kv_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
-        "hidden_size": cfg.d_model, "intermediate_size": cfg.d_ff, "vocab_size": cfg.vocab_size,
-        "max_positions": cfg.max_positions, "rope_theta": cfg.rope_theta if cfg.arch == "llama" else None,
-        "tie_embeddings": cfg.tie_embeddings, "params": model.num_params(), **tok.special_ids(),
-        "quantization": quant, "logits": "last" if last_only else "all", "opset": export_onnx.OPSET,
-        "inputs": ins, "outputs": outs, "model_sha256": model_sha, "tokenizer_sha256": tok_sha,
-        "model_config": cfg.to_dict(), "training": training,
+        "id": bundle_id,
+        "format_version": FORMAT_VERSION,
+        "architecture": cfg.arch,
+        "num_layers": cfg.n_layer,
+        "num_heads": cfg.n_head,
+        "num_kv_heads": cfg.n_kv_head,
+        "head_dim": cfg.head_dim,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.d_ff,
+        "vocab_size": cfg.vocab_size,
+        "max_positions": cfg.max_positions,
+        "rope_theta": cfg.rope_theta if cfg.arch == "llama" else None,
+        "tie_embeddings": cfg.tie_embeddings,
+        "params": model.num_params(),
+        **tok.special_ids(),
+        "quantization": quant,
+        "logits": "last" if last_only else "all",
+        "opset": export_onnx.OPSET,
+        "inputs": ins,
+        "outputs": outs,
+        "model_sha256": model_sha,
+        "tokenizer_sha256": tok_sha,
+        "model_config": cfg.to_dict(),
+        "training": training,
     }
 
 
@@ -64,8 +88,9 @@ def build(weights: Path, tokenizer: Path, out: Path, name: str, quant: str, last
         model_sha = hashlib.sha256(model_bytes).hexdigest()
         bundle_id = f"{name}-{hashlib.sha256((model_sha + tok_sha).encode()).hexdigest()[:12]}"
         training = json.loads(meta["training"]) if "training" in meta else None
-        write_json(tmp / "config.json",
-                   backbone_config(model, tok, bundle_id, quant, last_only, model_sha, tok_sha, training))
+        write_json(
+            tmp / "config.json", backbone_config(model, tok, bundle_id, quant, last_only, model_sha, tok_sha, training)
+        )
     dest = out / bundle_id
     if dest.exists():
         shutil.rmtree(dest)
@@ -87,7 +112,9 @@ def main():
     dest = build(a.weights, a.tokenizer, a.out, a.name, a.quant, not a.all_logits)
     cfg = json.loads((dest / "config.json").read_text())
     size = (dest / "model.onnx").stat().st_size
-    print(f"bundle {cfg['id']}: model.onnx {size / 1e6:.2f} MB ({a.quant}), {cfg['params'] / 1e6:.2f}M params -> {dest}")
+    print(
+        f"bundle {cfg['id']}: model.onnx {size / 1e6:.2f} MB ({a.quant}), {cfg['params'] / 1e6:.2f}M params -> {dest}"
+    )
 
 
 if __name__ == "__main__":

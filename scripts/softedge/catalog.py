@@ -33,28 +33,50 @@ def adapter_card(alias: str, data: str, m: dict) -> str:
     """A card per default adapter, with Hugging Face model-card metadata (licence: adapters/NOTICE.md)."""
     cls = m["task"] == "classify"
     ev = m["eval"]
-    metrics = [("accuracy", ev["accuracy"]), ("f1", ev["macro_f1"])] if cls else [("rouge", ev["rouge_l"]), ("exact_match", ev["exact_match"])]
-    L = ["---", "license: mit", f"base_model: {m['backbone']}", "library_name: softedge",
-         f"pipeline_tag: {'text-classification' if cls else 'text-generation'}", f"datasets: [{data}]",
-         f"tags: [softedge, {m['method']}-tuning{', ' + m['readout'] + '-readout' if m.get('readout') else ''}]",
-         "model-index:", f"- name: {alias}", "  results:",
-         f"  - task: {{type: {'text-classification' if cls else 'text-generation'}}}",
-         f"    dataset: {{name: {data}, type: {data}, split: eval}}", "    metrics:",
-         *[f"    - {{type: {k}, value: {v:.4f}}}" for k, v in metrics], "---", "",
-         f"# `{alias}`", "",
-         f"A {m['method']}-tuning adapter ({m['virtual_tokens']} virtual tokens) for {m['task']} on the backbone "
-         f"`{m['backbone']}`, readout: {readout_cell(m)}. Trained by `bash scripts/build-default-adapters.sh` "
-         f"(`scripts/py tune` with its defaults unless the script says otherwise) on {m['train_examples']:,} rows, "
-         f"model selection on {m.get('dev_examples', 0):,} dev rows split from the training file, scored once on "
-         f"{ev['examples']:,} held-out rows.", "",
-         "| | |", "|---|---|",
-         *[f"| {NAMES[k]} (held-out) | {v * 100:.1f}{'' if k == 'rouge' else '%'} |" for k, v in metrics],
-         f"| stored bytes | {m['adapter_bytes']:,} ({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the int8 backbone) |",
-         f"| training | {m['steps']} steps, {m['wall_s']:.0f} s on CPU |", ""]
+    metrics = (
+        [("accuracy", ev["accuracy"]), ("f1", ev["macro_f1"])]
+        if cls
+        else [("rouge", ev["rouge_l"]), ("exact_match", ev["exact_match"])]
+    )
+    L = [
+        "---",
+        "license: mit",
+        f"base_model: {m['backbone']}",
+        "library_name: softedge",
+        f"pipeline_tag: {'text-classification' if cls else 'text-generation'}",
+        f"datasets: [{data}]",
+        f"tags: [softedge, {m['method']}-tuning{', ' + m['readout'] + '-readout' if m.get('readout') else ''}]",
+        "model-index:",
+        f"- name: {alias}",
+        "  results:",
+        f"  - task: {{type: {'text-classification' if cls else 'text-generation'}}}",
+        f"    dataset: {{name: {data}, type: {data}, split: eval}}",
+        "    metrics:",
+        *[f"    - {{type: {k}, value: {v:.4f}}}" for k, v in metrics],
+        "---",
+        "",
+        f"# `{alias}`",
+        "",
+        f"A {m['method']}-tuning adapter ({m['virtual_tokens']} virtual tokens) for {m['task']} on the backbone "
+        f"`{m['backbone']}`, readout: {readout_cell(m)}. Trained by `bash scripts/build-default-adapters.sh` "
+        f"(`scripts/py tune` with its defaults unless the script says otherwise) on {m['train_examples']:,} rows, "
+        f"model selection on {m.get('dev_examples', 0):,} dev rows split from the training file, scored once on "
+        f"{ev['examples']:,} held-out rows.",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {NAMES[k]} (held-out) | {v * 100:.1f}{'' if k == 'rouge' else '%'} |" for k, v in metrics],
+        f"| stored bytes | {m['adapter_bytes']:,} ({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the int8 backbone) |",
+        f"| training | {m['steps']} steps, {m['wall_s']:.0f} s on CPU |",
+        "",
+    ]
     if m.get("parts_eval"):
         p = m["parts_eval"]
-        L += [f"Each part of the head alone, refitted on the trained adapter: backbone states {p['pooled'] * 100:.1f}%, "
-              f"bag of tokens {p['bag'] * 100:.1f}%, both {p['pooled+bag'] * 100:.1f}%.", ""]
+        L += [
+            f"Each part of the head alone, refitted on the trained adapter: backbone states {p['pooled'] * 100:.1f}%, "
+            f"bag of tokens {p['bag'] * 100:.1f}%, both {p['pooled+bag'] * 100:.1f}%.",
+            "",
+        ]
     return "\n".join(L)
 
 
@@ -63,7 +85,8 @@ def readout_cell(m: dict) -> str:
         return "generation"
     if m.get("readout") != "head":
         return "verbalizer"
-    return f"head ({m.get('pooling', 'mean')}{' + bag of ' + format(m['bag_tokens'], ',') + ' tokens' if m.get('bag_tokens') else ''})"
+    bag = f" + bag of {m['bag_tokens']:,} tokens" if m.get("bag_tokens") else ""
+    return f"head ({m.get('pooling', 'mean')}{bag})"
 
 
 def parts_cell(m: dict) -> str:
@@ -77,8 +100,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / ".cache" / "tune")
     ap.add_argument("--tenant", default="demo")
-    ap.add_argument("--from-default", action="store_true", help="read the metrics beside the committed adapters "
-                    "instead of the runs (baselines still from --runs where present)")
+    ap.add_argument(
+        "--from-default",
+        action="store_true",
+        help="read the metrics beside the committed adapters "
+        "instead of the runs (baselines still from --runs where present)",
+    )
     a = ap.parse_args()
     cat_path = ROOT / "adapters" / "catalog.json"
     catalog = json.loads(cat_path.read_text())
@@ -105,38 +132,65 @@ def main():
         with atomic_path(out / f"{name}.md") as tmp:
             tmp.write_text(adapter_card(f"{a.tenant}/{name}", data, m))
         metric = "accuracy" if m["task"] == "classify" else "rouge_l"
-        fm = json.loads((a.runs / full / "metrics.json").read_text())["eval"] if (a.runs / full / "metrics.json").is_file() else None
-        bm = json.loads((a.runs / nb / "metrics.json").read_text())["eval"] if nb and (a.runs / nb / "metrics.json").is_file() else None
+        fm = (
+            json.loads((a.runs / full / "metrics.json").read_text())["eval"]
+            if (a.runs / full / "metrics.json").is_file()
+            else None
+        )
+        bm = (
+            json.loads((a.runs / nb / "metrics.json").read_text())["eval"]
+            if nb and (a.runs / nb / "metrics.json").is_file()
+            else None
+        )
         ev = m["eval"]
-        score = (f"acc {ev['accuracy'] * 100:.1f}%, macro-F1 {ev['macro_f1'] * 100:.1f}" if metric == "accuracy"
-                 else f"ROUGE-L {ev['rouge_l'] * 100:.1f}, EM {ev['exact_match'] * 100:.1f}%")
+        score = (
+            f"acc {ev['accuracy'] * 100:.1f}%, macro-F1 {ev['macro_f1'] * 100:.1f}"
+            if metric == "accuracy"
+            else f"ROUGE-L {ev['rouge_l'] * 100:.1f}, EM {ev['exact_match'] * 100:.1f}%"
+        )
         if "served" in m:  # measured on the int8 graph the edge runs (scripts/py retarget)
             score += f"; on the {m['served']['scheme']} graph {m['served'][metric] * 100:.1f}"
         gap = f"{(ev[metric] - fm[metric]) * 100:+.1f} pts (full FT {fm[metric] * 100:.1f})" if fm else "n/a"
         base = f"naive Bayes acc {bm['accuracy'] * 100:.1f}%" if bm else "n/a"
         readout = readout_cell(m)
-        rows.append(f"| `{a.tenant}/{name}` | {data} ({m['eval']['examples']} eval) | {m['method']} | {readout} | "
-                    f"{m['virtual_tokens']} | {m['adapter_bytes']:,} ({m['adapter_bytes'] / onnx_bytes * 100:.2f}% of the "
-                    f"backbone) | {score} | {parts_cell(m)} | {gap} | {base} |")
-        entries.append({"alias": f"{a.tenant}/{name}", "file": f"default/{name}.safetensors", "task": m["task"],
-                        "kind": m["method"], "readout": m.get("readout"), "virtual_tokens": m["virtual_tokens"],
-                        "bytes": m["adapter_bytes"], "eval": {k: v for k, v in ev.items() if k != "samples"},
-                        **({"served": m["served"]} if "served" in m else {})})
+        rows.append(
+            f"| `{a.tenant}/{name}` | {data} ({m['eval']['examples']} eval) | {m['method']} | {readout} | "
+            f"{m['virtual_tokens']} | {m['adapter_bytes']:,} ({m['adapter_bytes'] / onnx_bytes * 100:.2f}% of the "
+            f"backbone) | {score} | {parts_cell(m)} | {gap} | {base} |"
+        )
+        entries.append(
+            {
+                "alias": f"{a.tenant}/{name}",
+                "file": f"default/{name}.safetensors",
+                "task": m["task"],
+                "kind": m["method"],
+                "readout": m.get("readout"),
+                "virtual_tokens": m["virtual_tokens"],
+                "bytes": m["adapter_bytes"],
+                "eval": {k: v for k, v in ev.items() if k != "samples"},
+                **({"served": m["served"]} if "served" in m else {}),
+            }
+        )
     catalog["adapters"] = entries
     write_json(cat_path, catalog)
-    table = ["| adapter | data | method | readout | P | bytes | eval (held-out) | head parts alone: states / bag / both "
-             "| gap to full fine-tuning | baseline |", "|---|---|---|---|---|---|---|---|---|---|", *rows]
+    table = [
+        "| adapter | data | method | readout | P | bytes | eval (held-out) | head parts alone: states / bag / both "
+        "| gap to full fine-tuning | baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
     with atomic_path(ROOT / "adapters" / "ADAPTERS.md") as tmp:
-        tmp.write_text("# Default adapters\n\nWritten by `scripts/py catalog` from the runs of "
-                       "`bash scripts/build-default-adapters.sh` (metrics beside each file in default/). Every figure is "
-                       "on the eval file, which chose nothing: model selection used a dev split of the training file. "
-                       "A head reads the final hidden states mean-pooled over the prompt, plus a bag-of-tokens term where "
-                       "that helped on dev; the parts column scores each part alone, refitted on the trained adapter, so "
-                       "the backbone's own contribution (states) stays visible beside the bag's. The eval figure is "
-                       "PyTorch's on the training weights; where the int8 graph the edge serves computes different math "
-                       "(dynamic activation quantisation), the same eval rows scored on that graph's math follow it "
-                       "(written by `scripts/py retarget`).\n\n"
-                       + "\n".join(table) + "\n")
+        tmp.write_text(
+            "# Default adapters\n\nWritten by `scripts/py catalog` from the runs of "
+            "`bash scripts/build-default-adapters.sh` (metrics beside each file in default/). Every figure is "
+            "on the eval file, which chose nothing: model selection used a dev split of the training file. "
+            "A head reads the final hidden states mean-pooled over the prompt, plus a bag-of-tokens term where "
+            "that helped on dev; the parts column scores each part alone, refitted on the trained adapter, so "
+            "the backbone's own contribution (states) stays visible beside the bag's. The eval figure is "
+            "PyTorch's on the training weights; where the int8 graph the edge serves computes different math "
+            "(dynamic activation quantisation), the same eval rows scored on that graph's math follow it "
+            "(written by `scripts/py retarget`).\n\n" + "\n".join(table) + "\n"
+        )
     print("\n".join(table))
 
 

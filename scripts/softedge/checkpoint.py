@@ -59,7 +59,8 @@ def _load_state(model: Transformer, tensors: dict[str, torch.Tensor], where: str
     for k, v in expected.items():
         if tuple(tensors[k].shape) != tuple(v.shape):
             raise CheckpointError(
-                f"{where}: tensor {k!r} has shape {list(tensors[k].shape)}, the config expects {list(v.shape)}")
+                f"{where}: tensor {k!r} has shape {list(tensors[k].shape)}, the config expects {list(v.shape)}"
+            )
         if not torch.isfinite(tensors[k].float()).all():
             raise CheckpointError(f"{where}: tensor {k!r} holds NaN or inf")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
@@ -94,10 +95,18 @@ def hf_config_to_model_config(hf: dict, where: str) -> ModelConfig:
             if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
                 raise CheckpointError(f"{where}: unsupported GPT-2 activation {act!r} (tanh GELU only)")
             d = hf["n_embd"]
-            return ModelConfig(arch="gpt2", vocab_size=hf["vocab_size"], n_layer=hf["n_layer"], n_head=hf["n_head"],
-                               n_kv_head=hf["n_head"], d_model=d, d_ff=hf.get("n_inner") or 4 * d,
-                               max_positions=hf.get("n_positions", hf.get("n_ctx", 1024)),
-                               norm_eps=hf.get("layer_norm_epsilon", 1e-5), tie_embeddings=True)
+            return ModelConfig(
+                arch="gpt2",
+                vocab_size=hf["vocab_size"],
+                n_layer=hf["n_layer"],
+                n_head=hf["n_head"],
+                n_kv_head=hf["n_head"],
+                d_model=d,
+                d_ff=hf.get("n_inner") or 4 * d,
+                max_positions=hf.get("n_positions", hf.get("n_ctx", 1024)),
+                norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                tie_embeddings=True,
+            )
         if mt == "llama":
             if hf.get("rope_scaling"):
                 raise CheckpointError(f"{where}: rope_scaling is not supported")
@@ -108,11 +117,19 @@ def hf_config_to_model_config(hf: dict, where: str) -> ModelConfig:
             d, h = hf["hidden_size"], hf["num_attention_heads"]
             if hf.get("head_dim", d // h) != d // h:
                 raise CheckpointError(f"{where}: head_dim != hidden_size / num_attention_heads is not supported")
-            return ModelConfig(arch="llama", vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=h,
-                               n_kv_head=hf.get("num_key_value_heads") or h, d_model=d,
-                               d_ff=hf["intermediate_size"], max_positions=hf.get("max_position_embeddings", 2048),
-                               norm_eps=hf.get("rms_norm_eps", 1e-6), rope_theta=hf.get("rope_theta", 10000.0),
-                               tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
+            return ModelConfig(
+                arch="llama",
+                vocab_size=hf["vocab_size"],
+                n_layer=hf["num_hidden_layers"],
+                n_head=h,
+                n_kv_head=hf.get("num_key_value_heads") or h,
+                d_model=d,
+                d_ff=hf["intermediate_size"],
+                max_positions=hf.get("max_position_embeddings", 2048),
+                norm_eps=hf.get("rms_norm_eps", 1e-6),
+                rope_theta=hf.get("rope_theta", 10000.0),
+                tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            )
     except KeyError as e:
         raise CheckpointError(f"{where}: config.json lacks {e.args[0]!r}") from None
     except ValueError as e:
@@ -126,8 +143,12 @@ def _map_gpt2(t: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.T
     t = {k.removeprefix("transformer."): v for k, v in t.items()}
     g = lambda k: t.pop(k)  # noqa: E731  (pop, so leftovers can be reported)
     d = cfg.d_model
-    out = {"embed.weight": g("wte.weight"), "pos_embed.weight": g("wpe.weight"),
-           "ln_f.weight": g("ln_f.weight"), "ln_f.bias": g("ln_f.bias")}
+    out = {
+        "embed.weight": g("wte.weight"),
+        "pos_embed.weight": g("wpe.weight"),
+        "ln_f.weight": g("ln_f.weight"),
+        "ln_f.bias": g("ln_f.bias"),
+    }
     for i in range(cfg.n_layer):
         p, q = f"h.{i}.", f"blocks.{i}."
         for a, b in (("ln_1", "ln_1"), ("ln_2", "ln_2")):
@@ -138,9 +159,15 @@ def _map_gpt2(t: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.T
         for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
             out[q + f"attn.{name}.weight"] = w[:, j * d : (j + 1) * d].t()
             out[q + f"attn.{name}.bias"] = bias[j * d : (j + 1) * d]
-        out[q + "attn.o_proj.weight"], out[q + "attn.o_proj.bias"] = g(p + "attn.c_proj.weight").t(), g(p + "attn.c_proj.bias")
-        out[q + "mlp.up_proj.weight"], out[q + "mlp.up_proj.bias"] = g(p + "mlp.c_fc.weight").t(), g(p + "mlp.c_fc.bias")
-        out[q + "mlp.down_proj.weight"], out[q + "mlp.down_proj.bias"] = g(p + "mlp.c_proj.weight").t(), g(p + "mlp.c_proj.bias")
+        out[q + "attn.o_proj.weight"], out[q + "attn.o_proj.bias"] = g(p + "attn.c_proj.weight").t(), g(
+            p + "attn.c_proj.bias"
+        )
+        out[q + "mlp.up_proj.weight"], out[q + "mlp.up_proj.bias"] = g(p + "mlp.c_fc.weight").t(), g(
+            p + "mlp.c_fc.bias"
+        )
+        out[q + "mlp.down_proj.weight"], out[q + "mlp.down_proj.bias"] = g(p + "mlp.c_proj.weight").t(), g(
+            p + "mlp.c_proj.bias"
+        )
         t.pop(p + "attn.bias", None), t.pop(p + "attn.masked_bias", None)  # causal-mask buffers
     t.pop("lm_head.weight", None)  # tied to wte
     if t:
@@ -214,7 +241,9 @@ def load_bundle_weights(bundle: Path | str, what: str = "") -> tuple[Transformer
     bundle = Path(bundle)
     cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
-        raise CliError(f"{what}{bundle}: not a backbone bundle with training weights (config.json + weights.safetensors)")
+        raise CliError(
+            f"{what}{bundle}: not a backbone bundle with training weights (config.json + weights.safetensors)"
+        )
     try:
         model, meta = load_weights(weights)
     except CheckpointError as e:

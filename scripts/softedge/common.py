@@ -114,7 +114,9 @@ class Progress:
 
         self._time = time.time
         self.tty = sys.stderr.isatty()
-        self.bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, mininterval=2, disable=not self.tty)
+        self.bar = tqdm(
+            total=total, initial=initial, unit=unit, dynamic_ncols=True, mininterval=2, disable=not self.tty
+        )
         self.n, self.total, self.t0, self.last, self.every_s = initial, total, time.time(), time.time(), every_s
 
     def update(self, **postfix):

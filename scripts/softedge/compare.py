@@ -38,7 +38,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        parts = [self.method] + ([self.readout] if self.readout else []) + ([f"p{self.p}"] if self.p else []) + [f"s{self.seed}"]
+        parts = (
+            [self.method]
+            + ([self.readout] if self.readout else [])
+            + ([f"p{self.p}"] if self.p else [])
+            + [f"s{self.seed}"]
+        )
         return "-".join(parts)
 
     def args(self) -> list[str]:
@@ -95,15 +100,27 @@ def execute(run: Run, tasks, runs_dir: Path, extra: list[str], i: int, n: int) -
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
     kind, train, ev = tasks[run.task]
-    cmd = [sys.executable, "-m", "softedge.tune", "--task", kind, "--train", str(train), "--out", str(out),
-           *run.args(), *extra] + (["--eval", str(ev)] if ev else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "softedge.tune",
+        "--task",
+        kind,
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        *run.args(),
+        *extra,
+    ] + (["--eval", str(ev)] if ev else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{run.name}.log"
     print(f"[{i}/{n}] {run.task} {run.name}: training (log {log})", flush=True)
     t0 = time.time()
     with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": str(ROOT / "scripts")})
+        r = subprocess.run(
+            cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
+        )
     if r.returncode != 0:
         print(f"[{i}/{n}] {run.task} {run.name}: failed ({log})", flush=True)
         return None
@@ -116,16 +133,24 @@ def metric_of(m: dict) -> tuple[str, float]:
 
 
 def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
-    L = ["# Prompt vs prefix tuning vs full fine-tuning vs naive Bayes", "",
-         "Written by `npm run compare` (scripts/softedge/compare.py). Every run is `scripts/py tune` with its defaults "
-         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
-         "selection on a dev split of the training file). Rows whose run has not finished say so.", ""]
+    L = [
+        "# Prompt vs prefix tuning vs full fine-tuning vs naive Bayes",
+        "",
+        "Written by `npm run compare` (scripts/softedge/compare.py). Every run is `scripts/py tune` with its defaults "
+        "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
+        "selection on a dev split of the training file). Rows whose run has not finished say so.",
+        "",
+    ]
     claims = []
     for task, (kind, train, ev) in tasks.items():
         mine = [r for r in runs if r.task == task]
-        L += [f"## {task} ({kind}; train {train.name}{', eval ' + ev.name if ev else ', eval held out of train'})", "",
-              "| method | readout | P | seeds | held-out | trained params (% of backbone; prefix: with the MLP dropped after training) | stored bytes fp16 / int8 | train time | peak memory |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            f"## {task} ({kind}; train {train.name}{', eval ' + ev.name if ev else ', eval held out of train'})",
+            "",
+            "| method | readout | P | seeds | held-out | trained params (% of backbone; prefix: with the MLP dropped after "
+            "training) | stored bytes fp16 / int8 | train time | peak memory |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         groups: dict[tuple, list[Run]] = {}
         for r in mine:
             groups.setdefault((r.method, r.readout, r.p), []).append(r)
@@ -136,30 +161,46 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
                 continue
             name, _ = metric_of(done[0])
             vals = [metric_of(m)[1] * 100 for m in done]
-            score = f"{name} {statistics.mean(vals):.1f}" + (f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else "")
+            score = f"{name} {statistics.mean(vals):.1f}" + (
+                f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
+            )
             m = done[0]
             bb = m.get("backbone_params") or 0
             tp = m.get("trained_params")
             params = f"{tp:,} ({tp / bb * 100:.3f}%)" if tp and bb else "-"
             st = m.get("storage") or {}
             stored = f"{st['float16']['bytes']:,} / {st['int8']['bytes']:,}" if st else "-"
-            L.append(f"| {method} | {readout or '-'} | {p or '-'} | {len(done)}/{len(rs)} | {score} | {params} | {stored} | "
-                     f"{train_seconds(m)} | {str(m['peak_rss_mb']) + ' MB' if m.get('peak_rss_mb') else '-'} |")
+            L.append(
+                f"| {method} | {readout or '-'} | {p or '-'} | {len(done)}/{len(rs)} | {score} | {params} | {stored} | "
+                f"{train_seconds(m)} | {str(m['peak_rss_mb']) + ' MB' if m.get('peak_rss_mb') else '-'} |"
+            )
         L.append("")
         png = plot_task(task, mine, results, out)
         if png:
             L += [f"![{task}: held-out metric against P]({png.name})", ""]
         claims += task_claims(task, kind, mine, results)
-    claims.append("| different adapters (and readouts) share one batch | each item of a mixed batch answers as it does alone, "
-                  "within 1e-4 (test/js/engine.test.ts, test/worker/api.test.ts: asserted in every npm test) | yes |")
-    L += ["## The seed's claims against these numbers", "", "| claim | measured | agrees? |", "|---|---|---|", *claims, ""]
+    claims.append(
+        "| different adapters (and readouts) share one batch | each item of a mixed batch answers as it does alone, "
+        "within 1e-4 (test/js/engine.test.ts, test/worker/api.test.ts: asserted in every npm test) | yes |"
+    )
+    L += [
+        "## The seed's claims against these numbers",
+        "",
+        "| claim | measured | agrees? |",
+        "|---|---|---|",
+        *claims,
+        "",
+    ]
     return "\n".join(L)
 
 
 def adapter_params(m: dict) -> int:
     """What the adapter itself learns, without the head: the soft prompt (P x d) or the prefix's keys/values."""
-    cfg = json.loads((ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").read_text()) \
-        if (ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").is_file() else None
+    cfg = (
+        json.loads((ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").read_text())
+        if (ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").is_file()
+        else None
+    )
     if cfg is None:
         return 0
     P = m["virtual_tokens"]
@@ -176,28 +217,47 @@ def best(results, rs) -> dict | None:
 def task_claims(task, kind, mine, results) -> list[str]:
     rows = []
     pick = lambda m, ro: [r for r in mine if r.method == m and (ro is None or r.readout == ro)]  # noqa: E731
-    pr, pf = best(results, pick("prompt", "head" if kind == "classify" else None)), best(results, pick("prefix", "head" if kind == "classify" else None))
-    stored = lambda m: m["adapter_bytes"] / m["bytes_ratio_to_backbone_onnx"] if m.get("bytes_ratio_to_backbone_onnx") else 0  # noqa: E731
+    pr, pf = best(results, pick("prompt", "head" if kind == "classify" else None)), best(
+        results, pick("prefix", "head" if kind == "classify" else None)
+    )
+    stored = (
+        lambda m: m["adapter_bytes"] / m["bytes_ratio_to_backbone_onnx"] if m.get("bytes_ratio_to_backbone_onnx") else 0
+    )  # noqa: E731
     if pr and pf:
         a, b = metric_of(pr)[1] * 100, metric_of(pf)[1] * 100
         if kind == "classify":
-            rows.append(f"| {task}: prefix tuning steadier and better than prompt tuning on a small backbone | best prompt {a:.1f}, best prefix {b:.1f} | {'yes' if b >= a else 'no'} |")
+            rows.append(
+                f"| {task}: prefix tuning steadier and better than prompt tuning on a small backbone | "
+                f"best prompt {a:.1f}, best prefix {b:.1f} | {'yes' if b >= a else 'no'} |"
+            )
         else:
-            rows.append(f"| {task}: prefix tuning better for generation | prompt ROUGE-L {a:.1f}, prefix {b:.1f} | {'yes' if b >= a else 'no'} |")
+            rows.append(
+                f"| {task}: prefix tuning better for generation | prompt ROUGE-L {a:.1f}, prefix {b:.1f} | {'yes' if b >= a else 'no'} |"
+            )
     for m, lo, hi, label in ((pr, 0.01, 0.1, "prompt"), (pf, 0.1, 1.0, "prefix")):
         if not m:
             continue
         pct = adapter_params(m) / (m["backbone_params"] or 1) * 100
-        rows.append(f"| {task}: {label} tuning is {lo}-{hi}% of the backbone's parameters | {pct:.3f}% at P={m['virtual_tokens']} "
-                    f"({'soft prompt P x d' if label == 'prompt' else 'keys/values P x layers x 2 x kv heads x head dim'}; the head aside) | "
-                    f"{'yes' if lo <= pct <= hi else 'no'} |")
-        rows.append(f"| {task}: per-task storage is kilobytes, not a model copy ({label}) | {m['adapter_bytes'] / 1024:.0f} KiB "
-                    f"({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the {stored(m) / 2 ** 20:.1f} MiB int8 backbone) | yes |")
+        rows.append(
+            f"| {task}: {label} tuning is {lo}-{hi}% of the backbone's parameters | {pct:.3f}% at P={m['virtual_tokens']} "
+            f"({'soft prompt P x d' if label == 'prompt' else 'keys/values P x layers x 2 x kv heads x head dim'}; the head aside) | "
+            f"{'yes' if lo <= pct <= hi else 'no'} |"
+        )
+        rows.append(
+            f"| {task}: per-task storage is kilobytes, not a model copy ({label}) | {m['adapter_bytes'] / 1024:.0f} KiB "
+            f"({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the {stored(m) / 2 ** 20:.1f} MiB int8 backbone) | yes |"
+        )
     full, nb = best(results, pick("full", None)), best(results, pick("nb", None))
     if pf and full:
-        rows.append(f"| {task}: the best prefix adapter vs full fine-tuning | {metric_of(pf)[1] * 100:.1f} vs {metric_of(full)[1] * 100:.1f} | {'at least as good' if metric_of(pf)[1] >= metric_of(full)[1] else 'behind'} |")
+        rows.append(
+            f"| {task}: the best prefix adapter vs full fine-tuning | {metric_of(pf)[1] * 100:.1f} vs "
+            f"{metric_of(full)[1] * 100:.1f} | {'at least as good' if metric_of(pf)[1] >= metric_of(full)[1] else 'behind'} |"
+        )
     if pf and nb:
-        rows.append(f"| {task}: the best prefix adapter vs naive Bayes | {metric_of(pf)[1] * 100:.1f} vs {metric_of(nb)[1] * 100:.1f} | {'beats it' if metric_of(pf)[1] > metric_of(nb)[1] else 'does not beat it'} |")
+        rows.append(
+            f"| {task}: the best prefix adapter vs naive Bayes | {metric_of(pf)[1] * 100:.1f} vs "
+            f"{metric_of(nb)[1] * 100:.1f} | {'beats it' if metric_of(pf)[1] > metric_of(nb)[1] else 'does not beat it'} |"
+        )
     return rows
 
 
@@ -205,15 +265,23 @@ def plot_task(task, mine, results, out: Path) -> Path | None:
     fig, ax = new_figure()
     drew = False
     for m in ("prompt", "prefix"):
-        pts = sorted((r.p, metric_of(results[r])[1] * 100) for r in mine
-                     if r.method == m and r.seed == 0 and r.readout in ("head", None) and results.get(r))
+        pts = sorted(
+            (r.p, metric_of(results[r])[1] * 100)
+            for r in mine
+            if r.method == m and r.seed == 0 and r.readout in ("head", None) and results.get(r)
+        )
         if pts:
             ax.plot([p for p, _ in pts], [v for _, v in pts], "o-", label=f"{m} tuning")
             drew = True
     for m, style in (("full", "--"), ("nb", ":")):
         b = best(results, [r for r in mine if r.method == m])
         if b:
-            ax.axhline(metric_of(b)[1] * 100, linestyle=style, color="gray", label="full fine-tuning" if m == "full" else "naive Bayes")
+            ax.axhline(
+                metric_of(b)[1] * 100,
+                linestyle=style,
+                color="gray",
+                label="full fine-tuning" if m == "full" else "naive Bayes",
+            )
             drew = True
     if not drew:
         return None
@@ -238,7 +306,9 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "reports")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--backbone", type=Path, help="backbone bundle (default: the catalog's default)")
-    ap.add_argument("--tune-args", default="", help="more arguments for every tune run (e.g. '--steps 50' for a quick look)")
+    ap.add_argument(
+        "--tune-args", default="", help="more arguments for every tune run (e.g. '--steps 50' for a quick look)"
+    )
     ap.add_argument("--plan", action="store_true", help="list the runs (done or not) and exit")
     ap.add_argument("--report-only", action="store_true", help="write the report from the finished runs; train nothing")
     a = ap.parse_args()
@@ -250,12 +320,24 @@ def main():
     runs = plan(tasks, ps, seeds)
     if a.plan:
         for r in runs:
-            print(f"{r.task:16s} {r.name:28s} {'done' if (a.runs / r.task / r.name / 'metrics.json').is_file() else 'to run'}")
+            print(
+                f"{r.task:16s} {r.name:28s} {'done' if (a.runs / r.task / r.name / 'metrics.json').is_file() else 'to run'}"
+            )
         return
-    extra = ["--threads", str(a.threads), *(["--backbone", str(a.backbone)] if a.backbone else []), *a.tune_args.split()]
-    done = lambda r: json.loads((a.runs / r.task / r.name / "metrics.json").read_text()) \
-        if (a.runs / r.task / r.name / "metrics.json").is_file() else None  # noqa: E731
-    results = {r: done(r) if a.report_only else execute(r, tasks, a.runs, extra, i, len(runs)) for i, r in enumerate(runs, 1)}
+    extra = [
+        "--threads",
+        str(a.threads),
+        *(["--backbone", str(a.backbone)] if a.backbone else []),
+        *a.tune_args.split(),
+    ]
+    done = (
+        lambda r: json.loads((a.runs / r.task / r.name / "metrics.json").read_text())
+        if (a.runs / r.task / r.name / "metrics.json").is_file()
+        else None
+    )  # noqa: E731
+    results = {
+        r: done(r) if a.report_only else execute(r, tasks, a.runs, extra, i, len(runs)) for i, r in enumerate(runs, 1)
+    }
     a.out.mkdir(parents=True, exist_ok=True)
     text = report(tasks, runs, results, a.out)
     with atomic_path(a.out / "COMPARE.md") as tmp:

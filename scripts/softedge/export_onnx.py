@@ -53,17 +53,29 @@ def export(model: Transformer, last_only: bool = True) -> onnx.ModelProto:
     for _ in range(cfg.n_layer):
         past += [torch.zeros(B, cfg.n_kv_head, S, cfg.head_dim), torch.zeros(B, cfg.n_kv_head, S, cfg.head_dim)]
     ins, outs = io_names(cfg.n_layer)
-    dyn = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total_seq"},
-           "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "logit_seq"},
-           "hidden_states": {0: "batch", 1: "seq"}}
+    dyn = {
+        "input_ids": {0: "batch", 1: "seq"},
+        "attention_mask": {0: "batch", 1: "total_seq"},
+        "position_ids": {0: "batch", 1: "seq"},
+        "logits": {0: "batch", 1: "logit_seq"},
+        "hidden_states": {0: "batch", 1: "seq"},
+    }
     for n in ins[3:]:
         dyn[n] = {0: "batch", 2: "past_seq"}
     for n in outs[1:-1]:
         dyn[n] = {0: "batch", 2: "total_seq"}
     buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(_OnnxWrapper(model, last_only), (ids, mask, pos, *past), buf, input_names=ins,
-                          output_names=outs, dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True)
+        torch.onnx.export(
+            _OnnxWrapper(model, last_only),
+            (ids, mask, pos, *past),
+            buf,
+            input_names=ins,
+            output_names=outs,
+            dynamic_axes=dyn,
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     dedupe_transposed_initializers(proto)
     onnx.checker.check_model(proto)
@@ -90,7 +102,9 @@ def dedupe_transposed_initializers(proto: onnx.ModelProto) -> int:
         del g.initializer[:]
         g.initializer.extend(keep)
         for name, tname in drop.items():
-            g.node.insert(0, onnx.helper.make_node("Transpose", [tname], [name], name=f"transpose_{tname}", perm=[1, 0]))
+            g.node.insert(
+                0, onnx.helper.make_node("Transpose", [tname], [name], name=f"transpose_{tname}", perm=[1, 0])
+            )
     return len(drop)
 
 

@@ -25,10 +25,12 @@ from .model import ModelConfig, Transformer
 OUT = ROOT / "test" / "fixtures" / "parity"
 
 TINY = {
-    "tiny-llama": ModelConfig(arch="llama", vocab_size=320, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=160,
-                              max_positions=128),
-    "tiny-gpt2": ModelConfig(arch="gpt2", vocab_size=320, n_layer=2, n_head=4, n_kv_head=4, d_model=64, d_ff=256,
-                             max_positions=128),
+    "tiny-llama": ModelConfig(
+        arch="llama", vocab_size=320, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=160, max_positions=128
+    ),
+    "tiny-gpt2": ModelConfig(
+        arch="gpt2", vocab_size=320, n_layer=2, n_head=4, n_kv_head=4, d_model=64, d_ff=256, max_positions=128
+    ),
 }
 
 
@@ -44,16 +46,28 @@ def make_cases(cfg: ModelConfig, seed: int) -> list[dict]:
     cases = []
 
     def past(B, S):
-        return [(torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5,
-                 torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5) for _ in range(cfg.n_layer)]
+        return [
+            (
+                torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5,
+                torch.randn(B, cfg.n_kv_head, S, cfg.head_dim, generator=g) * 0.5,
+            )
+            for _ in range(cfg.n_layer)
+        ]
 
     B, T = 2, 7
     ids = torch.randint(4, cfg.vocab_size, (B, T), generator=g)
     mask = torch.ones(B, T, dtype=torch.long)
     cases.append({"name": "plain", "ids": ids, "mask": mask, "past": past(B, 0), "valid": torch.ones(B, T)})
     S = 5
-    cases.append({"name": "kv-prefix", "ids": ids, "mask": torch.ones(B, S + T, dtype=torch.long), "past": past(B, S),
-                  "valid": torch.ones(B, T)})
+    cases.append(
+        {
+            "name": "kv-prefix",
+            "ids": ids,
+            "mask": torch.ones(B, S + T, dtype=torch.long),
+            "past": past(B, S),
+            "valid": torch.ones(B, T),
+        }
+    )
     S, lens = 3, [7, 4]
     ids = torch.randint(4, cfg.vocab_size, (2, T), generator=g)
     mask = torch.ones(2, S + T, dtype=torch.long)
@@ -70,13 +84,21 @@ def make_cases(cfg: ModelConfig, seed: int) -> list[dict]:
 
 def case_json(case: dict, out: tuple[torch.Tensor, torch.Tensor], n_layer: int) -> dict:
     logits, hidden = out
-    inputs = {"input_ids": tensor_json(case["ids"]), "attention_mask": tensor_json(case["mask"]),
-              "position_ids": tensor_json(case["pos"])}
+    inputs = {
+        "input_ids": tensor_json(case["ids"]),
+        "attention_mask": tensor_json(case["mask"]),
+        "position_ids": tensor_json(case["pos"]),
+    }
     for i, (k, v) in enumerate(case["past"]):
         inputs[f"past_key_values.{i}.key"] = tensor_json(k)
         inputs[f"past_key_values.{i}.value"] = tensor_json(v)
-    return {"name": case["name"], "inputs": inputs, "valid": case["valid"].tolist(), "logits": tensor_json(logits),
-            "hidden_states": tensor_json(hidden)}
+    return {
+        "name": case["name"],
+        "inputs": inputs,
+        "valid": case["valid"].tolist(),
+        "logits": tensor_json(logits),
+        "hidden_states": tensor_json(hidden),
+    }
 
 
 @torch.no_grad()
@@ -100,16 +122,22 @@ def write_tiny(out: Path) -> None:
             fp32 = export_onnx.export(model, last_only=False)
             export_onnx.save(fp32, tmp / f"{name}.fp32.onnx")
             entry = {"name": name, "config": cfg.to_dict(), "graphs": {}}
-            entry["graphs"]["fp32"] = {"file": f"{name}.fp32.onnx", "last_only": False,
-                                       "cases": [case_json(c, run_torch(model, c, False), cfg.n_layer) for c in cases]}
+            entry["graphs"]["fp32"] = {
+                "file": f"{name}.fp32.onnx",
+                "last_only": False,
+                "cases": [case_json(c, run_torch(model, c, False), cfg.n_layer) for c in cases],
+            }
             for scheme in quantize.SCHEMES:
                 q = quantize.quantize(export_onnx.export(model, last_only=True), scheme)
                 export_onnx.save(q, tmp / f"{name}.{scheme}.onnx")
                 # the reference computes what the int8 graph computes (quantize.simulate)
                 ref = quantize.simulate(model, scheme)
-                entry["graphs"][scheme] = {"file": f"{name}.{scheme}.onnx", "last_only": True,
-                                           "reference": "simulated-int8",
-                                           "cases": [case_json(c, run_torch(ref, c, True), cfg.n_layer) for c in cases]}
+                entry["graphs"][scheme] = {
+                    "file": f"{name}.{scheme}.onnx",
+                    "last_only": True,
+                    "reference": "simulated-int8",
+                    "cases": [case_json(c, run_torch(ref, c, True), cfg.n_layer) for c in cases],
+                }
             write_json(tmp / f"{name}.json", entry)
             index.append(name)
         write_json(tmp / "index.json", {"models": index})
@@ -136,14 +164,29 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
     logp = torch.log_softmax(logits, -1)
     target_lp = logp.gather(-1, x[:, 1:, None])[..., 0]
     ref_last, _ = ref(x[:, :-1], last_only=True)
-    tricky = ["", " ", "Hello, world!", "  two leading spaces", "tabs\tand\nnewlines\r\n", "emoji 😀👍🏽🇫🇷 done",
-              "naïve café Ünïcödé ß 日本語 Ελληνικά", "x" * 300, "pneumonoultramicroscopicsilicovolcanoconiosis",
-              "trailing   ", "3.14159 and 1,000,000", "<s></s><pad> are text here", "\u200b zero width"]
+    tricky = [
+        "",
+        " ",
+        "Hello, world!",
+        "  two leading spaces",
+        "tabs\tand\nnewlines\r\n",
+        "emoji 😀👍🏽🇫🇷 done",
+        "naïve café Ünïcödé ß 日本語 Ελληνικά",
+        "x" * 300,
+        "pneumonoultramicroscopicsilicovolcanoconiosis",
+        "trailing   ",
+        "3.14159 and 1,000,000",
+        "<s></s><pad> are text here",
+        "\u200b zero width",
+    ]
     fx = {
-        "backbone": json.loads((bundle / "config.json").read_text())["id"], "vocab_size": model.cfg.vocab_size,
+        "backbone": json.loads((bundle / "config.json").read_text())["id"],
+        "vocab_size": model.cfg.vocab_size,
         "tokenizer_cases": [{"text": t, "ids": tok.encode(t)} for t in tricky + lines[:: max(1, len(lines) // 100)]],
-        "seq": seq, "windows": windows,
-        "input_ids": x[:, :-1].tolist(), "targets": x[:, 1:].tolist(),
+        "seq": seq,
+        "windows": windows,
+        "input_ids": x[:, :-1].tolist(),
+        "targets": x[:, 1:].tolist(),
         "fp32_target_logprob": [[round(float(v), 5) for v in row] for row in target_lp],
         "fp32_top1": logits.argmax(-1).tolist(),
         "fp32_ppl": math.exp(-target_lp.mean().item()),
@@ -188,8 +231,16 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 c["greedy_text"] = tok.decode(c["greedy_ids"])
             entry["cases"].append(c)
         items.append(entry)
-    write_json(out, {"backbone": cfg["id"], "reference": f"simulated {cfg['quantization']}", "max_tokens": max_tokens,
-                     "max_new_tokens": max_new, "adapters": items})
+    write_json(
+        out,
+        {
+            "backbone": cfg["id"],
+            "reference": f"simulated {cfg['quantization']}",
+            "max_tokens": max_tokens,
+            "max_new_tokens": max_new,
+            "adapters": items,
+        },
+    )
     print(f"wrote {out}: {sum(len(i['cases']) for i in items)} cases over {len(items)} adapters")
 
 

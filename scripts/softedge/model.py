@@ -79,7 +79,9 @@ def rotate_half(x):
 
 def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float):
     """cos/sin [B, 1, T, D] for the given positions (Hugging Face Llama's half-split convention)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=position_ids.device) / head_dim))
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=position_ids.device) / head_dim)
+    )
     freqs = position_ids.to(torch.float32)[..., None] * inv_freq  # [B, T, D/2]
     emb = torch.cat((freqs, freqs), dim=-1)[:, None]
     return emb.cos(), emb.sin()
@@ -193,8 +195,15 @@ class Transformer(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, last_only: bool = False):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        last_only: bool = False,
+    ):
         """Returns (logits [B,T,V] or [B,1,V] with last_only, presents: list of (k, v) per layer)."""
         h, presents = self.hidden_states(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds)
         return self.logits(h[:, -1:] if last_only else h), presents
@@ -203,8 +212,9 @@ class Transformer(nn.Module):
         """The output projection of final hidden states."""
         return self.output_fn(h) if self.output_fn is not None else h @ self.output_weight().t()
 
-    def hidden_states(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                      inputs_embeds=None):
+    def hidden_states(
+        self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None
+    ):
         """(final hidden states after the last norm [B,T,d], presents). Classification heads read these."""
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T, _ = x.shape
@@ -219,7 +229,8 @@ class Transformer(nn.Module):
         causal = torch.arange(attention_mask.shape[1], device=x.device)[None, :] <= q_slot[:, None]
         allowed = causal[None, None] & attention_mask[:, None, None, :].bool()
         mask_bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
-            ~allowed, torch.finfo(x.dtype).min)
+            ~allowed, torch.finfo(x.dtype).min
+        )
         rope = None
         if self.pos_embed is not None:
             x = x + self.pos_embed(position_ids)

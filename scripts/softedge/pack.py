@@ -33,13 +33,20 @@ def backbone_config(path: Path | None, named: str) -> dict | None:
 
 def describe(path: Path, meta: dict, tensors: dict, checked: bool) -> str:
     r = meta["readout"]
-    readout = ("generation" if meta["task"] == "generate" else
-               f"head ({r['pooling']} pooling, bag of {r['bag_tokens']} tokens)" if r.get("type") == "head" else "verbalizer")
-    lines = [f"{path}: {meta['kind']} tuning, {meta['task']}, {meta['num_virtual_tokens']} virtual tokens, {readout}",
-             f"  stored: {path.stat().st_size:,} bytes, {meta['dtype']}; tensors "
-             + ", ".join(f"{k} {list(v.shape)} {str(v.dtype).replace('torch.', '')}" for k, v in sorted(tensors.items())),
-             f"  backbone: {meta['backbone']}" + ("" if checked else " (not found here: shapes not checked against it)"),
-             f"  template: {json.dumps(meta['template'])}"]
+    readout = (
+        "generation"
+        if meta["task"] == "generate"
+        else f"head ({r['pooling']} pooling, bag of {r['bag_tokens']} tokens)"
+        if r.get("type") == "head"
+        else "verbalizer"
+    )
+    lines = [
+        f"{path}: {meta['kind']} tuning, {meta['task']}, {meta['num_virtual_tokens']} virtual tokens, {readout}",
+        f"  stored: {path.stat().st_size:,} bytes, {meta['dtype']}; tensors "
+        + ", ".join(f"{k} {list(v.shape)} {str(v.dtype).replace('torch.', '')}" for k, v in sorted(tensors.items())),
+        f"  backbone: {meta['backbone']}" + ("" if checked else " (not found here: shapes not checked against it)"),
+        f"  template: {json.dumps(meta['template'])}",
+    ]
     if meta["labels"]:
         lines.append("  labels: " + ", ".join(l["name"] for l in meta["labels"]))
     if meta["training"].get("eval"):
@@ -52,9 +59,19 @@ def repack(meta: dict, tensors: dict, kv, cfg: dict, dtype: str) -> bytes:
     if meta["task"] == "classify" and meta["readout"].get("type") == "head":
         head = Head.from_artifact(tensors, meta["readout"], [l["name"] for l in meta["labels"]])
     prompt = tensors.get("prompt_embeddings")
-    return adapter_fmt.pack(meta["kind"], meta["task"], cfg, kv, dtype=dtype,
-                            prompt=None if prompt is None else prompt.float(), template=meta["template"],
-                            labels=meta["labels"], generation=meta["generation"], training=meta["training"], head=head)
+    return adapter_fmt.pack(
+        meta["kind"],
+        meta["task"],
+        cfg,
+        kv,
+        dtype=dtype,
+        prompt=None if prompt is None else prompt.float(),
+        template=meta["template"],
+        labels=meta["labels"],
+        generation=meta["generation"],
+        training=meta["training"],
+        head=head,
+    )
 
 
 def main():
@@ -62,7 +79,9 @@ def main():
     ap.add_argument("adapter", type=Path)
     ap.add_argument("--dtype", choices=sorted(adapter_fmt.DTYPES), help="re-pack at this storage dtype")
     ap.add_argument("--out", type=Path, help="where the re-packed artifact goes (required with --dtype)")
-    ap.add_argument("--backbone", type=Path, help="bundle to check it against (default: the catalog's, when it is the one named)")
+    ap.add_argument(
+        "--backbone", type=Path, help="bundle to check it against (default: the catalog's, when it is the one named)"
+    )
     a = ap.parse_args()
     if not a.adapter.is_file():
         raise CliError(f"{a.adapter}: no such file")

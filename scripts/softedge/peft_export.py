@@ -44,22 +44,39 @@ def export_adapter(path: Path, out: Path, base_model: str | None) -> str:
     L, _, H, _, D = kv.shape
     if kind == "prompt":
         if "prompt_embeddings" not in tensors:
-            raise CliError(f"{path}: a prompt adapter without its raw soft prompt (imported or compiled only): "
-                           "PEFT needs prompt_embeddings")
+            raise CliError(
+                f"{path}: a prompt adapter without its raw soft prompt (imported or compiled only): "
+                "PEFT needs prompt_embeddings"
+            )
         emb, peft_type = tensors["prompt_embeddings"].float(), "PROMPT_TUNING"
     else:
         emb, peft_type = flat_prefix(kv), "PREFIX_TUNING"
-    cfg = {"peft_type": peft_type, "task_type": "CAUSAL_LM", "num_virtual_tokens": P, "num_layers": L,
-           "num_transformer_submodules": 1, "inference_mode": True,
-           "token_dim": emb.shape[1] if kind == "prompt" else H * D,
-           "base_model_name_or_path": base_model or meta["backbone"], "revision": None,
-           "softedge": {"backbone": meta["backbone"], "task": meta["task"], "template": meta["template"],
-                        "labels": meta["labels"], "readout": meta["readout"], "generation": meta.get("generation", {})}}
+    cfg = {
+        "peft_type": peft_type,
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": P,
+        "num_layers": L,
+        "num_transformer_submodules": 1,
+        "inference_mode": True,
+        "token_dim": emb.shape[1] if kind == "prompt" else H * D,
+        "base_model_name_or_path": base_model or meta["backbone"],
+        "revision": None,
+        "softedge": {
+            "backbone": meta["backbone"],
+            "task": meta["task"],
+            "template": meta["template"],
+            "labels": meta["labels"],
+            "readout": meta["readout"],
+            "generation": meta.get("generation", {}),
+        },
+    }
     if kind == "prefix":
         cfg.update({"prefix_projection": False, "encoder_hidden_size": H * D})
     with atomic_dir(out) as tmp:
         (tmp / "adapter_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        safetensors_io.save(tmp / "adapter_model.safetensors", {"prompt_embeddings": emb.contiguous()}, {"format": "pt"})
+        safetensors_io.save(
+            tmp / "adapter_model.safetensors", {"prompt_embeddings": emb.contiguous()}, {"format": "pt"}
+        )
         head = {k: tensors[k] for k in HEAD_TENSORS if k in tensors}
         if head:
             safetensors_io.save(tmp / "softedge_head.safetensors", head, {"readout": json.dumps(meta["readout"])})
@@ -68,13 +85,29 @@ def export_adapter(path: Path, out: Path, base_model: str | None) -> str:
 
 def hf_llama_config(m: Transformer, bcfg: dict) -> dict:
     c = m.cfg
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
-            "hidden_size": c.d_model, "intermediate_size": c.d_ff, "num_hidden_layers": c.n_layer,
-            "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv_head, "head_dim": c.head_dim,
-            "max_position_embeddings": c.max_positions, "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta,
-            "hidden_act": "silu", "tie_word_embeddings": c.tie_embeddings, "attention_bias": False, "mlp_bias": False,
-            "bos_token_id": bcfg["bos_token_id"], "eos_token_id": bcfg["eos_token_id"],
-            "pad_token_id": bcfg["pad_token_id"], "torch_dtype": "float32", "softedge_backbone": bcfg["id"]}
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.d_model,
+        "intermediate_size": c.d_ff,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_kv_head,
+        "head_dim": c.head_dim,
+        "max_position_embeddings": c.max_positions,
+        "rms_norm_eps": c.norm_eps,
+        "rope_theta": c.rope_theta,
+        "hidden_act": "silu",
+        "tie_word_embeddings": c.tie_embeddings,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": bcfg["bos_token_id"],
+        "eos_token_id": bcfg["eos_token_id"],
+        "pad_token_id": bcfg["pad_token_id"],
+        "torch_dtype": "float32",
+        "softedge_backbone": bcfg["id"],
+    }
 
 
 def hf_llama_tensors(m: Transformer) -> dict[str, torch.Tensor]:
@@ -105,9 +138,20 @@ def export_backbone(bundle: Path, out: Path) -> str:
             shutil.copyfile(bundle / f, tmp / f)
         special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
         (tmp / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
-        (tmp / "tokenizer_config.json").write_text(json.dumps({
-            "tokenizer_class": "LlamaTokenizer", "add_bos_token": False, "add_eos_token": False, "legacy": False,
-            "model_max_length": model.cfg.max_positions, **special}, indent=2) + "\n")
+        (tmp / "tokenizer_config.json").write_text(
+            json.dumps(
+                {
+                    "tokenizer_class": "LlamaTokenizer",
+                    "add_bos_token": False,
+                    "add_eos_token": False,
+                    "legacy": False,
+                    "model_max_length": model.cfg.max_positions,
+                    **special,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return f"Llama checkpoint ({model.num_params() / 1e6:.2f}M params)"
 
 

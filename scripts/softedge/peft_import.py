@@ -49,8 +49,10 @@ def read_peft(folder: Path) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]
         raise CliError(f"{w_path}: no 'prompt_embeddings' tensor (found {sorted(tensors)[:3]})")
     emb = tensors["prompt_embeddings"].float()
     if emb.dim() != 2 or emb.shape[0] != cfg.get("num_virtual_tokens", emb.shape[0]):
-        raise CliError(f"{w_path}: prompt_embeddings shape {list(emb.shape)} does not match "
-                       f"num_virtual_tokens={cfg.get('num_virtual_tokens')}")
+        raise CliError(
+            f"{w_path}: prompt_embeddings shape {list(emb.shape)} does not match "
+            f"num_virtual_tokens={cfg.get('num_virtual_tokens')}"
+        )
     return cfg, emb, tensors
 
 
@@ -71,7 +73,9 @@ def classifier_head(tensors: dict[str, torch.Tensor], labels: list[str] | None, 
         raise CliError(f"{where}: classifier {names[0]} is {list(W.shape)}; the backbone's hidden size is {d_model}")
     if not labels or len(labels) != W.shape[0]:
         given = f", {len(labels)} labels given" if labels else ""
-        raise CliError(f"{where}: a classifier with {W.shape[0]} outputs{given}: name them in order with --labels a,b,...")
+        raise CliError(
+            f"{where}: a classifier with {W.shape[0]} outputs{given}: name them in order with --labels a,b,..."
+        )
     head = Head(labels, d_model, "last")
     with torch.no_grad():
         head.weight.copy_(W)
@@ -95,7 +99,9 @@ def read_head(folder: Path, se: dict):
     names = [l["name"] for l in se.get("labels", [])]
     W = tensors.get("head_weight")
     if readout.get("type") != "head" or W is None or W.shape[0] != len(names):
-        raise CliError(f"{path}: a head for {0 if W is None else W.shape[0]} labels, adapter_config.json names {len(names)}")
+        raise CliError(
+            f"{path}: a head for {0 if W is None else W.shape[0]} labels, adapter_config.json names {len(names)}"
+        )
     return Head.from_artifact(tensors, readout, names)
 
 
@@ -112,8 +118,10 @@ def to_kv(cfg: dict, emb: torch.Tensor, model) -> tuple[str, torch.Tensor, torch
         return kind, adapter_fmt.kv_to_tensor(presents), emb
     want = m.n_layer * 2 * m.n_kv_head * m.head_dim
     if cfg.get("num_layers", m.n_layer) != m.n_layer or emb.shape[1] != want:
-        raise CliError(f"PEFT prefix is [{P}, {emb.shape[1]}] for {cfg.get('num_layers')} layers; the backbone needs "
-                       f"[{P}, {want}] ({m.n_layer} layers x 2 x {m.n_kv_head} kv heads x {m.head_dim})")
+        raise CliError(
+            f"PEFT prefix is [{P}, {emb.shape[1]}] for {cfg.get('num_layers')} layers; the backbone needs "
+            f"[{P}, {want}] ({m.n_layer} layers x 2 x {m.n_kv_head} kv heads x {m.head_dim})"
+        )
     return kind, adapter_fmt.kv_to_tensor(split_flat_prefix(emb, m.n_layer, m.n_kv_head, m.head_dim)), None
 
 
@@ -135,15 +143,22 @@ def main():
     model, tok, bcfg = load_backbone(a.backbone or default_backbone())
     se = cfg.get("softedge") or {}  # what scripts/py peft_export records: template, labels, readout
     head = read_head(a.peft_dir, se) if a.task == "classify" else None
-    peft_head = classifier_head(tensors, a.labels.split(",") if a.labels else None, model.cfg.d_model,
-                                str(a.peft_dir)) if a.task == "classify" and head is None else None
+    peft_head = (
+        classifier_head(tensors, a.labels.split(",") if a.labels else None, model.cfg.d_model, str(a.peft_dir))
+        if a.task == "classify" and head is None
+        else None
+    )
     labels = None
     if head is not None:
         labels = se["labels"]
     elif peft_head is not None:
         head, labels = peft_head, [{"name": n, "words": [], "token_ids": []} for n in peft_head.labels]
-    elif a.task == "classify" and not a.verbalizer and se.get("labels") and all(l.get("token_ids") for l in se["labels"]):
-        labels = Verbalizer.build([l["name"] for l in se["labels"]], tok, {l["name"]: l["words"] for l in se["labels"]}).to_meta()
+    elif (
+        a.task == "classify" and not a.verbalizer and se.get("labels") and all(l.get("token_ids") for l in se["labels"])
+    ):
+        labels = Verbalizer.build(
+            [l["name"] for l in se["labels"]], tok, {l["name"]: l["words"] for l in se["labels"]}
+        ).to_meta()
     elif a.task == "classify":
         if not a.verbalizer:
             raise CliError("--verbalizer is required for classification (labels and their words)")
@@ -155,14 +170,28 @@ def main():
             raise CliError("--verbalizer must map at least two labels to words")
         labels = Verbalizer.build(sorted(mapping), tok, mapping).to_meta()
     kind, kv, prompt = to_kv(cfg, emb, model)
-    buf = adapter_fmt.pack(kind, a.task, bcfg, kv, dtype=a.dtype, prompt=prompt, head=head,
-                           template=a.template or se.get("template") or TEMPLATES[a.task], labels=labels,
-                           generation={"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {},
-                           training={"imported_from": "peft", "peft_type": cfg["peft_type"],
-                                     "base_model": cfg.get("base_model_name_or_path")})
+    buf = adapter_fmt.pack(
+        kind,
+        a.task,
+        bcfg,
+        kv,
+        dtype=a.dtype,
+        prompt=prompt,
+        head=head,
+        template=a.template or se.get("template") or TEMPLATES[a.task],
+        labels=labels,
+        generation={"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {},
+        training={
+            "imported_from": "peft",
+            "peft_type": cfg["peft_type"],
+            "base_model": cfg.get("base_model_name_or_path"),
+        },
+    )
     with atomic_path(a.out) as tmp:
         tmp.write_bytes(buf)
-    print(f"imported {cfg['peft_type']} ({emb.shape[0]} virtual tokens) as a {kind} adapter: {a.out} ({len(buf):,} bytes)")
+    print(
+        f"imported {cfg['peft_type']} ({emb.shape[0]} virtual tokens) as a {kind} adapter: {a.out} ({len(buf):,} bytes)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -78,7 +77,9 @@ def load_token_streams(folder: Path, tok: Tokenizer) -> tuple[np.ndarray, np.nda
     """The streams export_token_streams wrote, checked against this tokenizer."""
     sha = folder / "tokenizer.sha256"
     if not sha.is_file() or not (folder / "train.u16").is_file() or not (folder / "heldout.u16").is_file():
-        raise CliError(f"--tokens {folder}: needs train.u16, heldout.u16 and tokenizer.sha256 (scripts/py pretrain --export-tokens)")
+        raise CliError(
+            f"--tokens {folder}: needs train.u16, heldout.u16 and tokenizer.sha256 (scripts/py pretrain --export-tokens)"
+        )
     if sha.read_text().strip() != sha256_file(tok.path):
         raise CliError(f"--tokens {folder}: tokenized with another tokenizer")
     return np.fromfile(folder / "train.u16", dtype=np.uint16), np.fromfile(folder / "heldout.u16", dtype=np.uint16)
@@ -117,7 +118,9 @@ def heldout_loss(model, data: np.ndarray, seq: int, batch: int, n_windows: int, 
     starts = np.linspace(0, len(data) - seq - 2, n_windows).astype(np.int64)
     total, count = 0.0, 0
     for i in range(0, len(starts), batch):
-        x = torch.from_numpy(np.stack([data[s : s + seq + 1] for s in starts[i : i + batch]]).astype(np.int64)).to(device)
+        x = torch.from_numpy(np.stack([data[s : s + seq + 1] for s in starts[i : i + batch]]).astype(np.int64)).to(
+            device
+        )
         with amp():
             logits, _ = model(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
@@ -134,7 +137,9 @@ def load_init(bundle: Path, tok: Tokenizer):
 
     model, meta, bcfg = load_bundle_weights(bundle, "--init-from ")
     if tok.vocab_size != model.cfg.vocab_size:
-        raise CliError(f"--init-from {bundle}: tokenizer has {tok.vocab_size} pieces, the weights {model.cfg.vocab_size}")
+        raise CliError(
+            f"--init-from {bundle}: tokenizer has {tok.vocab_size} pieces, the weights {model.cfg.vocab_size}"
+        )
     prior = json.loads(meta["training"]) if "training" in meta else (bcfg.get("training") or {})
     if prior.get("tokenizer_sha256") and prior["tokenizer_sha256"] != sha256_file(tok.path):
         raise CliError(f"--init-from {bundle}: the weights were trained with another tokenizer")
@@ -188,8 +193,12 @@ def main():
     ap.add_argument("--resume", action="store_true", help="continue from run/ckpt.pt")
     ap.add_argument("--tokens", type=Path, help="pre-tokenized streams (train.u16, heldout.u16) instead of --corpus")
     ap.add_argument("--export-tokens", type=Path, help="write --corpus's token streams to this folder and exit")
-    ap.add_argument("--init-from", type=Path, help="continued pretraining: start from this backbone bundle's weights "
-                    "(its config and tokenizer; --preset/--config/--tokenizer ignored)")
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        help="continued pretraining: start from this backbone bundle's weights "
+        "(its config and tokenizer; --preset/--config/--tokenizer ignored)",
+    )
     a = ap.parse_args()
 
     if a.threads:
@@ -211,8 +220,11 @@ def main():
             cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
         except (json.JSONDecodeError, ValueError, TypeError) as e:
             raise CliError(f"bad --config: {e}") from None
-    train, held = (load_token_streams(a.tokens, tok) if a.tokens else
-                   (tokenize_corpus(a.corpus, tok, "train"), tokenize_corpus(a.corpus, tok, "heldout")))
+    train, held = (
+        load_token_streams(a.tokens, tok)
+        if a.tokens
+        else (tokenize_corpus(a.corpus, tok, "train"), tokenize_corpus(a.corpus, tok, "heldout"))
+    )
     torch.manual_seed(a.seed)
     if not a.init_from:
         model = Transformer(cfg)
@@ -224,10 +236,17 @@ def main():
     model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0}],
-                            lr=a.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        lr=a.lr,
+        betas=(0.9, 0.95),
+    )
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+    amp = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if bf16
+        else (lambda: torch.autocast("cpu", enabled=False))
+    )
 
     run = a.run
     run.mkdir(parents=True, exist_ok=True)
@@ -252,13 +271,28 @@ def main():
 
     def save_ckpt():
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                        "tokens": tokens, "wall": wall, "history": history, "rng": rng.bit_generator.state,
-                        "note": note, "prior": prior}, tmp)
+            torch.save(
+                {
+                    "config": cfg.to_dict(),
+                    "model": model.state_dict(),
+                    "optim": opt.state_dict(),
+                    "step": step,
+                    "tokens": tokens,
+                    "wall": wall,
+                    "history": history,
+                    "rng": rng.bit_generator.state,
+                    "note": note,
+                    "prior": prior,
+                },
+                tmp,
+            )
 
-    print(f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
-          f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
-          f"{'; ' + note if note else ''}", flush=True)
+    print(
+        f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
+        f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
+        f"{'; ' + note if note else ''}",
+        flush=True,
+    )
     model.train()
     t0 = time.time()
     wall0 = wall
@@ -270,7 +304,9 @@ def main():
         starts = rng.integers(0, len(train) - a.seq - 1, size=a.batch)
         x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup, (wall0 + time.time() - t0) / (a.minutes * 60) if a.minutes else 0.0)
+            g["lr"] = lr_at(
+                step, a.steps, a.lr, a.warmup, (wall0 + time.time() - t0) / (a.minutes * 60) if a.minutes else 0.0
+            )
         with amp():
             logits, _ = model(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
@@ -289,7 +325,9 @@ def main():
         bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
         if step % a.eval_every == 0:
             hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-            history.append({"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)})
+            history.append(
+                {"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
+            )
             bar.write(f"step {step}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f}")
         if step % a.ckpt_every == 0:
             wall = wall0 + time.time() - t0
@@ -297,21 +335,41 @@ def main():
     bar.close()
     wall = wall0 + time.time() - t0
     hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-    history.append({"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)})
+    history.append(
+        {"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
+    )
     save_ckpt()
     tps_all = [h["tok_s"] for h in history if "tok_s" in h]
     metrics = {
-        "config": cfg.to_dict(), "params": model.num_params(), "steps": step, "tokens_seen": tokens,
-        "wall_s": round(wall, 1), "device": str(device) + (" bf16" if bf16 else " fp32"),
-        "threads": torch.get_num_threads(), "median_tok_s": float(np.median(tps_all)) if tps_all else None,
-        "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 3), "seq": a.seq, "batch": a.batch,
-        "lr": a.lr, "embed_init": a.embed_init, "note": note,
-        "corpus_manifest_sha256": sha256_file(a.corpus / "manifest.json") if (a.corpus / "manifest.json").is_file() else None,
+        "config": cfg.to_dict(),
+        "params": model.num_params(),
+        "steps": step,
+        "tokens_seen": tokens,
+        "wall_s": round(wall, 1),
+        "device": str(device) + (" bf16" if bf16 else " fp32"),
+        "threads": torch.get_num_threads(),
+        "median_tok_s": float(np.median(tps_all)) if tps_all else None,
+        "heldout_loss": round(hl, 4),
+        "heldout_ppl": round(math.exp(hl), 3),
+        "seq": a.seq,
+        "batch": a.batch,
+        "lr": a.lr,
+        "embed_init": a.embed_init,
+        "note": note,
+        "corpus_manifest_sha256": sha256_file(a.corpus / "manifest.json")
+        if (a.corpus / "manifest.json").is_file()
+        else None,
         "tokenizer_sha256": sha256_file(tok.path),
-        "continued_from": {k: prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")} if prior else None,
+        "continued_from": {k: prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")}
+        if prior
+        else None,
         "history": history,
     }
-    save_weights(model.cpu().float(), run / "weights.safetensors", {"training": {k: v for k, v in metrics.items() if k != "history"}})
+    save_weights(
+        model.cpu().float(),
+        run / "weights.safetensors",
+        {"training": {k: v for k, v in metrics.items() if k != "history"}},
+    )
     write_json(run / "metrics.json", metrics)
     plot_curve(history, run / "loss.png", f"{cfg.arch} {cfg.n_layer}L d{cfg.d_model}, {a.embed_init} embeddings")
     print(f"done: {step} steps, {tokens / 1e6:.2f}M tokens in {wall / 60:.1f} min; held-out ppl {math.exp(hl):.2f}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import random
 import time
@@ -44,11 +43,20 @@ def linear_probe(model, tok, task_dir: Path, max_tokens: int, seed: int = 0) -> 
     splits = (("fit", fit), ("dev", dev), ("eval", known))
     X = {k: prompt_features(model, None, tok, TEMPLATES["classify"], rows, max_tokens, make()) for k, rows in splits}
     y = {k: torch.tensor([labels.index(r["label"]) for r in rows]) for k, rows in splits}
-    head, dev_acc, wd = max(probe_trials(make, X["fit"], y["fit"], X["dev"], y["dev"], WEIGHT_DECAYS), key=lambda t: t[1])
+    head, dev_acc, wd = max(
+        probe_trials(make, X["fit"], y["fit"], X["dev"], y["dev"], WEIGHT_DECAYS), key=lambda t: t[1]
+    )
     with torch.no_grad():
         acc = (head.scores(*X["eval"]).argmax(1) == y["eval"]).float().mean().item() * len(known) / len(evalrows)
-    return {"accuracy": round(acc, 4), "dev_accuracy": round(dev_acc, 4), "weight_decay": wd,
-            "train_examples": len(fit), "eval_examples": len(evalrows), "labels": len(labels), "max_tokens": max_tokens}
+    return {
+        "accuracy": round(acc, 4),
+        "dev_accuracy": round(dev_acc, 4),
+        "weight_decay": wd,
+        "train_examples": len(fit),
+        "eval_examples": len(evalrows),
+        "labels": len(labels),
+        "max_tokens": max_tokens,
+    }
 
 
 def heldout_perplexity(model, tok, corpus: Path, seq: int, windows: int) -> dict:
@@ -56,8 +64,13 @@ def heldout_perplexity(model, tok, corpus: Path, seq: int, windows: int) -> dict
     if len(held) < seq + 2:
         raise CliError(f"{corpus}/heldout.txt: too short for one {seq}-token window")
     loss = heldout_loss(model, held, seq, 32, windows, torch.device("cpu"), contextlib.nullcontext)
-    return {"ppl": round(math.exp(loss), 3), "loss": round(loss, 4), "seq": seq, "windows": windows,
-            "tokens": windows * seq}
+    return {
+        "ppl": round(math.exp(loss), 3),
+        "loss": round(loss, 4),
+        "seq": seq,
+        "windows": windows,
+        "tokens": windows * seq,
+    }
 
 
 def main():
@@ -87,8 +100,11 @@ def main():
     print(f"held-out perplexity {out['heldout']['ppl']:.2f} ({out['heldout']['tokens']:,} tokens)", flush=True)
     for t in tasks:
         out["probes"][t] = linear_probe(model, tok, a.data / t, a.max_tokens)
-        print(f"{t}: linear probe on mean-pooled states {out['probes'][t]['accuracy'] * 100:.1f}% "
-              f"({out['probes'][t]['eval_examples']} eval)", flush=True)
+        print(
+            f"{t}: linear probe on mean-pooled states {out['probes'][t]['accuracy'] * 100:.1f}% "
+            f"({out['probes'][t]['eval_examples']} eval)",
+            flush=True,
+        )
     out["seconds"] = round(time.time() - t0, 1)
     write_json(a.out or a.bundle / "probe.json", out)
 

@@ -33,7 +33,6 @@ from . import adapter as adapter_fmt
 from .common import ROOT, CliError, run_cli
 
 
-
 def split_alias(alias: str) -> tuple[str, str]:
     """tenant, name for building URLs; the worker (or its store code, locally) checks the names themselves."""
     parts = alias.split("/")
@@ -50,8 +49,13 @@ class Local:
 
     def _run(self, *args: str) -> dict:
         env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CLOUDFLARE_CF_FETCH_ENABLED": "false"}
-        r = subprocess.run(["node", "scripts/publish-local.mjs", *args, *self.common], cwd=ROOT, env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["node", "scripts/publish-local.mjs", *args, *self.common],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             lines = [l for l in r.stderr.splitlines() if l.strip()]
             msg = next((l for l in lines if l.startswith("error: ")), lines[-1] if lines else "no output")
@@ -75,11 +79,17 @@ class Api:
         self.base = base.rstrip("/")
         self.key = os.environ.get("SOFTEDGE_API_KEY", "")
         if not self.key:
-            raise CliError("--api needs an API key with publish scope in $SOFTEDGE_API_KEY (scripts/keys.mjs create ...)")
+            raise CliError(
+                "--api needs an API key with publish scope in $SOFTEDGE_API_KEY (scripts/keys.mjs create ...)"
+            )
 
     def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
-        req = urllib.request.Request(f"{self.base}{path}", data=body, method=method,
-                                     headers={"authorization": f"Bearer {self.key}", "content-type": content_type})
+        req = urllib.request.Request(
+            f"{self.base}{path}",
+            data=body,
+            method=method,
+            headers={"authorization": f"Bearer {self.key}", "content-type": content_type},
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return json.loads(r.read())
@@ -105,7 +115,9 @@ class Api:
 
     def rollback(self, alias: str, to: str | None) -> str:
         split_alias(alias)
-        return self.call("POST", f"/v1/adapters/{alias}/rollback", json.dumps({"version": to} if to else {}).encode())["version"]
+        return self.call("POST", f"/v1/adapters/{alias}/rollback", json.dumps({"version": to} if to else {}).encode())[
+            "version"
+        ]
 
     def versions(self, alias: str) -> dict:
         split_alias(alias)
@@ -123,13 +135,21 @@ def main():
     where.add_argument("--local", action="store_true", help="the bucket `wrangler dev` uses (default)")
     where.add_argument("--remote", action="store_true", help=argparse.SUPPRESS)
     where.add_argument("--api", metavar="URL", help="publish through a running worker's API (key in $SOFTEDGE_API_KEY)")
-    ap.add_argument("--persist-to", type=Path, default=None, help="local state folder (default: wrangler's .wrangler/state)")
-    ap.add_argument("--backbones", type=Path, default=ROOT / "adapters" / "backbones",
-                    help="where backbone bundles live (the adapter must fit one of them)")
+    ap.add_argument(
+        "--persist-to", type=Path, default=None, help="local state folder (default: wrangler's .wrangler/state)"
+    )
+    ap.add_argument(
+        "--backbones",
+        type=Path,
+        default=ROOT / "adapters" / "backbones",
+        help="where backbone bundles live (the adapter must fit one of them)",
+    )
     a = ap.parse_args()
     if a.remote:
-        raise CliError("there is no direct write to Cloudflare R2 (its compare-and-swap is reached through a worker): "
-                       "publish with --api https://<your worker>")
+        raise CliError(
+            "there is no direct write to Cloudflare R2 (its compare-and-swap is reached through a worker): "
+            "publish with --api https://<your worker>"
+        )
     target = Api(a.api) if a.api else Local(a.persist_to, a.backbones)
     if a.rollback:
         print(f"{a.rollback} -> {target.rollback(a.rollback, a.to)}")

@@ -39,10 +39,20 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-SCHEMES = ("weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row",
-           "dynamic-row-mixed")
+SCHEMES = (
+    "weight-only",
+    "weight-only-dql",
+    "weight-only-nbits",
+    "weight-only-nbits-embed",
+    "dynamic-row",
+    "dynamic-row-mixed",
+)
 KEPT_WEIGHT_ONLY = ("o_proj", "down_proj", "lm_head")  # dynamic-row-mixed: modules left weight-only (a tied head too)
-NBITS_TABLES = ("weight-only-nbits", "weight-only-nbits-embed", "dynamic-row-mixed")  # tables (and a tied head) kept int8
+NBITS_TABLES = (
+    "weight-only-nbits",
+    "weight-only-nbits-embed",
+    "dynamic-row-mixed",
+)  # tables (and a tied head) kept int8
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 MIN_ELEMENTS = 1024  # smaller matrices are not worth the extra nodes
 
@@ -143,8 +153,17 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
     def matmul_nbits(node, b_u8: str, scale: np.ndarray, k: int, bs: int):
         n = scale.shape[0]
         scales = G.add_init(np.repeat(scale, k // bs).astype(np.float32), node.input[1] + "_scales")
-        G.node("MatMulNBits", [node.input[0], b_u8, scales], node.input[1], out=node.output[0], domain=MS_DOMAIN,
-               K=k, N=n, bits=8, block_size=bs)
+        G.node(
+            "MatMulNBits",
+            [node.input[0], b_u8, scales],
+            node.input[1],
+            out=node.output[0],
+            domain=MS_DOMAIN,
+            K=k,
+            N=n,
+            bits=8,
+            block_size=bs,
+        )
         replaced.add(id(node))
 
     for node in list(G.g.node):
@@ -154,10 +173,22 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             v, k = table_w.shape
             scales = G.add_init(np.repeat(s, k // bs).reshape(v, k // bs, 1).astype(np.float32), node.input[0] + "_gs")
             zp = G.add_init(np.full((v, k // bs, 1), 128, np.uint8), node.input[0] + "_zp")
-            blocks = G.node("GatherBlockQuantized", [tq, node.input[1], scales, zp], node.input[0], domain=MS_DOMAIN,
-                            gather_axis=0, quantize_axis=2, block_size=bs, bits=8)  # [..., K/bs, bs]
-            G.node("Reshape", [blocks, G.add_init(np.array([0, 0, k], np.int64), "shape")], node.input[0],
-                   out=node.output[0])
+            blocks = G.node(
+                "GatherBlockQuantized",
+                [tq, node.input[1], scales, zp],
+                node.input[0],
+                domain=MS_DOMAIN,
+                gather_axis=0,
+                quantize_axis=2,
+                block_size=bs,
+                bits=8,
+            )  # [..., K/bs, bs]
+            G.node(
+                "Reshape",
+                [blocks, G.add_init(np.array([0, 0, k], np.int64), "shape")],
+                node.input[0],
+                out=node.output[0],
+            )
             replaced.add(id(node))
             continue
         if table_w is not None:
@@ -217,14 +248,24 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             # per-row symmetric scale, stored as uint8 with the fixed zero point 128 (MLAS's fast u8 x s8 kernel)
             x = node.input[0]
             amax = G.node("ReduceMax", [G.node("Abs", [x], x)], x, axes=[-1], keepdims=1)
-            sx = G.node("Div", [G.node("Max", [amax, G.add_init(np.array(1e-8, np.float32), "eps")], x),
-                                G.add_init(np.array(127.0, np.float32), "c127")], x)
+            sx = G.node(
+                "Div",
+                [
+                    G.node("Max", [amax, G.add_init(np.array(1e-8, np.float32), "eps")], x),
+                    G.add_init(np.array(127.0, np.float32), "c127"),
+                ],
+                x,
+            )
             xr = G.node("Round", [G.node("Div", [x, sx], x)], x)  # in [-127, 127] by construction
             xu = G.node("Add", [xr, G.add_init(np.array(128.0, np.float32), "c128")], x)
             xq = G.node("Cast", [xu], x, to=TensorProto.UINT8)
             acc = G.node("MatMulInteger", [xq, wq, G.add_init(np.array(128, np.uint8), "zp128")], x)
-            G.node("Mul", [G.node("Mul", [G.node("Cast", [acc], x, to=TensorProto.FLOAT), sx], x), ws], x,
-                   out=node.output[0])
+            G.node(
+                "Mul",
+                [G.node("Mul", [G.node("Cast", [acc], x, to=TensorProto.FLOAT), sx], x), ws],
+                x,
+                out=node.output[0],
+            )
             replaced.add(id(node))
 
     # rebuild the node list in topological order with the new nodes in place of the replaced ones
@@ -275,8 +316,6 @@ def _toposort(nodes: list, available: set[str]) -> list:
 
 def dequantized_state(model):
     """The fp32 weights the weight-only int8 graph effectively computes with: a PyTorch reference for parity."""
-    import torch
-
     sd = {}
     for name, t in model.state_dict().items():
         a = t.detach().float().numpy()
@@ -290,16 +329,12 @@ def dequantized_state(model):
 
 def _quantize_rows(x):
     """Per-row int8 activations exactly as the dynamic-row graph computes them: scale, rounded values."""
-    import torch
-
     sx = torch.clamp(x.abs().amax(-1, keepdim=True), min=1e-8) / 127.0
     return sx, torch.round(x / sx)  # round half to even, as ONNX Round
 
 
 def _dyn_row_matmul(x, wq_t, ws):
     """(x_q @ W_q) in exact integer arithmetic (float64 holds it), then * sx * ws in float32 like the graph."""
-    import torch
-
     sx, xq = _quantize_rows(x)
     acc = (xq.double() @ wq_t.double()).float()
     return acc * sx * ws
@@ -321,8 +356,6 @@ def simulate(model, scheme: str):
     """A PyTorch model that computes what the int8 ONNX graph of `scheme` computes (the reference for parity).
     weight-only: the dequantised weights. dynamic-row: per-row activation quantisation and integer matmuls too."""
     import copy
-
-    import torch
 
     from .model import Transformer
 

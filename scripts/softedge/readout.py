@@ -135,15 +135,16 @@ def prompt_features(model, kv_fn, tok, template: str, rows: list[dict], max_toke
     prompts = encode_prompts(tok, template, rows, "text", max_tokens)
     pooled, bags = [], []
     for i in range(0, len(prompts), batch):
-        chunk = prompts[i:i + batch]
+        chunk = prompts[i : i + batch]
         p, b = run_features(model, kv_fn(len(chunk)) if kv_fn else None, chunk, tok.pad_id, head)
         pooled.append(p)
         bags.append(b)
     return torch.cat(pooled), (torch.cat(bags) if head.bag_size else None)
 
 
-def probe_trials(make_head, train: tuple, y: torch.Tensor, dev: tuple, ydev: torch.Tensor, weight_decays,
-                 bag_too: bool = True) -> list[tuple[Head, float, float]]:
+def probe_trials(
+    make_head, train: tuple, y: torch.Tensor, dev: tuple, ydev: torch.Tensor, weight_decays, bag_too: bool = True
+) -> list[tuple[Head, float, float]]:
     """One probe per weight decay: a fresh head (make_head()) standardised on and fitted to the train features,
     scored on dev. Returns [(head, dev accuracy, weight decay)] in the order of weight_decays."""
     out = []
@@ -170,7 +171,8 @@ def fit_probe(head: Head, train: tuple, y: torch.Tensor, weight_decay: float, ma
     def closure():
         opt.zero_grad()
         loss = F.cross_entropy(head.scores(*train), y) + weight_decay * (
-            head.weight.pow(2).sum() + head.bag_weight.pow(2).sum())
+            head.weight.pow(2).sum() + head.bag_weight.pow(2).sum()
+        )
         loss.backward()
         return loss
 

@@ -45,8 +45,10 @@ def eval_split(meta: dict, data_dir: Path, path: Path) -> Path:
     for train in sorted(data_dir.glob("*/train.jsonl")):
         if want and sha256_file(train) == want and (train.parent / "eval.jsonl").is_file():
             return train.parent / "eval.jsonl"
-    raise CliError(f"{path}: no eval split under {data_dir} for its training file (sha256 {str(want)[:12]}...): "
-                   "run scripts/py datasets, or pass --data-dir")
+    raise CliError(
+        f"{path}: no eval split under {data_dir} for its training file (sha256 {str(want)[:12]}...): "
+        "run scripts/py datasets, or pass --data-dir"
+    )
 
 
 def served_metric(bundle: Path, cfg: dict, path: Path, eval_rows: list[dict]) -> tuple[str, float]:
@@ -61,8 +63,18 @@ def served_metric(bundle: Path, cfg: dict, path: Path, eval_rows: list[dict]) ->
     ref = quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
     kv, meta, tensors = adapter_fmt.parse(path.read_bytes(), None, str(path))
     max_tokens = meta.get("training", {}).get("max_tokens", 128)
-    m = evaluate(ref, lambda B: adapter_fmt.tensor_to_kv(kv, B), Tokenizer.from_dir(bundle), meta["task"], eval_rows,
-                 meta["template"], readout_of(meta, tensors), 32, max_tokens, meta.get("generation", {}).get("max_new_tokens", 32))
+    m = evaluate(
+        ref,
+        lambda B: adapter_fmt.tensor_to_kv(kv, B),
+        Tokenizer.from_dir(bundle),
+        meta["task"],
+        eval_rows,
+        meta["template"],
+        readout_of(meta, tensors),
+        32,
+        max_tokens,
+        meta.get("generation", {}).get("max_new_tokens", 32),
+    )
     name = main_metric(meta["task"])
     return name, m[name]
 
@@ -90,8 +102,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="old", type=Path, required=True, help="the bundle the adapters were packed for")
     ap.add_argument("--to", dest="new", type=Path, required=True, help="the re-exported bundle")
-    ap.add_argument("--data-dir", type=Path, default=CACHE / "data", help="where each adapter's eval split is found "
-                    "(only for a move between schemes whose math differs)")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=CACHE / "data",
+        help="where each adapter's eval split is found " "(only for a move between schemes whose math differs)",
+    )
     ap.add_argument("--max-change", type=float, default=0.5, help="largest metric change allowed, in points")
     ap.add_argument("adapters", type=Path, nargs="+")
     a = ap.parse_args()
@@ -106,18 +122,28 @@ def main():
     served = {}
     if not same_math(cfg_old, cfg_new):
         from .tasks import load_jsonl
+
         for p, meta in metas.items():
             rows = load_jsonl(eval_split(meta, a.data_dir, p), meta["task"])
             name, before = served_metric(a.old, cfg_old, p, rows)
             _, after = served_metric(a.new, cfg_new, p, rows)
             change = 100 * (after - before)
-            print(f"{p}: {name} {100 * before:.2f} ({cfg_old['quantization']}) -> {100 * after:.2f} "
-                  f"({cfg_new['quantization']}) on {len(rows)} eval rows", flush=True)
+            print(
+                f"{p}: {name} {100 * before:.2f} ({cfg_old['quantization']}) -> {100 * after:.2f} "
+                f"({cfg_new['quantization']}) on {len(rows)} eval rows",
+                flush=True,
+            )
             if abs(change) > a.max_change:
-                raise CliError(f"{p}: the new graph changes its {name} by {change:+.2f} points (more than "
-                               f"--max-change {a.max_change}): retrain it on the new bundle instead; nothing was moved")
-            served[p] = {"scheme": cfg_new["quantization"], name: after, "examples": len(rows),
-                         "previous": {"scheme": cfg_old["quantization"], name: before}}
+                raise CliError(
+                    f"{p}: the new graph changes its {name} by {change:+.2f} points (more than "
+                    f"--max-change {a.max_change}): retrain it on the new bundle instead; nothing was moved"
+                )
+            served[p] = {
+                "scheme": cfg_new["quantization"],
+                name: after,
+                "examples": len(rows),
+                "previous": {"scheme": cfg_old["quantization"], name: before},
+            }
     for p in a.adapters:
         retarget_file(p, cfg_old, cfg_new, served.get(p))
         print(f"{p}: {cfg_old['id']} -> {cfg_new['id']}")

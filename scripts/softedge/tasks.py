@@ -43,8 +43,10 @@ def load_jsonl(path: Path, task: str) -> list[dict]:
         if not isinstance(r, dict):
             raise CliError(f"{path}:{n}: expected a JSON object")
         if all(k in r for k in other) and not all(k in r for k in need):
-            raise CliError(f"{path}:{n}: this is {'generation' if task == 'classify' else 'classification'} data "
-                           f"({'/'.join(other)}), but the task is {task} (needs {'/'.join(need)})")
+            raise CliError(
+                f"{path}:{n}: this is {'generation' if task == 'classify' else 'classification'} data "
+                f"({'/'.join(other)}), but the task is {task} (needs {'/'.join(need)})"
+            )
         for k in need:
             if k not in r:
                 raise CliError(f"{path}:{n}: missing {k!r}")
@@ -93,8 +95,11 @@ class Verbalizer:
     @classmethod
     def from_meta(cls, labels: list[dict]) -> "Verbalizer":
         """The verbalizer an artifact's metadata records (the inverse of to_meta)."""
-        return cls([l["name"] for l in labels], {l["name"]: l["words"] for l in labels},
-                   {l["name"]: l["token_ids"] for l in labels})
+        return cls(
+            [l["name"] for l in labels],
+            {l["name"]: l["words"] for l in labels},
+            {l["name"]: l["token_ids"] for l in labels},
+        )
 
 
 def encode_prompts(tok, template: str, rows: list[dict], key: str, max_tokens: int) -> list[list[int]]:
@@ -119,8 +124,8 @@ def left_pad(seqs: list[list[int]], pad: int, prefix_len: int):
     mask = torch.zeros(len(seqs), prefix_len + T, dtype=torch.long)
     mask[:, :prefix_len] = 1
     for i, s in enumerate(seqs):
-        ids[i, T - len(s):] = torch.tensor(s)
-        mask[i, prefix_len + T - len(s):] = 1
+        ids[i, T - len(s) :] = torch.tensor(s)
+        mask[i, prefix_len + T - len(s) :] = 1
     pos = (mask.cumsum(1) - 1)[:, -T:].clamp(min=0)
     return ids, mask, pos
 
@@ -159,9 +164,10 @@ def generation_loss(model, kv, prompts: list[list[int]], outputs: list[list[int]
     T = ids.shape[1]
     target = torch.full_like(ids, -100)
     for i, o in enumerate(outputs):
-        target[i, T - len(o):] = torch.tensor(o)
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1),
-                           ignore_index=-100)
+        target[i, T - len(o) :] = torch.tensor(o)
+    return F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1), ignore_index=-100
+    )
 
 
 @torch.no_grad()

@@ -52,8 +52,12 @@ class Tokenizer:
         return self.sp.id_to_piece(i)
 
     def special_ids(self) -> dict:
-        return {"pad_token_id": self.pad_id, "unk_token_id": self.unk_id, "bos_token_id": self.bos_id,
-                "eos_token_id": self.eos_id}
+        return {
+            "pad_token_id": self.pad_id,
+            "unk_token_id": self.unk_id,
+            "bos_token_id": self.bos_id,
+            "eos_token_id": self.eos_id,
+        }
 
 
 def train_sentencepiece(corpus_file: Path, vocab: int, out_prefix: Path, sample: int, seed: int) -> None:
@@ -64,10 +68,20 @@ def train_sentencepiece(corpus_file: Path, vocab: int, out_prefix: Path, sample:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as f:
         f.write("\n".join(lines[:sample]) + "\n")
     spm.SentencePieceTrainer.train(
-        input=f.name, model_prefix=str(out_prefix), model_type="bpe", vocab_size=vocab,
-        character_coverage=0.9995, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
-        max_sentence_length=8192, num_threads=2, **{f"{k}_id": i for k, (i, _) in SPECIALS.items()},
+        input=f.name,
+        model_prefix=str(out_prefix),
+        model_type="bpe",
+        vocab_size=vocab,
+        character_coverage=0.9995,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        max_sentence_length=8192,
+        num_threads=2,
+        **{f"{k}_id": i for k, (i, _) in SPECIALS.items()},
         minloglevel=2,
     )
     Path(f.name).unlink()
@@ -94,22 +108,35 @@ def to_tokenizer_json(tok: Tokenizer) -> dict:
         "truncation": None,
         "padding": None,
         "added_tokens": [],
-        "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "Prepend", "prepend": "▁"},
-            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
-        ]},
+        "normalizer": {
+            "type": "Sequence",
+            "normalizers": [
+                {"type": "Prepend", "prepend": "▁"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+            ],
+        },
         "pre_tokenizer": None,
         "post_processor": None,
-        "decoder": {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-            {"type": "ByteFallback"},
-            {"type": "Fuse"},
-            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-        ]},
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        },
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
-            "vocab": vocab, "merges": [[l, r] for l, r, _ in merges],
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": "<unk>",
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [[l, r] for l, r, _ in merges],
         },
     }
 

@@ -33,8 +33,16 @@ from .baselines import naive_bayes
 from .checkpoint import load_bundle_weights
 from .common import ROOT, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
 from .readout import POOLINGS, Head, choose_bag_ids, label_scores, probe_trials, prompt_features
-from .tasks import (TEMPLATES, Verbalizer, classification_metrics, encode_prompts, generation_loss, greedy,
-                    load_jsonl, rouge_l)
+from .tasks import (
+    TEMPLATES,
+    Verbalizer,
+    classification_metrics,
+    encode_prompts,
+    generation_loss,
+    greedy,
+    load_jsonl,
+    rouge_l,
+)
 from .tokenizer import Tokenizer
 from .tuners import TUNERS
 
@@ -69,17 +77,23 @@ def evaluate(model, kv_fn, tok, task, rows, template, readout=None, batch=32, ma
     if task == "classify":
         pred = []
         for i in range(0, len(rows), batch):
-            s = label_scores(model, kv_fn(len(prompts[i:i + batch])), prompts[i:i + batch], readout, tok.pad_id)
+            s = label_scores(model, kv_fn(len(prompts[i : i + batch])), prompts[i : i + batch], readout, tok.pad_id)
             pred += [readout.labels[j] for j in s.argmax(1).tolist()]
         return classification_metrics([r["label"] for r in rows], pred, readout.labels)
     outs = []
     for i in range(0, len(rows), batch):
-        outs += greedy(model, kv_fn(len(prompts[i:i + batch])), prompts[i:i + batch], tok.pad_id, tok.eos_id, max_new)
+        outs += greedy(
+            model, kv_fn(len(prompts[i : i + batch])), prompts[i : i + batch], tok.pad_id, tok.eos_id, max_new
+        )
     preds = [tok.decode(o).strip() for o in outs]
     em = sum(p == r["output"].strip() for p, r in zip(preds, rows)) / len(rows)
     rl = sum(rouge_l(p, r["output"]) for p, r in zip(preds, rows)) / len(rows)
-    return {"exact_match": em, "rouge_l": rl, "examples": len(rows),
-            "samples": [{"input": r["input"], "reference": r["output"], "output": p} for r, p in zip(rows[:5], preds)]}
+    return {
+        "exact_match": em,
+        "rouge_l": rl,
+        "examples": len(rows),
+        "samples": [{"input": r["input"], "reference": r["output"], "output": p} for r, p in zip(rows[:5], preds)],
+    }
 
 
 # ---------------------------------------------------------------- training
@@ -138,15 +152,25 @@ def fit_head(a: TuneConfig, model, tok, kv_fn, train_rows, dev_rows, labels, log
     for part in parts:
         use_states, use_bag = PARTS[part]
         ftr, fdv = (select(tr, use_states, use_bag), select(dv, use_states, use_bag))
-        tried = probe_trials(lambda: Head(labels, d, a.pooling, bag_ids if use_bag else []), ftr, y, fdv, ydev,
-                             a.weight_decay_grid, bag_too=a.bag_scale == "standard")
+        tried = probe_trials(
+            lambda: Head(labels, d, a.pooling, bag_ids if use_bag else []),
+            ftr,
+            y,
+            fdv,
+            ydev,
+            a.weight_decay_grid,
+            bag_too=a.bag_scale == "standard",
+        )
         trials += [{"part": part, "weight_decay": wd, "dev_accuracy": round(acc, 4)} for _, acc, wd in tried]
         best_of[part] = max(tried, key=lambda t: t[1])  # the first of equals: the weakest weight decay
     # ties go to the smaller head (no bag), then the stronger weight decay
     best = max((p for p in best_of if PARTS[p][0]), key=lambda p: (best_of[p][1], not PARTS[p][1], best_of[p][2]))
     head, acc, wd = best_of[best]
-    log(f"probe ({time.time() - t0:.0f} s): " + ", ".join(f"{p} {best_of[p][1]:.4f} (wd {best_of[p][2]:g})"
-                                                          for p in best_of) + f" -> {best}")
+    log(
+        f"probe ({time.time() - t0:.0f} s): "
+        + ", ".join(f"{p} {best_of[p][1]:.4f} (wd {best_of[p][2]:g})" for p in best_of)
+        + f" -> {best}"
+    )
     info = {"trials": trials, "part": best, "weight_decay": wd, "bag_tokens": head.bag_size, "dev": round(acc, 4)}
     return head, info, {p: h for p, (h, _, _) in best_of.items()}
 
@@ -187,7 +211,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
     for g in opt.param_groups:
         g["base_lr"] = g["lr"]
     steps_per_epoch = math.ceil(len(train_rows) / a.batch)
-    total = min(a.steps or 10 ** 9, a.epochs * steps_per_epoch)
+    total = min(a.steps or 10**9, a.epochs * steps_per_epoch)
     dev_subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
     rng = random.Random(a.seed)
     owners = [m for m in (tuner if tuner is not None else model, head) if m is not None]
@@ -198,8 +222,9 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in owners]
 
     def dev_score():
-        return evaluate(model, kv_fn, tok, a.task, dev_subset, a.template, readout, a.batch, a.max_tokens,
-                        a.max_new_tokens)[metric]
+        return evaluate(
+            model, kv_fn, tok, a.task, dev_subset, a.template, readout, a.batch, a.max_tokens, a.max_new_tokens
+        )[metric]
 
     history, step, bad, t0, c0 = [], 0, 0, time.time(), time.process_time()
     best, best_state = -1.0, None
@@ -212,7 +237,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         if not order:
             order = list(range(len(train_rows)))
             rng.shuffle(order)
-        idx, order = order[: a.batch], order[a.batch:]
+        idx, order = order[: a.batch], order[a.batch :]
         rows = [train_rows[i] for i in idx]
         model.train(tuner is None)
         prompts = encode_prompts(tok, a.template, rows, key, a.max_tokens)
@@ -238,8 +263,10 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         if step % a.eval_every == 0 or step == total:
             score = dev_score()
             history.append({"step": step, "eval": round(score, 4)})
-            bar.write(f"step {step}/{total}: train loss {loss.item():.3f}, dev {metric} {score:.4f} "
-                      f"(on {len(dev_subset)})")
+            bar.write(
+                f"step {step}/{total}: train loss {loss.item():.3f}, dev {metric} {score:.4f} "
+                f"(on {len(dev_subset)})"
+            )
             if score > best:
                 best, best_state, bad = score, snapshot(), 0
             else:
@@ -251,9 +278,16 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
     if best_state is not None:
         for m, st in zip(owners, best_state):
             m.load_state_dict(st)
-    return {"steps": step, "trained_params": trained, "lr": lr, "wall_s": round(time.time() - t0, 1),
-            "cpu_s": round(time.process_time() - c0, 2),  # the process's CPU time: robust to a shared or paused machine
-            "best_dev": best, "history": history, "readout": readout}
+    return {
+        "steps": step,
+        "trained_params": trained,
+        "lr": lr,
+        "wall_s": round(time.time() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 2),  # the process's CPU time: robust to a shared or paused machine
+        "best_dev": best,
+        "history": history,
+        "readout": readout,
+    }
 
 
 def plot(history, path: Path, title: str, metric: str):
@@ -274,6 +308,7 @@ def plot(history, path: Path, title: str, metric: str):
 @dataclass
 class TuneConfig:
     """One tuning run's settings, resolved (the CLI's defaults live in parse_args; derived values filled in there)."""
+
     task: str  # classify | generate
     train: Path
     eval: Path | None
@@ -329,20 +364,36 @@ def parse_args() -> TuneConfig:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default=None, help="adapter name recorded in the metadata")
     ap.add_argument("--template", default=None, help="prompt template with {text} or {input}")
-    ap.add_argument("--readout", choices=["head", "verbalizer"], default="head",
-                    help="classification: a linear head over pooled hidden states, or label words")
+    ap.add_argument(
+        "--readout",
+        choices=["head", "verbalizer"],
+        default="head",
+        help="classification: a linear head over pooled hidden states, or label words",
+    )
     ap.add_argument("--pooling", choices=POOLINGS, default="mean", help="head readout: how the states are pooled")
-    ap.add_argument("--bag", choices=["auto", "on", "off"], default="auto",
-                    help="head readout: add a bag-of-tokens term (auto = when it helps on the dev split)")
+    ap.add_argument(
+        "--bag",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="head readout: add a bag-of-tokens term (auto = when it helps on the dev split)",
+    )
     ap.add_argument("--bag-tokens", type=int, default=4096, help="size cap of the bag-of-tokens vocabulary")
-    ap.add_argument("--bag-scale", choices=["standard", "raw"], default="standard",
-                    help="bag features standardised like the states (default) or left as 0/1 presence")
+    ap.add_argument(
+        "--bag-scale",
+        choices=["standard", "raw"],
+        default="standard",
+        help="bag features standardised like the states (default) or left as 0/1 presence",
+    )
     ap.add_argument("--verbalizer", default=None, help='JSON {"label": "word" | ["w1", "w2"]} or a file holding it')
     ap.add_argument("--virtual-tokens", type=int, default=16)
     ap.add_argument("--init", choices=["labels", "vocab", "random"], default="vocab")
     ap.add_argument("--prefix-hidden", type=int, default=256)
-    ap.add_argument("--prefix-init", choices=["random", "tokens"], default="random",
-                    help="prefix tuning: start from random values or from real tokens' keys/values")
+    ap.add_argument(
+        "--prefix-init",
+        choices=["random", "tokens"],
+        default="random",
+        help="prefix tuning: start from random values or from real tokens' keys/values",
+    )
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=20)
@@ -351,8 +402,12 @@ def parse_args() -> TuneConfig:
     ap.add_argument("--steps", type=int, default=0, help="cap on optimizer steps (0 = epochs decide)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--eval-limit", type=int, default=None,
-                    help="dev examples used for model selection (0 = all; default all, 400 for generation)")
+    ap.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        help="dev examples used for model selection (0 = all; default all, 400 for generation)",
+    )
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128, help="prompt token budget (the edge's MAX_TOKENS is 128)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -435,19 +490,47 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     prompt = tuner.prompt if a.method == "prompt" else None
     head = readout if isinstance(readout, Head) else None
     verb = readout if isinstance(readout, Verbalizer) else None
-    labels_meta = verb.to_meta() if verb else ([{"name": l, "words": [], "token_ids": []} for l in head.labels]
-                                               if head else None)
+    labels_meta = (
+        verb.to_meta() if verb else ([{"name": l, "words": [], "token_ids": []} for l in head.labels] if head else None)
+    )
     gen = {"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {}
-    training = {"data_sha256": sha256_file(a.train), "train_examples": len(train_rows), "steps": tr["steps"],
-                "eval": {metric: final[metric]}, "method": a.method, "max_tokens": a.max_tokens}
+    training = {
+        "data_sha256": sha256_file(a.train),
+        "train_examples": len(train_rows),
+        "steps": tr["steps"],
+        "eval": {metric: final[metric]},
+        "method": a.method,
+        "max_tokens": a.max_tokens,
+    }
     storage = {}
     for dt in ("float32", "float16", "int8"):
-        buf = adapter_fmt.pack(a.method, a.task, bcfg, kv, dtype=dt, prompt=prompt, template=a.template,
-                               labels=labels_meta, generation=gen, training=training, head=head)
+        buf = adapter_fmt.pack(
+            a.method,
+            a.task,
+            bcfg,
+            kv,
+            dtype=dt,
+            prompt=prompt,
+            template=a.template,
+            labels=labels_meta,
+            generation=gen,
+            training=training,
+            head=head,
+        )
         kvd, meta, tensors = adapter_fmt.parse(buf, bcfg)
         packed = Head.from_artifact(tensors, meta["readout"], head.labels) if head else verb
-        m = evaluate(model, lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B), tok, a.task, eval_rows,
-                     a.template, packed, 32, a.max_tokens, a.max_new_tokens)
+        m = evaluate(
+            model,
+            lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B),
+            tok,
+            a.task,
+            eval_rows,
+            a.template,
+            packed,
+            32,
+            a.max_tokens,
+            a.max_new_tokens,
+        )
         storage[dt] = {"bytes": len(buf), metric: m[metric]}
         if dt == a.dtype:
             with atomic_path(a.out / "adapter.safetensors") as tmp:
@@ -455,8 +538,11 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     for dt in storage:
         storage[dt]["change_vs_float32"] = storage[dt][metric] - storage["float32"][metric]
     onnx_bytes = (bundle / "model.onnx").stat().st_size
-    return {"storage": storage, "adapter_bytes": storage[a.dtype]["bytes"],
-            "bytes_ratio_to_backbone_onnx": storage[a.dtype]["bytes"] / onnx_bytes}
+    return {
+        "storage": storage,
+        "adapter_bytes": storage[a.dtype]["bytes"],
+        "bytes_ratio_to_backbone_onnx": storage[a.dtype]["bytes"] / onnx_bytes,
+    }
 
 
 def main():
@@ -469,8 +555,13 @@ def main():
         if a.task != "classify":
             raise CliError("--method nb is a classification baseline")
         t0 = time.time()
-        metrics = {"task": a.task, "method": "nb", "eval": naive_bayes(train_rows, eval_rows, labels),
-                   "train_examples": len(train_rows), "wall_s": round(time.time() - t0, 1)}
+        metrics = {
+            "task": a.task,
+            "method": "nb",
+            "eval": naive_bayes(train_rows, eval_rows, labels),
+            "train_examples": len(train_rows),
+            "wall_s": round(time.time() - t0, 1),
+        }
         write_json(out / "metrics.json", metrics)
         print(json.dumps(metrics["eval"]))
         return
@@ -500,20 +591,33 @@ def main():
         probe["parts_eval"] = score_parts(a, model, tok, kv_fn, eval_rows, heads)  # reported, chooses nothing
     final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
     metric = main_metric(a.task)
-    metrics = {"task": a.task, "method": a.method, "readout": a.readout, "backbone": bcfg["id"],
-               "template": a.template, "max_tokens": a.max_tokens,
-               "virtual_tokens": a.virtual_tokens if tuner else 0, "init": a.init if a.method == "prompt" else None,
-               "prefix_hidden": a.prefix_hidden if a.method == "prefix" else None,
-               "prefix_init": a.prefix_init if a.method == "prefix" else None,
-               "train_examples": len(train_rows), "dev_examples": len(dev_rows), "eval": final,
-               **{k: v for k, v in tr.items() if k not in ("history", "readout")}, **probe,
-               "backbone_params": model.num_params(), "seed": a.seed,
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    metrics = {
+        "task": a.task,
+        "method": a.method,
+        "readout": a.readout,
+        "backbone": bcfg["id"],
+        "template": a.template,
+        "max_tokens": a.max_tokens,
+        "virtual_tokens": a.virtual_tokens if tuner else 0,
+        "init": a.init if a.method == "prompt" else None,
+        "prefix_hidden": a.prefix_hidden if a.method == "prefix" else None,
+        "prefix_init": a.prefix_init if a.method == "prefix" else None,
+        "train_examples": len(train_rows),
+        "dev_examples": len(dev_rows),
+        "eval": final,
+        **{k: v for k, v in tr.items() if k not in ("history", "readout")},
+        **probe,
+        "backbone_params": model.num_params(),
+        "seed": a.seed,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     if isinstance(readout, Head):
         metrics["pooling"] = readout.pooling
     if a.task == "classify":  # what the user would do instead, on the same rows: reported beside the adapter
-        metrics["naive_bayes"] = {"dev": naive_bayes(train_rows, dev_rows, labels)["accuracy"] if dev_rows else None,
-                                  "eval": naive_bayes(train_rows, eval_rows, labels)["accuracy"]}
+        metrics["naive_bayes"] = {
+            "dev": naive_bayes(train_rows, dev_rows, labels)["accuracy"] if dev_rows else None,
+            "eval": naive_bayes(train_rows, eval_rows, labels)["accuracy"],
+        }
     if a.compare_to:
         full = json.loads(Path(a.compare_to).read_text())
         metrics["full_finetune_" + metric] = full["eval"][metric]
@@ -523,15 +627,20 @@ def main():
         metrics.update(pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final))
     write_json(out / "metrics.json", {**metrics, "history": tr["history"]})
     plot(tr["history"], out / "curve.png", f"{a.method} on {a.train.parent.name}", metric)
-    print(f"{a.method}{'+' + a.readout if a.readout else ''}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} "
-          f"examples" + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else ""))
+    print(
+        f"{a.method}{'+' + a.readout if a.readout else ''}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} "
+        f"examples" + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else "")
+    )
     if a.task == "classify":
         nb = metrics["naive_bayes"]["eval"]
         print(f"naive Bayes on the same split: eval accuracy {nb:.4f}")
         if final["accuracy"] < nb:
-            print(f"warning: naive Bayes beats this adapter by {100 * (nb - final['accuracy']):.1f} points on the eval "
-                  "split; a backbone that knows this kind of text, or more training rows, would close the gap",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warning: naive Bayes beats this adapter by {100 * (nb - final['accuracy']):.1f} points on the eval "
+                "split; a backbone that knows this kind of text, or more training rows, would close the gap",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

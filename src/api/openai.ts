@@ -43,14 +43,12 @@ const Completion = z
     usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }).optional(),
   })
   .openapi("Completion");
-const CompletionEvents = z
-  .string()
-  .openapi("CompletionEvents", {
-    description:
-      "text/event-stream, as OpenAI streams: unnamed `data:` " +
-      "frames, each a Completion whose choices[0].text is the new text (finish_reason null until the last, which also has usage), " +
-      "then `data: [DONE]`; a failure after the stream started sends a `data:` frame with an Error body instead",
-  });
+const CompletionEvents = z.string().openapi("CompletionEvents", {
+  description:
+    "text/event-stream, as OpenAI streams: unnamed `data:` " +
+    "frames, each a Completion whose choices[0].text is the new text (finish_reason null until the last, which also has usage), " +
+    "then `data: [DONE]`; a failure after the stream started sends a `data:` frame with an Error body instead",
+});
 const Model = z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() });
 
 openai.openapi(

@@ -70,15 +70,13 @@ export const GenerateResponse = z
   .openapi("GenerateResponse");
 
 /** the server-sent events of /v1/generate with stream: true (documented; the frames are written by inference.ts) */
-export const GenerateEvents = z
-  .string()
-  .openapi("GenerateEvents", {
-    description:
-      "text/event-stream: `event: token` frames with " +
-      'data {"text": "..."} (the new text), then one `event: done` with a GenerateResponse; a failure after the stream started ' +
-      "sends `event: error` with an Error body instead of done",
-    example: 'event: token\ndata: {"text":" a"}\n\nevent: done\ndata: {"text":"a mountain ...","tokens":12,...}\n\n',
-  });
+export const GenerateEvents = z.string().openapi("GenerateEvents", {
+  description:
+    "text/event-stream: `event: token` frames with " +
+    'data {"text": "..."} (the new text), then one `event: done` with a GenerateResponse; a failure after the stream started ' +
+    "sends `event: error` with an Error body instead of done",
+  example: 'event: token\ndata: {"text":" a"}\n\nevent: done\ndata: {"text":"a mountain ...","tokens":12,...}\n\n',
+});
 export const ErrorResponse = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error");
 export const Readout = z
   .union([

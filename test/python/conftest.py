@@ -12,7 +12,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from softedge.model import ModelConfig, Transformer  # noqa: E402
 
 TINY = {
-    "llama": dict(arch="llama", vocab_size=300, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64, max_positions=64),
+    "llama": dict(
+        arch="llama", vocab_size=300, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64, max_positions=64
+    ),
     "gpt2": dict(arch="gpt2", vocab_size=300, n_layer=2, n_head=4, n_kv_head=4, d_model=32, d_ff=128, max_positions=64),
 }
 
@@ -51,5 +53,6 @@ def tiny_tokenizer(tmp_path_factory):
 def run_module(module: str, *args, env: dict | None = None):
     """`scripts/py <module> args` as a subprocess with Debian's interpreter setup: (returncode, stdout, stderr)."""
     e = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True, text=True,
-                          env=e, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True, text=True, env=e, cwd=ROOT
+    )

@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny_bundle(tmp_path_factory, tiny_tokenizer):
     d = tmp_path_factory.mktemp("bb")
     torch.manual_seed(0)
-    m = Transformer(ModelConfig(arch="llama", vocab_size=400, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64,
-                                max_positions=256))
+    m = Transformer(
+        ModelConfig(
+            arch="llama", vocab_size=400, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64, max_positions=256
+        )
+    )
     save_weights(m, d / "w.safetensors")
     return build(d / "w.safetensors", tiny_tokenizer, d / "backbones", "tiny", "weight-only", True)
 
@@ -31,8 +34,11 @@ def tiny_bundle(tmp_path_factory, tiny_tokenizer):
 @pytest.fixture(scope="session")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
-    cls = [{"text": f"{w} item number {i}", "label": lab} for i in range(40)
-           for w, lab in (("apple banana", "fruit"), ("red green blue", "color"))]
+    cls = [
+        {"text": f"{w} item number {i}", "label": lab}
+        for i in range(40)
+        for w, lab in (("apple banana", "fruit"), ("red green blue", "color"))
+    ]
     gen = [{"input": w, "output": f"the word {w}"} for w in ("cat", "dog", "sun", "sea", "map", "pen") * 5]
     (d / "cls.jsonl").write_text("\n".join(json.dumps(r) for r in cls) + "\n")
     (d / "gen.jsonl").write_text("\n".join(json.dumps(r) for r in gen) + "\n")
@@ -55,10 +61,21 @@ def test_compiled_prompt_gives_the_logits_of_the_soft_prompt_in_front(tiny_model
         pt.prompt.mul_(20)  # well away from zero, so a wrong compile would show
         ids = torch.randint(4, 300, (2, 9))
         front, _ = tiny_model(inputs_embeds=torch.cat([pt.prompt[None].expand(2, -1, -1), tiny_model.embed(ids)], 1))
-        cfg = {"id": "x", "num_layers": tiny_model.cfg.n_layer, "num_kv_heads": tiny_model.cfg.n_kv_head,
-               "head_dim": tiny_model.cfg.head_dim}
-        buf = A.pack("prompt", "classify", cfg, A.kv_to_tensor(pt.kv_prefix(tiny_model, 1)), dtype="float32",
-                     prompt=pt.prompt, template="{text}")
+        cfg = {
+            "id": "x",
+            "num_layers": tiny_model.cfg.n_layer,
+            "num_kv_heads": tiny_model.cfg.n_kv_head,
+            "head_dim": tiny_model.cfg.head_dim,
+        }
+        buf = A.pack(
+            "prompt",
+            "classify",
+            cfg,
+            A.kv_to_tensor(pt.kv_prefix(tiny_model, 1)),
+            dtype="float32",
+            prompt=pt.prompt,
+            template="{text}",
+        )
         kv, meta, tensors = A.parse(buf, cfg)
         mask = torch.ones(2, 16, dtype=torch.long)
         compiled, _ = tiny_model(ids, mask, past_key_values=A.tensor_to_kv(kv, 2))
@@ -90,10 +107,33 @@ def test_prefix_init_from_real_tokens_starts_as_those_tokens_in_front(tiny_model
 
 def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp_path):
     from softedge.checkpoint import load_weights
+
     before = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
-            "--out", tmp_path / "run", "--steps", "6", "--eval-every", "3", "--batch", "8", "--virtual-tokens", "4",
-            "--prefix-hidden", "16", "--readout", "verbalizer")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--batch",
+        "8",
+        "--virtual-tokens",
+        "4",
+        "--prefix-hidden",
+        "16",
+        "--readout",
+        "verbalizer",
+    )
     assert r.returncode == 0, r.stderr
     after = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -102,7 +142,9 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
     assert set(m["storage"]) == {"float32", "float16", "int8"}
     assert m["storage"]["float16"]["bytes"] < m["storage"]["float32"]["bytes"]
     assert 0 <= m["eval"]["accuracy"] <= 1 and "macro_f1" in m["eval"]
-    kv, meta, _ = A.load(tmp_path / "run" / "adapter.safetensors", json.loads((tiny_bundle / "config.json").read_text()))
+    kv, meta, _ = A.load(
+        tmp_path / "run" / "adapter.safetensors", json.loads((tiny_bundle / "config.json").read_text())
+    )
     assert meta["kind"] == "prefix" and meta["dtype"] == "float16" and kv.shape[3] == 4
     assert [l["name"] for l in meta["labels"]] == ["color", "fruit"]
     assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -110,10 +152,33 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
 
 @pytest.mark.parametrize("init", ["labels", "vocab", "random"])
 def test_prompt_tuning_cli(tiny_bundle, data, tmp_path, init):
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prompt", "--init", init,
-            "--backbone", tiny_bundle, "--out", tmp_path / "run", "--steps", "3", "--eval-every", "3",
-            "--virtual-tokens", "3", "--verbalizer", '{"fruit": ["apple", "pear"], "color": "red"}', "--readout", "verbalizer",
-            "--schedule", "cosine" if init == "random" else "constant")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--method",
+        "prompt",
+        "--init",
+        init,
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--virtual-tokens",
+        "3",
+        "--verbalizer",
+        '{"fruit": ["apple", "pear"], "color": "red"}',
+        "--readout",
+        "verbalizer",
+        "--schedule",
+        "cosine" if init == "random" else "constant",
+    )
     assert r.returncode == 0, r.stderr
     _, meta, tensors = A.load(tmp_path / "run" / "adapter.safetensors")
     assert meta["kind"] == "prompt" and tensors["prompt_embeddings"].shape == (3, 32)
@@ -126,9 +191,27 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     from softedge.tasks import encode_prompts
     from softedge.tokenizer import Tokenizer
 
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle,
-            "--out", tmp_path / "run", "--steps", "4", "--eval-every", "2", "--virtual-tokens", "3",
-            "--prefix-hidden", "8", "--dtype", "float32")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--virtual-tokens",
+        "3",
+        "--prefix-hidden",
+        "8",
+        "--dtype",
+        "float32",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["readout"] == "head" and m["method"] == "prefix" and m["pooling"] == "mean"
@@ -148,14 +231,17 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert m["cpu_s"] > 0  # the compare report's training time is the CPU time
     # naive Bayes on the same rows beside it, and a warning when it wins
     assert m["naive_bayes"]["eval"] == 1.0  # separable words
-    assert f"naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
+    assert "naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
     assert ("warning: naive Bayes beats this adapter" in r.stderr) == (m["eval"]["accuracy"] < 1.0)
     # the folded head (what the edge applies) scores like the unfolded one
     from softedge.checkpoint import load_weights
+
     model, _ = load_weights(tiny_bundle / "weights.safetensors")
     head = Head.from_artifact(tensors, meta["readout"], ["color", "fruit"])
     tok = Tokenizer.from_dir(tiny_bundle)
-    prompts = encode_prompts(tok, meta["template"], [{"text": "apple banana 3"}, {"text": "red green blue 9"}], "text", 128)
+    prompts = encode_prompts(
+        tok, meta["template"], [{"text": "apple banana 3"}, {"text": "red green blue 9"}], "text", 128
+    )
     with torch.no_grad():
         s = label_scores(model, A.tensor_to_kv(kv, 2), prompts, head, tok.pad_id)
     assert s.shape == (2, 2) and torch.isfinite(s).all()
@@ -191,8 +277,12 @@ def test_head_tensors_that_do_not_fit_are_refused(tiny_bundle):
     _, meta, tensors = A.parse(buf, cfg)
     assert meta["readout"] == {"type": "head", "pooling": "mean", "bag_tokens": 2}
     with pytest.raises(A.AdapterError, match="do not fit 3 labels"):
-        A.parse(A.pack("prefix", "classify", cfg, kv, template="{text}", labels=labels + [labels[0] | {"name": "z"}],
-                       head=head), cfg)
+        A.parse(
+            A.pack(
+                "prefix", "classify", cfg, kv, template="{text}", labels=labels + [labels[0] | {"name": "z"}], head=head
+            ),
+            cfg,
+        )
     with pytest.raises(A.AdapterError, match="hidden_states"):
         A.parse(buf, {**cfg, "outputs": [o for o in cfg["outputs"] if o != "hidden_states"]})
     with pytest.raises(A.AdapterError, match="needs task classify"):
@@ -200,48 +290,143 @@ def test_head_tensors_that_do_not_fit_are_refused(tiny_bundle):
 
 
 def test_generation_and_baselines(tiny_bundle, data, tmp_path):
-    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
-            "--out", tmp_path / "gen", "--steps", "4", "--eval-every", "2", "--virtual-tokens", "3",
-            "--max-new-tokens", "6")
+    r = cli(
+        "tune",
+        "--task",
+        "generate",
+        "--train",
+        data / "gen.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "gen",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--virtual-tokens",
+        "3",
+        "--max-new-tokens",
+        "6",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "gen" / "metrics.json").read_text())
     assert {"exact_match", "rouge_l", "samples"} <= set(m["eval"])
-    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "full", "--backbone", tiny_bundle,
-            "--out", tmp_path / "full", "--steps", "2", "--eval-every", "2", "--max-new-tokens", "4")
+    r = cli(
+        "tune",
+        "--task",
+        "generate",
+        "--train",
+        data / "gen.jsonl",
+        "--method",
+        "full",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "full",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--max-new-tokens",
+        "4",
+    )
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "full" / "adapter.safetensors").exists()
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "nb", "--out", tmp_path / "nb")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "nb" / "metrics.json").read_text())["eval"]["accuracy"] == 1.0  # separable words
-    r = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "prefix", "--backbone", tiny_bundle,
-            "--out", tmp_path / "gen2", "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3",
-            "--max-new-tokens", "4", "--compare-to", tmp_path / "full" / "metrics.json")
+    r = cli(
+        "tune",
+        "--task",
+        "generate",
+        "--train",
+        data / "gen.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "gen2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--virtual-tokens",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--compare-to",
+        tmp_path / "full" / "metrics.json",
+    )
     assert "gap_to_full_finetune" in json.loads((tmp_path / "gen2" / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("content, needle", [
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', ":2: not valid JSON"),
-    ('{"text": "a", "label": "x"}\n\n', ":2: empty line"),
-    ('{"text": "a"}\n', ":1: missing 'label'"),
-    ('{"text": "  ", "label": "x"}\n', ":1: empty 'text'"),
-    ('{"text": 5, "label": "x"}\n', ":1: 'text' must be a string"),
-    ('{"input": "a", "output": "b"}\n', ":1: this is generation data"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', ":2: not valid JSON"),
+        ('{"text": "a", "label": "x"}\n\n', ":2: empty line"),
+        ('{"text": "a"}\n', ":1: missing 'label'"),
+        ('{"text": "  ", "label": "x"}\n', ":1: empty 'text'"),
+        ('{"text": 5, "label": "x"}\n', ":1: 'text' must be a string"),
+        ('{"input": "a", "output": "b"}\n', ":1: this is generation data"),
+    ],
+)
 def test_bad_jsonl_is_reported_with_its_line(tiny_bundle, tmp_path, content, needle):
     (tmp_path / "d.jsonl").write_text(content)
-    r = cli("tune", "--task", "classify", "--train", tmp_path / "d.jsonl", "--method", "prefix",
-            "--backbone", tiny_bundle, "--out", tmp_path / "run")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        tmp_path / "d.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+    )
     one_line_error(r, needle)
     assert not (tmp_path / "run").exists()
 
 
 def test_unknown_eval_label_and_wordless_label(tiny_bundle, data, tmp_path):
     (tmp_path / "e.jsonl").write_text('{"text": "x", "label": "animal"}\n')
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--eval", tmp_path / "e.jsonl",
-            "--method", "prefix", "--backbone", tiny_bundle, "--out", tmp_path / "run")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--eval",
+        tmp_path / "e.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+    )
     one_line_error(r, "eval labels never seen in training: ['animal']")
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "prefix",
-            "--backbone", tiny_bundle, "--out", tmp_path / "run", "--verbalizer", '{"fruit": " "}')
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--method",
+        "prefix",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+        "--verbalizer",
+        '{"fruit": " "}',
+    )
     one_line_error(r, "has no tokens")
     assert not (tmp_path / "run").exists()
 
@@ -256,11 +441,14 @@ def test_adapter_for_another_backbone_is_refused(tiny_bundle):
         A.pack("prefix", "classify", {**cfg, "num_layers": 3}, kv, template="{text}")
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda b: b[:-7], "byte range|trailing"),
-    (lambda b: b[:-3] + bytes([b[-3] ^ 0x10]) + b[-2:], "checksum"),
-    (lambda b: b.replace(b'"num_virtual_tokens":"3"', b'"num_virtual_tokens":"4"'), "shape"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda b: b[:-7], "byte range|trailing"),
+        (lambda b: b[:-3] + bytes([b[-3] ^ 0x10]) + b[-2:], "checksum"),
+        (lambda b: b.replace(b'"num_virtual_tokens":"3"', b'"num_virtual_tokens":"4"'), "shape"),
+    ],
+)
 def test_damaged_artifacts_are_refused(tiny_bundle, damage, needle):
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
@@ -279,14 +467,16 @@ def test_int8_storage_round_trip_error_is_small():
 
 def write_peft(folder, peft_type, tensor, **cfg):
     folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "task_type": "CAUSAL_LM",
-                                                            "num_virtual_tokens": tensor.shape[0], **cfg}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": peft_type, "task_type": "CAUSAL_LM", "num_virtual_tokens": tensor.shape[0], **cfg})
+    )
     safetensors_io.save(folder / "adapter_model.safetensors", {"prompt_embeddings": tensor})
 
 
 @pytest.mark.parametrize("peft_type", ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
 def test_peft_import(tiny_bundle, tmp_path, peft_type):
     from softedge.checkpoint import load_weights
+
     model = load_weights(tiny_bundle / "weights.safetensors")[0]
     c = model.cfg
     P = 4
@@ -294,10 +484,23 @@ def test_peft_import(tiny_bundle, tmp_path, peft_type):
         t = torch.randn(P, c.n_layer * 2 * c.n_kv_head * c.head_dim)
     else:
         t = torch.randn(P, c.d_model)
-    write_peft(tmp_path / "peft", peft_type, t, token_dim=c.d_model, num_layers=c.n_layer,
-               num_attention_heads=c.n_kv_head)
-    r = cli("peft_import", tmp_path / "peft", "--task", "classify", "--verbalizer", '{"yes": "yes", "no": "no"}',
-            "--backbone", tiny_bundle, "--dtype", "float32", "--out", tmp_path / "a.safetensors")
+    write_peft(
+        tmp_path / "peft", peft_type, t, token_dim=c.d_model, num_layers=c.n_layer, num_attention_heads=c.n_kv_head
+    )
+    r = cli(
+        "peft_import",
+        tmp_path / "peft",
+        "--task",
+        "classify",
+        "--verbalizer",
+        '{"yes": "yes", "no": "no"}',
+        "--backbone",
+        tiny_bundle,
+        "--dtype",
+        "float32",
+        "--out",
+        tmp_path / "a.safetensors",
+    )
     assert r.returncode == 0, r.stderr
     kv, meta, tensors = A.load(tmp_path / "a.safetensors", json.loads((tiny_bundle / "config.json").read_text()))
     assert meta["kind"] == ("prefix" if peft_type == "PREFIX_TUNING" else "prompt")
@@ -328,6 +531,7 @@ def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tin
     math) only with a measurement on the adapter's eval split (found by its training file's hash), recorded beside it;
     refused, leaving the file as it was, when there is none or the change is too large."""
     import hashlib
+
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     w = tiny_bundle / "weights.safetensors"
     nbits = build(w, tiny_bundle, tmp_path / "nb", "tiny", "weight-only-nbits", True)
@@ -343,14 +547,18 @@ def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tin
     assert art.read_bytes() == before
     (tmp_path / "data" / "gen").mkdir(parents=True)
     (tmp_path / "data" / "gen" / "train.jsonl").write_bytes((data / "gen.jsonl").read_bytes())
-    (tmp_path / "data" / "gen" / "eval.jsonl").write_text("".join((data / "gen.jsonl").read_text().splitlines(True)[:6]))
+    (tmp_path / "data" / "gen" / "eval.jsonl").write_text(
+        "".join((data / "gen.jsonl").read_text().splitlines(True)[:6])
+    )
     r = cli("retarget", "--from", tiny_bundle, "--to", dyn, art, "--data-dir", tmp_path / "data", "--max-change", "100")
     assert r.returncode == 0, r.stderr
     assert "(weight-only) ->" in r.stdout and "(dynamic-row) on 6 eval rows" in r.stdout
     dyn_cfg = json.loads((dyn / "config.json").read_text())
     assert A.load(art, dyn_cfg)[1]["backbone"] == dyn_cfg["id"]
     served = json.loads((tmp_path / "a.metrics.json").read_text())["served"]
-    assert served["scheme"] == "dynamic-row" and served["previous"]["scheme"] == "weight-only" and served["examples"] == 6
+    assert (
+        served["scheme"] == "dynamic-row" and served["previous"]["scheme"] == "weight-only" and served["examples"] == 6
+    )
     art.write_bytes(before)
     (tmp_path / "a.metrics.json").write_text(json.dumps({"backbone": cfg["id"]}))
     r = cli("retarget", "--from", tiny_bundle, "--to", nbits, art)
@@ -369,12 +577,34 @@ def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
     d = tmp_path / "data" / "colors"
     d.mkdir(parents=True)
     (d / "train.jsonl").write_text((data / "cls.jsonl").read_text())
-    args = ["--tasks", "colors", "--data-dir", tmp_path / "data", "--p", "2", "--seeds", "0,1", "--runs", tmp_path / "runs",
-            "--out", tmp_path / "out", "--backbone", tiny_bundle, "--tune-args", "--steps 2 --eval-every 2 --prefix-hidden 8"]
+    args = [
+        "--tasks",
+        "colors",
+        "--data-dir",
+        tmp_path / "data",
+        "--p",
+        "2",
+        "--seeds",
+        "0,1",
+        "--runs",
+        tmp_path / "runs",
+        "--out",
+        tmp_path / "out",
+        "--backbone",
+        tiny_bundle,
+        "--tune-args",
+        "--steps 2 --eval-every 2 --prefix-hidden 8",
+    ]
     r = cli("compare", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     report = (tmp_path / "out" / "COMPARE.md").read_text()
-    for row in ("| nb | - |", "| full | head |", "| prompt | head | 2 |", "| prefix | verbalizer | 16 |", "| prefix | head | 16 | 2/2 |"):
+    for row in (
+        "| nb | - |",
+        "| full | head |",
+        "| prompt | head | 2 |",
+        "| prefix | verbalizer | 16 |",
+        "| prefix | head | 16 | 2/2 |",
+    ):
         assert row in report, row
     assert "not run yet" not in report and "± " in report  # two seeds at the default P: mean and spread
     assert "prefix tuning is 0.1-1.0% of the backbone's parameters" in report
@@ -395,21 +625,58 @@ def test_peft_export_round_trip(tiny_bundle, data, tmp_path):
     ids = torch.randint(4, 400, (2, 7))
     for method, readout in (("prefix", "head"), ("prompt", "verbalizer")):
         run = tmp_path / f"{method}-{readout}"
-        r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle, "--method", method,
-                "--readout", readout, "--out", run, "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3",
-                "--prefix-hidden", "8", "--dtype", "float32")
+        r = cli(
+            "tune",
+            "--task",
+            "classify",
+            "--train",
+            data / "cls.jsonl",
+            "--backbone",
+            tiny_bundle,
+            "--method",
+            method,
+            "--readout",
+            readout,
+            "--out",
+            run,
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--virtual-tokens",
+            "3",
+            "--prefix-hidden",
+            "8",
+            "--dtype",
+            "float32",
+        )
         assert r.returncode == 0, r.stderr
         r = cli("peft_export", "adapter", run / "adapter.safetensors", "--out", run / "peft")
         assert r.returncode == 0, r.stderr
         pcfg = json.loads((run / "peft" / "adapter_config.json").read_text())
         assert pcfg["peft_type"] == ("PREFIX_TUNING" if method == "prefix" else "PROMPT_TUNING")
         assert (run / "peft" / "softedge_head.safetensors").exists() == (readout == "head")
-        r = cli("peft_import", run / "peft", "--task", "classify", "--backbone", tiny_bundle, "--dtype", "float32",
-                "--out", run / "back.safetensors")
+        r = cli(
+            "peft_import",
+            run / "peft",
+            "--task",
+            "classify",
+            "--backbone",
+            tiny_bundle,
+            "--dtype",
+            "float32",
+            "--out",
+            run / "back.safetensors",
+        )
         assert r.returncode == 0, r.stderr
         kv0, m0, t0 = A.load(run / "adapter.safetensors", cfg)
         kv1, m1, t1 = A.load(run / "back.safetensors", cfg)
-        assert (m1["kind"], m1["readout"], m1["labels"], m1["template"]) == (m0["kind"], m0["readout"], m0["labels"], m0["template"])
+        assert (m1["kind"], m1["readout"], m1["labels"], m1["template"]) == (
+            m0["kind"],
+            m0["readout"],
+            m0["labels"],
+            m0["template"],
+        )
         for k in ("head_weight", "head_bias", "bag_ids", "bag_weight"):
             assert (k in t0) == (k in t1) and (k not in t0 or torch.equal(t0[k], t1[k])), k
         with torch.no_grad():
@@ -426,7 +693,9 @@ def test_backbone_exports_as_a_hugging_face_llama_checkpoint(tiny_bundle, tmp_pa
     assert r.returncode == 0, r.stderr
     hf_cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert hf_cfg["model_type"] == "llama" and hf_cfg["architectures"] == ["LlamaForCausalLM"]
-    assert {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    assert {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "model.safetensors"} <= {
+        p.name for p in (tmp_path / "hf").iterdir()
+    }
     ours, _ = load_weights(tiny_bundle / "weights.safetensors")
     theirs, _ = load_hf(tmp_path / "hf")
     ids = torch.randint(4, 400, (2, 9))
@@ -447,10 +716,24 @@ def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle,
     folder = tmp_path / "peft"
     write_peft(folder, "PREFIX_TUNING", torch.randn(3, L * 2 * kvH * D) * 0.3, num_layers=L)
     W = torch.randn(2, 32)
-    safetensors_io.save(folder / "adapter_model.safetensors", {"prompt_embeddings": torch.randn(3, L * 2 * kvH * D) * 0.3,
-                                                                "base_model.model.score.weight": W})
-    r = cli("peft_import", folder, "--task", "classify", "--labels", "neg,pos", "--backbone", tiny_bundle,
-            "--dtype", "float32", "--out", tmp_path / "a.safetensors")
+    safetensors_io.save(
+        folder / "adapter_model.safetensors",
+        {"prompt_embeddings": torch.randn(3, L * 2 * kvH * D) * 0.3, "base_model.model.score.weight": W},
+    )
+    r = cli(
+        "peft_import",
+        folder,
+        "--task",
+        "classify",
+        "--labels",
+        "neg,pos",
+        "--backbone",
+        tiny_bundle,
+        "--dtype",
+        "float32",
+        "--out",
+        tmp_path / "a.safetensors",
+    )
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv, meta, tensors = A.load(tmp_path / "a.safetensors", cfg)
@@ -462,25 +745,63 @@ def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle,
     with torch.no_grad():
         got = label_scores(model, A.tensor_to_kv(kv, 2), ids, head, 0)
         for i, seq in enumerate(ids):
-            h, _ = model.hidden_states(torch.tensor([seq]), torch.ones(1, 3 + len(seq), dtype=torch.long),
-                                       None, A.tensor_to_kv(kv, 1))
+            h, _ = model.hidden_states(
+                torch.tensor([seq]), torch.ones(1, 3 + len(seq), dtype=torch.long), None, A.tensor_to_kv(kv, 1)
+            )
             assert torch.allclose(got[i], W @ h[0, -1], atol=1e-4)
-    one_line_error(cli("peft_import", folder, "--task", "classify", "--labels", "a,b,c", "--backbone", tiny_bundle,
-                       "--out", tmp_path / "b.safetensors"), "3")
-    one_line_error(cli("peft_import", folder, "--task", "classify", "--backbone", tiny_bundle,
-                       "--out", tmp_path / "c.safetensors"), "--labels")
+    one_line_error(
+        cli(
+            "peft_import",
+            folder,
+            "--task",
+            "classify",
+            "--labels",
+            "a,b,c",
+            "--backbone",
+            tiny_bundle,
+            "--out",
+            tmp_path / "b.safetensors",
+        ),
+        "3",
+    )
+    one_line_error(
+        cli(
+            "peft_import", folder, "--task", "classify", "--backbone", tiny_bundle, "--out", tmp_path / "c.safetensors"
+        ),
+        "--labels",
+    )
 
 
 def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path):
     """scripts/py pack: a summary of an artifact; --dtype int8 re-packs it smaller, same metadata and head, the KV
     prefix within int8's step; refusals are one line and write nothing."""
-    r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--backbone", tiny_bundle, "--out", tmp_path / "run",
-            "--steps", "2", "--eval-every", "2", "--virtual-tokens", "3", "--prefix-hidden", "8")
+    r = cli(
+        "tune",
+        "--task",
+        "classify",
+        "--train",
+        data / "cls.jsonl",
+        "--backbone",
+        tiny_bundle,
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--virtual-tokens",
+        "3",
+        "--prefix-hidden",
+        "8",
+    )
     assert r.returncode == 0, r.stderr
     art = tmp_path / "run" / "adapter.safetensors"
     r = cli("pack", art, "--backbone", tiny_bundle)
     assert r.returncode == 0, r.stderr
-    assert "prefix tuning, classify, 3 virtual tokens, head (mean pooling" in r.stdout and "labels: color, fruit" in r.stdout
+    assert (
+        "prefix tuning, classify, 3 virtual tokens, head (mean pooling" in r.stdout
+        and "labels: color, fruit" in r.stdout
+    )
     r = cli("pack", art, "--backbone", tiny_bundle, "--dtype", "int8", "--out", tmp_path / "a8.safetensors")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tiny_bundle / "config.json").read_text())
@@ -488,7 +809,9 @@ def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path
     kv8, m8, t8 = A.load(tmp_path / "a8.safetensors", cfg)
     assert m8["dtype"] == "int8" and t8["kv_prefix"].dtype == torch.int8
     assert (tmp_path / "a8.safetensors").stat().st_size < art.stat().st_size
-    assert {k: m8[k] for k in ("labels", "template", "training", "readout")} == {k: m16[k] for k in ("labels", "template", "training", "readout")}
+    assert {k: m8[k] for k in ("labels", "template", "training", "readout")} == {
+        k: m16[k] for k in ("labels", "template", "training", "readout")
+    }
     assert {k for k in t8 if k.startswith(("head_", "bag_"))} == {k for k in t16 if k.startswith(("head_", "bag_"))}
     assert all(torch.equal(t8[k], t16[k]) for k in t16 if k.startswith(("head_", "bag_")))
     step = t8["kv_prefix_scale"].float()[..., None, None]  # one int8 step per layer, key/value and head

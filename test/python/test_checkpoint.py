@@ -16,20 +16,46 @@ V, D, H, L, P = 97, 32, 4, 2, 64
 def gpt2_checkpoint(folder, fmt="safetensors"):
     g = torch.Generator().manual_seed(1)
     r = lambda *s: torch.randn(*s, generator=g) * 0.2  # noqa: E731
-    t = {"transformer.wte.weight": r(V, D), "transformer.wpe.weight": r(P, D),
-         "transformer.ln_f.weight": 1 + r(D), "transformer.ln_f.bias": r(D)}
+    t = {
+        "transformer.wte.weight": r(V, D),
+        "transformer.wpe.weight": r(P, D),
+        "transformer.ln_f.weight": 1 + r(D),
+        "transformer.ln_f.bias": r(D),
+    }
     for i in range(L):
         p = f"transformer.h.{i}."
-        t.update({p + "ln_1.weight": 1 + r(D), p + "ln_1.bias": r(D), p + "ln_2.weight": 1 + r(D), p + "ln_2.bias": r(D),
-                  p + "attn.c_attn.weight": r(D, 3 * D), p + "attn.c_attn.bias": r(3 * D),
-                  p + "attn.c_proj.weight": r(D, D), p + "attn.c_proj.bias": r(D),
-                  p + "mlp.c_fc.weight": r(D, 4 * D), p + "mlp.c_fc.bias": r(4 * D),
-                  p + "mlp.c_proj.weight": r(4 * D, D), p + "mlp.c_proj.bias": r(D),
-                  p + "attn.bias": torch.tril(torch.ones(1, 1, P, P))})
+        t.update(
+            {
+                p + "ln_1.weight": 1 + r(D),
+                p + "ln_1.bias": r(D),
+                p + "ln_2.weight": 1 + r(D),
+                p + "ln_2.bias": r(D),
+                p + "attn.c_attn.weight": r(D, 3 * D),
+                p + "attn.c_attn.bias": r(3 * D),
+                p + "attn.c_proj.weight": r(D, D),
+                p + "attn.c_proj.bias": r(D),
+                p + "mlp.c_fc.weight": r(D, 4 * D),
+                p + "mlp.c_fc.bias": r(4 * D),
+                p + "mlp.c_proj.weight": r(4 * D, D),
+                p + "mlp.c_proj.bias": r(D),
+                p + "attn.bias": torch.tril(torch.ones(1, 1, P, P)),
+            }
+        )
     folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "gpt2", "vocab_size": V, "n_embd": D, "n_layer": L, "n_head": H, "n_positions": P,
-        "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "gpt2",
+                "vocab_size": V,
+                "n_embd": D,
+                "n_layer": L,
+                "n_head": H,
+                "n_positions": P,
+                "layer_norm_epsilon": 1e-5,
+                "activation_function": "gelu_new",
+            }
+        )
+    )
     if fmt == "safetensors":
         safetensors_io.save(folder / "model.safetensors", t)
     else:
@@ -70,16 +96,38 @@ def llama_checkpoint(folder, tie=False):
         t["lm_head.weight"] = r(V, D)
     for i in range(L):
         p = f"model.layers.{i}."
-        t.update({p + "input_layernorm.weight": 1 + r(D), p + "post_attention_layernorm.weight": 1 + r(D),
-                  p + "self_attn.q_proj.weight": r(H * hd, D), p + "self_attn.k_proj.weight": r(KVH * hd, D),
-                  p + "self_attn.v_proj.weight": r(KVH * hd, D), p + "self_attn.o_proj.weight": r(D, H * hd),
-                  p + "mlp.gate_proj.weight": r(FF, D), p + "mlp.up_proj.weight": r(FF, D),
-                  p + "mlp.down_proj.weight": r(D, FF)})
+        t.update(
+            {
+                p + "input_layernorm.weight": 1 + r(D),
+                p + "post_attention_layernorm.weight": 1 + r(D),
+                p + "self_attn.q_proj.weight": r(H * hd, D),
+                p + "self_attn.k_proj.weight": r(KVH * hd, D),
+                p + "self_attn.v_proj.weight": r(KVH * hd, D),
+                p + "self_attn.o_proj.weight": r(D, H * hd),
+                p + "mlp.gate_proj.weight": r(FF, D),
+                p + "mlp.up_proj.weight": r(FF, D),
+                p + "mlp.down_proj.weight": r(D, FF),
+            }
+        )
     folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "llama", "vocab_size": V, "hidden_size": D, "intermediate_size": FF, "num_hidden_layers": L,
-        "num_attention_heads": H, "num_key_value_heads": KVH, "rms_norm_eps": 1e-6, "rope_theta": 500.0,
-        "max_position_embeddings": P, "tie_word_embeddings": tie, "hidden_act": "silu"}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "vocab_size": V,
+                "hidden_size": D,
+                "intermediate_size": FF,
+                "num_hidden_layers": L,
+                "num_attention_heads": H,
+                "num_key_value_heads": KVH,
+                "rms_norm_eps": 1e-6,
+                "rope_theta": 500.0,
+                "max_position_embeddings": P,
+                "tie_word_embeddings": tie,
+                "hidden_act": "silu",
+            }
+        )
+    )
     safetensors_io.save(folder / "model.safetensors", t)
     return t
 
@@ -91,7 +139,7 @@ def llama_reference(t, ids, tie=False):
     inv = 1.0 / (500.0 ** (torch.arange(0, hd, 2).float() / hd))
     f = torch.outer(torch.arange(T).float(), inv)
     cos, sin = torch.cat([f, f], -1).cos(), torch.cat([f, f], -1).sin()
-    rot = lambda x: torch.cat([-x[..., hd // 2:], x[..., : hd // 2]], -1)  # noqa: E731
+    rot = lambda x: torch.cat([-x[..., hd // 2 :], x[..., : hd // 2]], -1)  # noqa: E731
     x = t["model.embed_tokens.weight"][ids]
     for i in range(L):
         p = f"model.layers.{i}."
@@ -105,7 +153,11 @@ def llama_reference(t, ids, tie=False):
         a = a.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")).softmax(-1)
         x = x + (a @ v).transpose(1, 2).reshape(1, T, D) @ t[p + "self_attn.o_proj.weight"].t()
         h = rms(x, t[p + "post_attention_layernorm.weight"])
-        x = x + (F.silu(h @ t[p + "mlp.gate_proj.weight"].t()) * (h @ t[p + "mlp.up_proj.weight"].t())) @ t[p + "mlp.down_proj.weight"].t()
+        x = (
+            x
+            + (F.silu(h @ t[p + "mlp.gate_proj.weight"].t()) * (h @ t[p + "mlp.up_proj.weight"].t()))
+            @ t[p + "mlp.down_proj.weight"].t()
+        )
     x = rms(x, t["model.norm.weight"])
     return x @ (t["model.embed_tokens.weight"] if tie else t["lm_head.weight"]).t()
 

@@ -34,6 +34,8 @@ def test_email_text_takes_subject_and_plain_or_html_body():
 
     plain = "From: a@b\nSubject: Cheap meds\nContent-Type: text/plain\n\nBuy   now!\nLimited offer.\n"
     assert email_text(plain, 100) == "Cheap meds . Buy now! Limited offer."
-    htm = ("From: a@b\nSubject: Hi\nContent-Type: text/html\n\n<html><style>p{}</style><p>Hello &amp; welcome</p></html>\n")
+    htm = (
+        "From: a@b\nSubject: Hi\nContent-Type: text/html\n\n<html><style>p{}</style><p>Hello &amp; welcome</p></html>\n"
+    )
     assert email_text(htm, 100) == "Hi . Hello & welcome"
     assert len(email_text(plain, 10)) == 10

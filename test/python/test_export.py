@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import numpy_helper
 
 from softedge import export_onnx, quantize
 from softedge.checkpoint import save_weights
@@ -44,8 +43,11 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     q = quantize.quantize(fp, scheme)
     onnx.checker.check_model(q)
     scales = {n.input[2] for n in q.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized")}
-    floats = [i for i in q.graph.initializer
-              if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 1024 and i.name not in scales]
+    floats = [
+        i
+        for i in q.graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 1024 and i.name not in scales
+    ]
     assert floats == [], [i.name for i in floats]
     stored = onnx.TensorProto.UINT8 if scheme == "weight-only-nbits" else onnx.TensorProto.INT8
     assert any(i.data_type == stored and np.prod(i.dims) >= 1024 for i in q.graph.initializer)
@@ -56,7 +58,9 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     assert ("MatMulInteger" in ops) == scheme.startswith("dynamic-row")
     if scheme == "dynamic-row-mixed":  # o_proj, down_proj and the head folded weight-only; q, k, v, gate, up dynamic
         weights = {i.name for i in fp.graph.initializer if np.prod(i.dims) >= quantize.MIN_ELEMENTS}  # the quantised
-        module = {n.output[0]: n.name.split("/")[-2] for n in fp.graph.node if n.op_type == "MatMul" and n.input[1] in weights}
+        module = {
+            n.output[0]: n.name.split("/")[-2] for n in fp.graph.node if n.op_type == "MatMul" and n.input[1] in weights
+        }
         made_by = {o: n.op_type for n in q.graph.node for o in n.output}  # dynamic: a rescaling Mul; folded: MatMul
         dynamic = {m for o, m in module.items() if made_by[o] == "Mul"}
         assert dynamic and dynamic <= {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
@@ -110,20 +114,44 @@ def test_bundle_cli_writes_a_content_addressed_bundle(tmp_path, tiny_tokenizer):
     torch.manual_seed(0)
     m = Transformer(ModelConfig(arch="llama", vocab_size=400, n_layer=1, n_head=4, n_kv_head=2, d_model=32, d_ff=64))
     save_weights(m, tmp_path / "w.safetensors")
-    r = run_cli("softedge.bundle", "--weights", str(tmp_path / "w.safetensors"), "--tokenizer", str(tiny_tokenizer),
-                "--out", str(tmp_path / "out"), "--name", "tiny")
+    r = run_cli(
+        "softedge.bundle",
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+        "--tokenizer",
+        str(tiny_tokenizer),
+        "--out",
+        str(tmp_path / "out"),
+        "--name",
+        "tiny",
+    )
     assert r.returncode == 0, r.stderr
     (bundle,) = (tmp_path / "out").iterdir()
     cfg = json.loads((bundle / "config.json").read_text())
     assert bundle.name == cfg["id"] and cfg["id"].startswith("tiny-")
     import hashlib
+
     assert cfg["model_sha256"] == hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
     assert cfg["num_kv_heads"] == 2 and cfg["quantization"] == "weight-only" and cfg["logits"] == "last"
-    assert {p.name for p in bundle.iterdir()} == {"model.onnx", "tokenizer.json", "tokenizer.model", "config.json",
-                                                   "weights.safetensors"}
+    assert {p.name for p in bundle.iterdir()} == {
+        "model.onnx",
+        "tokenizer.json",
+        "tokenizer.model",
+        "config.json",
+        "weights.safetensors",
+    }
     # same inputs, same id (content-derived)
-    r2 = run_cli("softedge.bundle", "--weights", str(tmp_path / "w.safetensors"), "--tokenizer", str(tiny_tokenizer),
-                 "--out", str(tmp_path / "out"), "--name", "tiny")
+    r2 = run_cli(
+        "softedge.bundle",
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+        "--tokenizer",
+        str(tiny_tokenizer),
+        "--out",
+        str(tmp_path / "out"),
+        "--name",
+        "tiny",
+    )
     assert r2.returncode == 0 and [p.name for p in (tmp_path / "out").iterdir()] == [bundle.name]
 
 
@@ -148,7 +176,11 @@ def test_bundle_cli_bad_input_one_line_error_and_nothing_left(tmp_path, tiny_tok
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    expected = {"vocab-mismatch": "vocabulary", "missing-tokenizer": "tokenizer model not found",
-                "corrupt-weights": "byte range", "unknown-arch": "unknown architecture"}[case]
+    expected = {
+        "vocab-mismatch": "vocabulary",
+        "missing-tokenizer": "tokenizer model not found",
+        "corrupt-weights": "byte range",
+        "unknown-arch": "unknown architecture",
+    }[case]
     assert expected in lines[0]
     assert not out.exists() or list(out.iterdir()) == []

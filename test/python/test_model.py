@@ -27,8 +27,10 @@ def test_left_padded_batch_answers_as_single_requests(tiny_model):
 
 def test_padding_behind_a_kv_prefix(tiny_model):
     cfg = tiny_model.cfg
-    past = [(torch.randn(1, cfg.n_kv_head, 3, cfg.head_dim), torch.randn(1, cfg.n_kv_head, 3, cfg.head_dim))
-            for _ in range(cfg.n_layer)]
+    past = [
+        (torch.randn(1, cfg.n_kv_head, 3, cfg.head_dim), torch.randn(1, cfg.n_kv_head, 3, cfg.head_dim))
+        for _ in range(cfg.n_layer)
+    ]
     b = torch.randint(4, 300, (1, 4))
     single, _ = tiny_model(b, attention_mask=torch.ones(1, 7, dtype=torch.long), past_key_values=past)
     padded_ids = torch.cat([torch.zeros(1, 2, dtype=torch.long), b], 1)
@@ -57,12 +59,15 @@ def test_inputs_embeds_matches_ids(tiny_model):
     assert torch.allclose(a, b)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (dict(arch="mamba"), "unknown architecture"),
-    (dict(d_model=30, n_head=4), "multiple of n_head"),
-    (dict(n_head=4, n_kv_head=3), "multiple of n_kv_head"),
-    (dict(arch="gpt2", n_head=4, n_kv_head=2), "grouped-query"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (dict(arch="mamba"), "unknown architecture"),
+        (dict(d_model=30, n_head=4), "multiple of n_head"),
+        (dict(n_head=4, n_kv_head=3), "multiple of n_kv_head"),
+        (dict(arch="gpt2", n_head=4, n_kv_head=2), "grouped-query"),
+    ],
+)
 def test_bad_configs_are_refused(bad, msg):
     with pytest.raises(ValueError, match=msg):
         ModelConfig(**{"d_model": 32, **bad})

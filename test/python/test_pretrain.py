@@ -22,9 +22,28 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
     lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
     (corpus / "train.txt").write_text("\n".join(lines) + "\n")
     (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
-    common = ["--run", str(tmp_path / "run"), "--corpus", str(corpus), "--tokenizer", str(tiny_tokenizer),
-              "--preset", "tiny", "--seq", "16", "--batch", "4", "--eval-every", "5", "--eval-windows", "4",
-              "--ckpt-every", "5", "--warmup", "2"]
+    common = [
+        "--run",
+        str(tmp_path / "run"),
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        str(tiny_tokenizer),
+        "--preset",
+        "tiny",
+        "--seq",
+        "16",
+        "--batch",
+        "4",
+        "--eval-every",
+        "5",
+        "--eval-windows",
+        "4",
+        "--ckpt-every",
+        "5",
+        "--warmup",
+        "2",
+    ]
     r = run([*common, "--steps", "10"], tmp_path / "cache")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -43,10 +62,23 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
 
 
 def test_pretrain_without_corpus_is_a_one_line_error(tmp_path, tiny_tokenizer):
-    r = run(["--run", str(tmp_path / "run"), "--corpus", str(tmp_path / "none"), "--tokenizer", str(tiny_tokenizer),
-             "--preset", "tiny"], tmp_path / "cache")
+    r = run(
+        [
+            "--run",
+            str(tmp_path / "run"),
+            "--corpus",
+            str(tmp_path / "none"),
+            "--tokenizer",
+            str(tiny_tokenizer),
+            "--preset",
+            "tiny",
+        ],
+        tmp_path / "cache",
+    )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: no corpus split at {tmp_path / 'none' / 'train.txt'}: run scripts/py corpus first"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: no corpus split at {tmp_path / 'none' / 'train.txt'}: run scripts/py corpus first"
+    ]
 
 
 def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
@@ -59,15 +91,41 @@ def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
     lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
     (corpus / "train.txt").write_text("\n".join(lines) + "\n")
     (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
-    common = ["--corpus", str(corpus), "--seq", "16", "--batch", "4", "--eval-every", "5", "--eval-windows", "4",
-              "--warmup", "2"]
-    r = run(["--run", str(tmp_path / "first"), "--tokenizer", str(tiny_tokenizer), "--preset", "tiny", "--steps", "10",
-             *common], tmp_path / "cache")
+    common = [
+        "--corpus",
+        str(corpus),
+        "--seq",
+        "16",
+        "--batch",
+        "4",
+        "--eval-every",
+        "5",
+        "--eval-windows",
+        "4",
+        "--warmup",
+        "2",
+    ]
+    r = run(
+        [
+            "--run",
+            str(tmp_path / "first"),
+            "--tokenizer",
+            str(tiny_tokenizer),
+            "--preset",
+            "tiny",
+            "--steps",
+            "10",
+            *common,
+        ],
+        tmp_path / "cache",
+    )
     assert r.returncode == 0, r.stderr
     bundle = build(tmp_path / "first", tiny_tokenizer, tmp_path / "bb", "tiny", "weight-only", True)
     first = json.loads((tmp_path / "first" / "metrics.json").read_text())
-    r = run(["--run", str(tmp_path / "more"), "--init-from", str(bundle), "--steps", "10", "--preset", "default", *common],
-            tmp_path / "cache")
+    r = run(
+        ["--run", str(tmp_path / "more"), "--init-from", str(bundle), "--steps", "10", "--preset", "default", *common],
+        tmp_path / "cache",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "more" / "metrics.json").read_text())
     assert m["config"] == first["config"]  # the bundle's config, not --preset default
@@ -88,11 +146,27 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
     (corpus / "train.txt").write_text("\n".join(lines) + "\n")
     (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
-    env = {**os.environ, "GPU_DIR": str(tmp_path / "g"), "CORPUS": str(corpus), "TOKENIZER": str(tiny_tokenizer),
-           "PYTHON": sys.executable, "DEVICE": "cpu", "STEPS": "6", "BATCH": "4", "SEQ": "16", "EVAL_EVERY": "3",
-           "OUT": str(tmp_path / "out"), "SOFTEDGE_CACHE": str(tmp_path / "cache")}
-    sh = lambda *a: subprocess.run(["bash", str(ROOT / "scripts" / "pretrain-gpu.sh"), *a], capture_output=True,  # noqa: E731
-                                   text=True, env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "GPU_DIR": str(tmp_path / "g"),
+        "CORPUS": str(corpus),
+        "TOKENIZER": str(tiny_tokenizer),
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "STEPS": "6",
+        "BATCH": "4",
+        "SEQ": "16",
+        "EVAL_EVERY": "3",
+        "OUT": str(tmp_path / "out"),
+        "SOFTEDGE_CACHE": str(tmp_path / "cache"),
+    }
+    sh = lambda *a: subprocess.run(
+        ["bash", str(ROOT / "scripts" / "pretrain-gpu.sh"), *a],
+        capture_output=True,  # noqa: E731
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     r = sh("prepare")
     assert r.returncode == 0, r.stderr
     assert {p.name for p in (tmp_path / "g" / "tokens").iterdir()} == {"train.u16", "heldout.u16", "tokenizer.sha256"}
@@ -103,7 +177,9 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     assert m["steps"] == 6 and m["device"] == "cpu fp32" and m["config"]["d_model"] == 64
     r = sh("unpack", str(tmp_path / "out"), str(tmp_path / "back"))
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (tmp_path / "g" / "run" / "weights.safetensors").read_bytes()
+    assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (
+        tmp_path / "g" / "run" / "weights.safetensors"
+    ).read_bytes()
     # token streams from another tokenizer are refused
     (tmp_path / "g" / "tokens" / "tokenizer.sha256").write_text("0" * 64 + "\n")
     r = sh("train", "1", "tiny")

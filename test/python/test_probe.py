@@ -17,11 +17,26 @@ def test_probe_suite(tiny_bundle, tiny_tokenizer, tmp_path):  # noqa: F811
     (corpus / "heldout.txt").write_text((tiny_tokenizer / "train.txt").read_text())
     task = tmp_path / "data" / "colors"
     task.mkdir(parents=True)
-    rows = [{"text": f"{w} number {i}", "label": lab} for i in range(30)
-            for w, lab in (("apple banana", "fruit"), ("red green blue", "color"))]
+    rows = [
+        {"text": f"{w} number {i}", "label": lab}
+        for i in range(30)
+        for w, lab in (("apple banana", "fruit"), ("red green blue", "color"))
+    ]
     (task / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:48]) + "\n")
     (task / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[48:]) + "\n")
-    args = [bundle, "--tasks", "colors", "--corpus", corpus, "--data", tmp_path / "data", "--seq", "16", "--windows", "8"]
+    args = [
+        bundle,
+        "--tasks",
+        "colors",
+        "--corpus",
+        corpus,
+        "--data",
+        tmp_path / "data",
+        "--seq",
+        "16",
+        "--windows",
+        "8",
+    ]
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     out = json.loads((bundle / "probe.json").read_text())

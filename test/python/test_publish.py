@@ -20,8 +20,24 @@ def cli(*args):
 
 def r2_get(state, key):
     env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CLOUDFLARE_CF_FETCH_ENABLED": "false"}
-    r = subprocess.run(["npx", "--no-install", "wrangler", "r2", "object", "get", f"softedge/{key}", "--pipe", "--local",
-                        "--persist-to", str(state)], capture_output=True, cwd=ROOT, env=env)
+    r = subprocess.run(
+        [
+            "npx",
+            "--no-install",
+            "wrangler",
+            "r2",
+            "object",
+            "get",
+            f"softedge/{key}",
+            "--pipe",
+            "--local",
+            "--persist-to",
+            str(state),
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+    )
     return r.stdout if r.returncode == 0 else None
 
 
@@ -29,7 +45,9 @@ def test_publish_rollback_and_refusals(tiny_bundle, tmp_path):  # noqa: F811
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     files = []
     for i in range(2):
-        kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"], generator=torch.Generator().manual_seed(i))
+        kv = torch.randn(
+            cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"], generator=torch.Generator().manual_seed(i)
+        )
         f = tmp_path / f"v{i}.safetensors"
         f.write_bytes(A.pack("prefix", "generate", cfg, kv, template="{input}"))
         files.append(f)
@@ -55,12 +73,20 @@ def test_publish_rollback_and_refusals(tiny_bundle, tmp_path):  # noqa: F811
     buf = files[0].read_bytes()
     bad.write_bytes(buf[:-5] + bytes([buf[-5] ^ 1]) + buf[-4:])
     one_line_error(cli(bad, "--alias", "acme/spam", *common), "checksum")
-    one_line_error(cli(files[0], "--alias", "Acme/../x", *common), "adapter must be 'tenant/name'")  # the worker's own rule
+    one_line_error(
+        cli(files[0], "--alias", "Acme/../x", *common), "adapter must be 'tenant/name'"
+    )  # the worker's own rule
     # the worker's checks, not a second set: a classifier without labels is refused here as the API refuses it
     kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 3, cfg["head_dim"])
     (tmp_path / "nolabels.safetensors").write_bytes(A.pack("prefix", "classify", cfg, kv, template="{text}"))
-    one_line_error(cli(tmp_path / "nolabels.safetensors", "--alias", "acme/x", *common), "without usable labels (adapter_invalid)")
+    one_line_error(
+        cli(tmp_path / "nolabels.safetensors", "--alias", "acme/x", *common), "without usable labels (adapter_invalid)"
+    )
     one_line_error(cli(files[0], "--alias", "acme/spam", "--remote"), "publish with --api")
     listing = json.loads(cli("--list", "acme/spam", *common).stdout)
-    assert listing["current"] == v1 and listing["history"] == [v2] and {v["version"] for v in listing["versions"]} == {v1, v2}
+    assert (
+        listing["current"] == v1
+        and listing["history"] == [v2]
+        and {v["version"] for v in listing["versions"]} == {v1, v2}
+    )
     assert json.loads(r2_get(state, "adapters/acme/spam/alias.json"))["version"] == v1

@@ -6,8 +6,18 @@ import pytest
 from softedge.common import CliError
 from softedge.tokenizer import SPECIALS, Tokenizer
 
-TRICKY = ["", " ", "  two leading", "tabs\tand\nnewlines", "emoji 😀👍🏽", "naïve café 日本語",
-          "x" * 500, "supercalifragilisticexpialidocious", "trailing  ", "12345.678"]
+TRICKY = [
+    "",
+    " ",
+    "  two leading",
+    "tabs\tand\nnewlines",
+    "emoji 😀👍🏽",
+    "naïve café 日本語",
+    "x" * 500,
+    "supercalifragilisticexpialidocious",
+    "trailing  ",
+    "12345.678",
+]
 
 
 def test_every_text_round_trips_and_nothing_is_unknown(tiny_tokenizer):

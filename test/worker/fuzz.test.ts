@@ -32,7 +32,6 @@ const strings = [
   "😀".repeat(3000),
   "x".repeat(9000),
   "a\r\nb\tc",
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4j-style probe, on purpose
   "<script>alert(1)</script>",
   "../../etc/passwd",
   "demo/spam-prefix@zzzz",
@@ -41,6 +40,7 @@ const strings = [
   "DEMO/SPAM",
   "acme/spam\u0000x",
   "%2e%2e%2f",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4j-style probe, on purpose
   "${jndi}",
 ];
 

@@ -49,7 +49,9 @@ class PrefixTuning(nn.Module):
                 nn.init.zeros_(self.mlp[2].weight)
                 nn.init.zeros_(self.mlp[2].bias)
         else:
-            self.embedding = nn.Parameter(base.clone() if cfg.init == "tokens" else torch.randn(P, out, generator=g) * 0.02)
+            self.embedding = nn.Parameter(
+                base.clone() if cfg.init == "tokens" else torch.randn(P, out, generator=g) * 0.02
+            )
             self.mlp = None
 
     @classmethod
@@ -78,4 +80,3 @@ def split_flat_prefix(flat: torch.Tensor, L: int, kvH: int, D: int, batch: int =
     P = flat.shape[0]
     x = flat.view(P, L, 2, kvH, D).permute(1, 2, 3, 0, 4)  # [L, 2, kvH, P, D]
     return [(x[i, 0][None].expand(batch, -1, -1, -1), x[i, 1][None].expand(batch, -1, -1, -1)) for i in range(L)]
-
