@@ -11,6 +11,7 @@ weights.safetensors, metrics.json and loss.png in the run folder when it stops (
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import math
 import time
@@ -169,7 +170,7 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-def main():
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help="run folder (checkpoints, metrics, weights)")
     ap.add_argument("--corpus", type=Path, default=CACHE / "corpus")
@@ -199,8 +200,189 @@ def main():
         help="continued pretraining: start from this backbone bundle's weights "
         "(its config and tokenizer; --preset/--config/--tokenizer ignored)",
     )
-    a = ap.parse_args()
+    return ap.parse_args()
 
+
+def build_model(a, tok: Tokenizer) -> tuple[Transformer, dict, str]:
+    """(model, prior training record, note): a bundle's weights (--init-from), or a new model from the preset and
+    --config, with GloVe-initialised embeddings when asked."""
+    if a.init_from:  # continued pretraining: the bundle's weights, its own tokenizer, its config
+        model, prior = load_init(a.init_from, tok)
+        torch.manual_seed(a.seed)
+        return model, prior, f"continued from {a.init_from.name} after {prior.get('tokens_seen', 0):,} tokens"
+    try:
+        cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise CliError(f"bad --config: {e}") from None
+    torch.manual_seed(a.seed)
+    model, note = Transformer(cfg), ""
+    if a.embed_init == "glove":
+        emb, n = glove_embeddings(tok, cfg.d_model, a.seed)
+        model.embed.weight.data.copy_(emb)
+        note = f"glove init for {n}/{tok.vocab_size} pieces"
+    return model, {}, note
+
+
+def make_optimizer(model: Transformer, a) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+        lr=a.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+@dataclass
+class RunState:
+    """What a checkpoint holds besides the weights and the optimizer: where the run is, and what it has seen.
+    tokens counts from the start of the backbone's training; wall time and steps are this run's."""
+
+    step: int
+    tokens: int
+    wall: float
+    history: list
+    note: str
+    prior: dict
+    rng: np.random.Generator
+
+    def save(self, path: Path, model, opt) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(
+                {
+                    "config": model.cfg.to_dict(),
+                    "model": model.state_dict(),
+                    "optim": opt.state_dict(),
+                    "step": self.step,
+                    "tokens": self.tokens,
+                    "wall": self.wall,
+                    "history": self.history,
+                    "rng": self.rng.bit_generator.state,
+                    "note": self.note,
+                    "prior": self.prior,
+                },
+                tmp,
+            )
+
+    @classmethod
+    def start_or_resume(cls, a, ckpt_path: Path, model, opt, prior: dict, note: str, device) -> "RunState":
+        st = cls(0, int(prior.get("tokens_seen", 0)), 0.0, [], note, prior, np.random.default_rng(a.seed))
+        if not a.resume:
+            if ckpt_path.exists():
+                raise CliError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
+            return st
+        if not ckpt_path.is_file():
+            raise CliError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = torch.load(ckpt_path, map_location=device)
+        if ck["config"] != model.cfg.to_dict():
+            raise CliError(f"--resume: {ckpt_path} was trained with another model config")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        st.step, st.tokens, st.wall, st.history = ck["step"], ck["tokens"], ck["wall"], ck["history"]
+        st.note, st.prior = ck.get("note", note), ck.get("prior", prior)
+        st.rng.bit_generator.state = ck["rng"]
+        print(f"resumed at step {st.step} ({st.tokens / 1e6:.2f}M tokens)")
+        return st
+
+
+def train_loop(a, model, opt, st: RunState, train, held, device, amp, save) -> float:
+    """Steps until --steps or --minutes, with held-out evaluations and checkpoints; returns the final held-out loss."""
+    cfg = model.cfg
+    model.train()
+    t0, wall0 = time.time(), st.wall
+    elapsed = lambda: wall0 + time.time() - t0  # noqa: E731
+    bar = Progress(a.steps, initial=st.step)
+    tps_tokens, tps_t, tps = 0, time.time(), 0.0
+    while st.step < a.steps:
+        if a.minutes and elapsed() >= a.minutes * 60:
+            break
+        starts = st.rng.integers(0, len(train) - a.seq - 1, size=a.batch)
+        x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(st.step, a.steps, a.lr, a.warmup, elapsed() / (a.minutes * 60) if a.minutes else 0.0)
+        with amp():
+            logits, _ = model(x[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        st.step += 1
+        st.tokens += x[:, 1:].numel()
+        tps_tokens += x[:, 1:].numel()
+        if st.step % 10 == 0:
+            now = time.time()
+            tps = tps_tokens / max(1e-9, now - tps_t)
+            tps_tokens, tps_t = 0, now
+            st.history.append(
+                {"step": st.step, "tokens": st.tokens, "train_loss": round(loss.item(), 4), "tok_s": round(tps)}
+            )
+        bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
+        if st.step % a.eval_every == 0:
+            hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
+            st.history.append(
+                {
+                    "step": st.step,
+                    "tokens": st.tokens,
+                    "heldout_loss": round(hl, 4),
+                    "heldout_ppl": round(math.exp(hl), 2),
+                }
+            )
+            bar.write(f"step {st.step}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f}")
+        if st.step % a.ckpt_every == 0:
+            st.wall = elapsed()
+            save()
+    bar.close()
+    st.wall = elapsed()
+    hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
+    st.history.append(
+        {"step": st.step, "tokens": st.tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
+    )
+    save()
+    return hl
+
+
+def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: Tokenizer) -> None:
+    """weights.safetensors (with the training record), metrics.json and the loss curve."""
+    cfg = model.cfg
+    tps_all = [h["tok_s"] for h in st.history if "tok_s" in h]
+    metrics = {
+        "config": cfg.to_dict(),
+        "params": model.num_params(),
+        "steps": st.step,
+        "tokens_seen": st.tokens,
+        "wall_s": round(st.wall, 1),
+        "device": str(device) + (" bf16" if bf16 else " fp32"),
+        "threads": torch.get_num_threads(),
+        "median_tok_s": float(np.median(tps_all)) if tps_all else None,
+        "heldout_loss": round(hl, 4),
+        "heldout_ppl": round(math.exp(hl), 3),
+        "seq": a.seq,
+        "batch": a.batch,
+        "lr": a.lr,
+        "embed_init": a.embed_init,
+        "note": st.note,
+        "corpus_manifest_sha256": (
+            sha256_file(a.corpus / "manifest.json") if (a.corpus / "manifest.json").is_file() else None
+        ),
+        "tokenizer_sha256": sha256_file(tok.path),
+        "continued_from": (
+            {k: st.prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")} if st.prior else None
+        ),
+        "history": st.history,
+    }
+    save_weights(
+        model.cpu().float(),
+        a.run / "weights.safetensors",
+        {"training": {k: v for k, v in metrics.items() if k != "history"}},
+    )
+    write_json(a.run / "metrics.json", metrics)
+    plot_curve(st.history, a.run / "loss.png", f"{cfg.arch} {cfg.n_layer}L d{cfg.d_model}, {a.embed_init} embeddings")
+
+
+def main():
+    a = parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     device = pick_device(a.device)
@@ -211,168 +393,35 @@ def main():
         export_token_streams(a.corpus, tok, a.export_tokens)
         print(f"token streams of {a.corpus} -> {a.export_tokens}")
         return
-    prior: dict = {}
-    if a.init_from:  # continued pretraining: the bundle's weights, its own tokenizer, its config
-        model, prior = load_init(a.init_from, tok)
-        cfg = model.cfg
-    else:
-        try:
-            cfg = ModelConfig.from_dict({**PRESETS[a.preset], **json.loads(a.config), "vocab_size": tok.vocab_size})
-        except (json.JSONDecodeError, ValueError, TypeError) as e:
-            raise CliError(f"bad --config: {e}") from None
+    model, prior, note = build_model(a, tok)
     train, held = (
         load_token_streams(a.tokens, tok)
         if a.tokens
         else (tokenize_corpus(a.corpus, tok, "train"), tokenize_corpus(a.corpus, tok, "heldout"))
     )
-    torch.manual_seed(a.seed)
-    if not a.init_from:
-        model = Transformer(cfg)
-    note = f"continued from {a.init_from.name} after {prior.get('tokens_seen', 0):,} tokens" if a.init_from else ""
-    if a.embed_init == "glove" and not a.init_from:
-        emb, n = glove_embeddings(tok, cfg.d_model, a.seed)
-        model.embed.weight.data.copy_(emb)
-        note = f"glove init for {n}/{tok.vocab_size} pieces"
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0}],
-        lr=a.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = make_optimizer(model, a)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     amp = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
         if bf16
         else (lambda: torch.autocast("cpu", enabled=False))
     )
-
-    run = a.run
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run / "ckpt.pt"
-    # tokens_seen counts from the start of the backbone's training; wall time and steps are this run's
-    step, tokens, wall, history = 0, int(prior.get("tokens_seen", 0)), 0.0, []
-    rng = np.random.default_rng(a.seed)
-    if a.resume:
-        if not ckpt_path.is_file():
-            raise CliError(f"--resume: no checkpoint at {ckpt_path}")
-        ck = torch.load(ckpt_path, map_location=device)
-        if ck["config"] != cfg.to_dict():
-            raise CliError(f"--resume: {ckpt_path} was trained with another model config")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        step, tokens, wall, history, note = ck["step"], ck["tokens"], ck["wall"], ck["history"], ck.get("note", note)
-        prior = ck.get("prior", prior)
-        rng.bit_generator.state = ck["rng"]
-        print(f"resumed at step {step} ({tokens / 1e6:.2f}M tokens)")
-    elif ckpt_path.exists():
-        raise CliError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
-
-    def save_ckpt():
-        with atomic_path(ckpt_path) as tmp:
-            torch.save(
-                {
-                    "config": cfg.to_dict(),
-                    "model": model.state_dict(),
-                    "optim": opt.state_dict(),
-                    "step": step,
-                    "tokens": tokens,
-                    "wall": wall,
-                    "history": history,
-                    "rng": rng.bit_generator.state,
-                    "note": note,
-                    "prior": prior,
-                },
-                tmp,
-            )
-
+    a.run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = a.run / "ckpt.pt"
+    st = RunState.start_or_resume(a, ckpt_path, model, opt, prior, note, device)
+    cfg = model.cfg
     print(
         f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
         f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
-        f"{'; ' + note if note else ''}",
+        f"{'; ' + st.note if st.note else ''}",
         flush=True,
     )
-    model.train()
-    t0 = time.time()
-    wall0 = wall
-    bar = Progress(a.steps, initial=step)
-    tps_tokens, tps_t, tps = 0, time.time(), 0.0
-    while step < a.steps:
-        if a.minutes and wall0 + time.time() - t0 >= a.minutes * 60:
-            break
-        starts = rng.integers(0, len(train) - a.seq - 1, size=a.batch)
-        x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(
-                step, a.steps, a.lr, a.warmup, (wall0 + time.time() - t0) / (a.minutes * 60) if a.minutes else 0.0
-            )
-        with amp():
-            logits, _ = model(x[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        tokens += x[:, 1:].numel()
-        tps_tokens += x[:, 1:].numel()
-        if step % 10 == 0:
-            now = time.time()
-            tps = tps_tokens / max(1e-9, now - tps_t)
-            tps_tokens, tps_t = 0, now
-            history.append({"step": step, "tokens": tokens, "train_loss": round(loss.item(), 4), "tok_s": round(tps)})
-        bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
-        if step % a.eval_every == 0:
-            hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-            history.append(
-                {"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
-            )
-            bar.write(f"step {step}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f}")
-        if step % a.ckpt_every == 0:
-            wall = wall0 + time.time() - t0
-            save_ckpt()
-    bar.close()
-    wall = wall0 + time.time() - t0
-    hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-    history.append(
-        {"step": step, "tokens": tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
+    hl = train_loop(a, model, opt, st, train, held, device, amp, lambda: st.save(ckpt_path, model, opt))
+    write_outputs(a, model, st, hl, device, bf16, tok)
+    print(
+        f"done: {st.step} steps, {st.tokens / 1e6:.2f}M tokens in {st.wall / 60:.1f} min; held-out ppl {math.exp(hl):.2f}"
     )
-    save_ckpt()
-    tps_all = [h["tok_s"] for h in history if "tok_s" in h]
-    metrics = {
-        "config": cfg.to_dict(),
-        "params": model.num_params(),
-        "steps": step,
-        "tokens_seen": tokens,
-        "wall_s": round(wall, 1),
-        "device": str(device) + (" bf16" if bf16 else " fp32"),
-        "threads": torch.get_num_threads(),
-        "median_tok_s": float(np.median(tps_all)) if tps_all else None,
-        "heldout_loss": round(hl, 4),
-        "heldout_ppl": round(math.exp(hl), 3),
-        "seq": a.seq,
-        "batch": a.batch,
-        "lr": a.lr,
-        "embed_init": a.embed_init,
-        "note": note,
-        "corpus_manifest_sha256": sha256_file(a.corpus / "manifest.json")
-        if (a.corpus / "manifest.json").is_file()
-        else None,
-        "tokenizer_sha256": sha256_file(tok.path),
-        "continued_from": {k: prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")}
-        if prior
-        else None,
-        "history": history,
-    }
-    save_weights(
-        model.cpu().float(),
-        run / "weights.safetensors",
-        {"training": {k: v for k, v in metrics.items() if k != "history"}},
-    )
-    write_json(run / "metrics.json", metrics)
-    plot_curve(history, run / "loss.png", f"{cfg.arch} {cfg.n_layer}L d{cfg.d_model}, {a.embed_init} embeddings")
-    print(f"done: {step} steps, {tokens / 1e6:.2f}M tokens in {wall / 60:.1f} min; held-out ppl {math.exp(hl):.2f}")
 
 
 if __name__ == "__main__":
