@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Chooses the int8 scheme by measurement: builds the same backbone as fp32 and each int8 scheme
-// (scripts/softedge/quantize.py), then times them in onnxruntime-web (wasm, 1 thread: what the worker runs) and
+// (scripts/softedge/export/quantize.py), then times them in onnxruntime-web (wasm, 1 thread: what the worker runs) and
 // onnxruntime-node, scores each on held-out windows against PyTorch fp32, and reads the wasm memory each one
 // takes to load and at its peak under the worker's largest pass (each in a fresh process: wasm memory never shrinks).
 //   npm run bench:quant -- [weights (run dir or .safetensors)] [--tokenizer DIR] [--runs 30]

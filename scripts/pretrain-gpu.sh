@@ -21,7 +21,7 @@ case "${1:-}" in
   prepare)
     [ -f "$CORPUS/train.txt" ] || scripts/py corpus
     rm -rf "$G.tmp" && mkdir -p "$G.tmp/tokenizer"
-    "$PY" -m softedge.pretrain --export-tokens "$G.tmp/tokens" --corpus "$CORPUS" --tokenizer "$TOKENIZER"
+    "$PY" -m softedge pretrain --export-tokens "$G.tmp/tokens" --corpus "$CORPUS" --tokenizer "$TOKENIZER"
     cp "$TOKENIZER/tokenizer.model" "$G.tmp/tokenizer/"
     if [ -f "$CORPUS/manifest.json" ]; then cp "$CORPUS/manifest.json" "$G.tmp/"; fi
     rm -rf "$G" && mv "$G.tmp" "$G"
@@ -31,7 +31,7 @@ case "${1:-}" in
     minutes="${2:-8}" preset="${3:-gpu}"
     [ -d "$G/tokens" ] || { echo "error: no $G/tokens (run 'bash scripts/pretrain-gpu.sh prepare' first, and carry $G)" >&2; exit 2; }
     device="${DEVICE:-cuda}"
-    PYTHONUNBUFFERED=1 "$PY" -m softedge.pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
+    PYTHONUNBUFFERED=1 "$PY" -m softedge pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
       --preset "$preset" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
       --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-500}" --ckpt-every 1000000
     if [ -n "${OUT:-}" ]; then

@@ -1,4 +1,4 @@
-// How close the edge must come to PyTorch doing the int8 graph's own math (scripts/softedge/quantize.py simulate),
+// How close the edge must come to PyTorch doing the int8 graph's own math (scripts/softedge/export/quantize.py simulate),
 // by quantisation scheme. Weight-only graphs compute the same dequantised weights in float: the differences are
 // accumulation order, 1e-4 on probabilities (1e-3 on the logits of 64x128-token decodes). Graphs that also quantise
 // activations per row (dynamic-row*) round every activation to an int8 step; where a value sits within float error

@@ -1,4 +1,4 @@
-// The adapter artifact on the edge (scripts/softedge/adapter.py writes it): validation, checksum, KV prefix.
+// The adapter artifact on the edge (scripts/softedge/artifacts/adapter.py writes it): validation, checksum, KV prefix.
 import { parseSafetensors, SafetensorsError, toFloat32, toInt32, type RawTensor } from "./safetensors";
 import type { BackboneConfig } from "./backbone-config";
 import { sha256Hex } from "./hash";
@@ -9,7 +9,7 @@ export interface Label {
   token_ids: number[][];
 }
 /**
- * A classification head over the final hidden states (readout "head"; scripts/softedge/readout.py):
+ * A classification head over the final hidden states (readout "head"; scripts/softedge/tuning/readout.py):
  * score[l] = weight[l] . pool(h) + bias[l] + sum of bagWeight[l, k] over the bag tokens k present in the prompt.
  */
 export interface Head {

@@ -1,4 +1,4 @@
-// config.json of a backbone bundle (scripts/softedge/bundle.py writes it): the parts the edge needs.
+// config.json of a backbone bundle (scripts/softedge/export/bundle.py writes it): the parts the edge needs.
 export interface BackboneConfig {
   id: string;
   num_layers: number;

@@ -1,9 +1,9 @@
 // Classification for a batch of items that may use different adapters and different readouts.
 // Verbalizer: a label's score is the log-probability of its word's tokens after the prompt (multi-token words: the
 // first token from the prompt's last position, the rest by continuing from the prompt's KV cache); a label with
-// several words scores the log of the mean of their probabilities (scripts/softedge/tasks.py label_logprobs).
+// several words scores the log of the mean of their probabilities (scripts/softedge/tuning/tasks.py label_logprobs).
 // Head: a linear head over the final hidden states pooled over the prompt's tokens, plus the bag-of-tokens term
-// (scripts/softedge/readout.py Head). Either way the probabilities are the softmax over labels, so Python's golden
+// (scripts/softedge/tuning/readout.py Head). Either way the probabilities are the softmax over labels, so Python's golden
 // outputs apply.
 import type * as ORT from "onnxruntime-web";
 import type { Adapter, Head } from "./adapter";

@@ -1,4 +1,4 @@
-// Fill an adapter's template and tokenize, as scripts/softedge/tasks.py encode_prompts does: an over-long field
+// Fill an adapter's template and tokenize, as scripts/softedge/tuning/tasks.py encode_prompts does: an over-long field
 // is cut from its end so the template's tail (the cue right before the answer) always survives.
 import type { Tokenizer } from "@huggingface/tokenizers";
 

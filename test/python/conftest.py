@@ -9,7 +9,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from softedge.model import ModelConfig, Transformer  # noqa: E402
+from softedge.backbone.model import ModelConfig, Transformer  # noqa: E402
 
 TINY = {
     "llama": dict(
@@ -39,7 +39,7 @@ TEXT = (
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
     """A 400-piece SentencePiece tokenizer trained on a few lines, as the tokenizer CLI would train it."""
-    from softedge.tokenizer import Tokenizer, train_sentencepiece, write_tokenizer_json
+    from softedge.data.tokenizer import Tokenizer, train_sentencepiece, write_tokenizer_json
 
     d = tmp_path_factory.mktemp("tok")
     corpus = d / "train.txt"
@@ -54,5 +54,5 @@ def run_module(module: str, *args, env: dict | None = None):
     """`scripts/py <module> args` as a subprocess with Debian's interpreter setup: (returncode, stdout, stderr)."""
     e = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", f"softedge.{module}", *map(str, args)], capture_output=True, text=True, env=e, cwd=ROOT
+        [sys.executable, "-m", "softedge", module, *map(str, args)], capture_output=True, text=True, env=e, cwd=ROOT
     )

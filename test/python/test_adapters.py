@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import run_module
-from softedge import adapter as A
-from softedge import safetensors_io
-from softedge.bundle import build
-from softedge.checkpoint import save_weights
-from softedge.model import ModelConfig, Transformer
-from softedge.tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
-from softedge.tuners.prefix import split_flat_prefix
+from softedge.artifacts import adapter as A
+from softedge.artifacts import safetensors_io
+from softedge.export.bundle import build
+from softedge.backbone.checkpoint import save_weights
+from softedge.backbone.model import ModelConfig, Transformer
+from softedge.tuning.tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
+from softedge.tuning.tuners.prefix import split_flat_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_prefix_init_from_real_tokens_starts_as_those_tokens_in_front(tiny_model
 
 
 def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp_path):
-    from softedge.checkpoint import load_weights
+    from softedge.backbone.checkpoint import load_weights
 
     before = load_weights(tiny_bundle / "weights.safetensors")[0].state_dict()
     r = cli(
@@ -187,9 +187,9 @@ def test_prompt_tuning_cli(tiny_bundle, data, tmp_path, init):
 
 def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bundle, data, tmp_path):
     """Only --train (and a tiny budget): prefix + head; the packed head gives the trained head's probabilities."""
-    from softedge.readout import Head, label_scores
-    from softedge.tasks import encode_prompts
-    from softedge.tokenizer import Tokenizer
+    from softedge.tuning.readout import Head, label_scores
+    from softedge.tuning.tasks import encode_prompts
+    from softedge.data.tokenizer import Tokenizer
 
     r = cli(
         "tune",
@@ -234,7 +234,7 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert "naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
     assert ("warning: naive Bayes beats this adapter" in r.stderr) == (m["eval"]["accuracy"] < 1.0)
     # the folded head (what the edge applies) scores like the unfolded one
-    from softedge.checkpoint import load_weights
+    from softedge.backbone.checkpoint import load_weights
 
     model, _ = load_weights(tiny_bundle / "weights.safetensors")
     head = Head.from_artifact(tensors, meta["readout"], ["color", "fruit"])
@@ -248,7 +248,7 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
 
 
 def test_head_folding_keeps_the_scores():
-    from softedge.readout import Head
+    from softedge.tuning.readout import Head
 
     torch.manual_seed(0)
     h = Head(["a", "b", "c"], 8, "mean", [5, 9, 11])
@@ -267,7 +267,7 @@ def test_head_folding_keeps_the_scores():
 
 
 def test_head_tensors_that_do_not_fit_are_refused(tiny_bundle):
-    from softedge.readout import Head
+    from softedge.tuning.readout import Head
 
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv = torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], 2, cfg["head_dim"])
@@ -475,7 +475,7 @@ def write_peft(folder, peft_type, tensor, **cfg):
 
 @pytest.mark.parametrize("peft_type", ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
 def test_peft_import(tiny_bundle, tmp_path, peft_type):
-    from softedge.checkpoint import load_weights
+    from softedge.backbone.checkpoint import load_weights
 
     model = load_weights(tiny_bundle / "weights.safetensors")[0]
     c = model.cfg
@@ -618,7 +618,7 @@ def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
 
 def test_peft_export_round_trip(tiny_bundle, data, tmp_path):
     """export-peft then import-peft gives the same adapter: the same KV prefix, head and labels, the same logits."""
-    from softedge.checkpoint import load_weights
+    from softedge.backbone.checkpoint import load_weights
 
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     model, _ = load_weights(tiny_bundle / "weights.safetensors")
@@ -687,7 +687,7 @@ def test_peft_export_round_trip(tiny_bundle, data, tmp_path):
 
 
 def test_backbone_exports_as_a_hugging_face_llama_checkpoint(tiny_bundle, tmp_path):
-    from softedge.checkpoint import load_hf, load_weights
+    from softedge.backbone.checkpoint import load_hf, load_weights
 
     r = cli("peft_export", "backbone", tiny_bundle, "--out", tmp_path / "hf")
     assert r.returncode == 0, r.stderr
@@ -709,8 +709,8 @@ def test_backbone_exports_as_a_hugging_face_llama_checkpoint(tiny_bundle, tmp_pa
 def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle, tmp_path):
     """modules_to_save: transformers' sequence-classification `score` layer reads the last token's final hidden
     state; imported, it is a head with last pooling whose scores are W . h_last."""
-    from softedge.checkpoint import load_weights
-    from softedge.readout import Head, label_scores
+    from softedge.backbone.checkpoint import load_weights
+    from softedge.tuning.readout import Head, label_scores
 
     L, kvH, D = 2, 2, 8
     folder = tmp_path / "peft"

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from softedge import safetensors_io
-from softedge.checkpoint import CheckpointError, load_any, load_hf, load_weights, save_weights
+from softedge.artifacts import safetensors_io
+from softedge.backbone.checkpoint import CheckpointError, load_any, load_hf, load_weights, save_weights
 
 V, D, H, L, P = 97, 32, 4, 2, 64
 

@@ -1,4 +1,4 @@
-from softedge.corpus import _dictd_num, chunked, clean, dedupe_key, is_heldout
+from softedge.data.corpus import _dictd_num, chunked, clean, dedupe_key, is_heldout
 
 
 def test_clean_normalises_and_flattens():
@@ -30,7 +30,7 @@ def test_dictd_offsets_decode():
 
 
 def test_email_text_takes_subject_and_plain_or_html_body():
-    from softedge.datasets import email_text
+    from softedge.data.datasets import email_text
 
     plain = "From: a@b\nSubject: Cheap meds\nContent-Type: text/plain\n\nBuy   now!\nLimited offer.\n"
     assert email_text(plain, 100) == "Cheap meds . Buy now! Limited offer."

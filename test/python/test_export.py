@@ -10,9 +10,10 @@ import onnx
 import pytest
 import torch
 
-from softedge import export_onnx, quantize
-from softedge.checkpoint import save_weights
-from softedge.model import ModelConfig, Transformer
+from softedge.export import export_onnx
+from softedge.export import quantize
+from softedge.backbone.checkpoint import save_weights
+from softedge.backbone.model import ModelConfig, Transformer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +116,7 @@ def test_bundle_cli_writes_a_content_addressed_bundle(tmp_path, tiny_tokenizer):
     m = Transformer(ModelConfig(arch="llama", vocab_size=400, n_layer=1, n_head=4, n_kv_head=2, d_model=32, d_ff=64))
     save_weights(m, tmp_path / "w.safetensors")
     r = run_cli(
-        "softedge.bundle",
+        "softedge.export.bundle",
         "--weights",
         str(tmp_path / "w.safetensors"),
         "--tokenizer",
@@ -142,7 +143,7 @@ def test_bundle_cli_writes_a_content_addressed_bundle(tmp_path, tiny_tokenizer):
     }
     # same inputs, same id (content-derived)
     r2 = run_cli(
-        "softedge.bundle",
+        "softedge.export.bundle",
         "--weights",
         str(tmp_path / "w.safetensors"),
         "--tokenizer",
@@ -172,7 +173,7 @@ def test_bundle_cli_bad_input_one_line_error_and_nothing_left(tmp_path, tiny_tok
         w.mkdir()
         (w / "config.json").write_text(json.dumps({"model_type": "bert"}))
     out = tmp_path / "out"
-    r = run_cli("softedge.bundle", "--weights", str(w), "--tokenizer", str(tok), "--out", str(out))
+    r = run_cli("softedge.export.bundle", "--weights", str(w), "--tokenizer", str(tok), "--out", str(out))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr

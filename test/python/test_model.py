@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from softedge.model import ModelConfig, Transformer, positions_from_mask
+from softedge.backbone.model import ModelConfig, Transformer, positions_from_mask
 
 
 def test_kv_prefix_equals_running_the_prefix_tokens(tiny_model):

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(args, cache):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "SOFTEDGE_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "softedge.pretrain", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "softedge.backbone.pretrain", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
@@ -84,7 +86,7 @@ def test_pretrain_without_corpus_is_a_one_line_error(tmp_path, tiny_tokenizer):
 def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
     """--init-from: the bundle's weights, config and tokenizer; tokens counted on from its training record; its
     held-out loss falls further; a bundle whose weights are not there is a one-line error."""
-    from softedge.bundle import build
+    from softedge.export.bundle import build
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from softedge import adapter as A
+from softedge.artifacts import adapter as A
 from conftest import run_module
 from test_adapters import tiny_bundle, one_line_error  # noqa: F401  (session fixture)
 

@@ -3,7 +3,7 @@ import struct
 import pytest
 import torch
 
-from softedge.safetensors_io import SafetensorsError, parse, serialize
+from softedge.artifacts.safetensors_io import SafetensorsError, parse, serialize
 
 
 def test_round_trip_keeps_dtypes_shapes_and_metadata():

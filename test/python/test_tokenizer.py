@@ -4,7 +4,7 @@ import json
 import pytest
 
 from softedge.common import CliError
-from softedge.tokenizer import SPECIALS, Tokenizer
+from softedge.data.tokenizer import SPECIALS, Tokenizer
 
 TRICKY = [
     "",

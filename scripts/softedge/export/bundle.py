@@ -16,10 +16,11 @@ import json
 import shutil
 from pathlib import Path
 
-from . import export_onnx, quantize
-from .checkpoint import CheckpointError, load_any, save_weights
-from .common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
-from .tokenizer import Tokenizer, write_tokenizer_json
+from softedge.export import export_onnx
+from softedge.export import quantize
+from softedge.backbone.checkpoint import CheckpointError, load_any, save_weights
+from softedge.common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
+from softedge.data.tokenizer import Tokenizer, write_tokenizer_json
 
 FORMAT_VERSION = 1
 

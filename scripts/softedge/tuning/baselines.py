@@ -5,7 +5,7 @@ import math
 import re
 from collections import Counter
 
-from .tasks import classification_metrics
+from softedge.tuning.tasks import classification_metrics
 
 
 def naive_bayes(train: list[dict], evalrows: list[dict], labels: list[str]) -> dict:

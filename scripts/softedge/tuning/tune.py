@@ -28,12 +28,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import adapter as adapter_fmt
-from .baselines import naive_bayes
-from .checkpoint import load_bundle_weights
-from .common import ROOT, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
-from .readout import POOLINGS, Head, choose_bag_ids, label_scores, probe_trials, prompt_features
-from .tasks import (
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.tuning.baselines import naive_bayes
+from softedge.backbone.checkpoint import load_bundle_weights
+from softedge.common import (
+    ROOT,
+    CliError,
+    Progress,
+    atomic_path,
+    new_figure,
+    run_cli,
+    save_figure,
+    sha256_file,
+    write_json,
+)
+from softedge.tuning.readout import POOLINGS, Head, choose_bag_ids, label_scores, probe_trials, prompt_features
+from softedge.tuning.tasks import (
     TEMPLATES,
     Verbalizer,
     classification_metrics,
@@ -43,8 +53,8 @@ from .tasks import (
     load_jsonl,
     rouge_l,
 )
-from .tokenizer import Tokenizer
-from .tuners import TUNERS
+from softedge.data.tokenizer import Tokenizer
+from softedge.tuning.tuners import TUNERS
 
 DEFAULT_LR = {"prompt": 3e-2, "prefix": 3e-3, "full": 3e-4}
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from . import adapter as adapter_fmt
-from . import safetensors_io
-from .common import CliError, atomic_path, run_cli
-from .tasks import TEMPLATES, Verbalizer
-from .tuners.prefix import split_flat_prefix
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.artifacts import safetensors_io
+from softedge.common import CliError, atomic_path, run_cli
+from softedge.tuning.tasks import TEMPLATES, Verbalizer
+from softedge.tuning.tuners.prefix import split_flat_prefix
 
 KINDS = {"PROMPT_TUNING": "prompt", "P_TUNING": "prompt", "PREFIX_TUNING": "prefix"}
 
@@ -60,7 +60,7 @@ def classifier_head(tensors: dict[str, torch.Tensor], labels: list[str] | None, 
     """A classifier PEFT saved with modules_to_save (transformers' *ForSequenceClassification `score`, or a
     `classifier`): a linear layer over the final hidden state of the last token, i.e. a head with last pooling.
     None when there is none; a one-line error when it does not fit."""
-    from .readout import Head
+    from softedge.tuning.readout import Head
 
     names = [k for k in tensors if k.split(".")[-2:] in (["score", "weight"], ["classifier", "weight"])]
     if not names:
@@ -86,7 +86,7 @@ def classifier_head(tensors: dict[str, torch.Tensor], labels: list[str] | None, 
 
 def read_head(folder: Path, se: dict):
     """The classification head scripts/py peft_export writes beside a PEFT folder (softedge_head.safetensors), or None."""
-    from .readout import Head
+    from softedge.tuning.readout import Head
 
     path = folder / "softedge_head.safetensors"
     if not path.is_file():
@@ -126,7 +126,7 @@ def to_kv(cfg: dict, emb: torch.Tensor, model) -> tuple[str, torch.Tensor, torch
 
 
 def main():
-    from .tune import default_backbone, load_backbone
+    from softedge.tuning.tune import default_backbone, load_backbone
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("peft_dir", type=Path)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from .common import CACHE, CliError, run_cli, write_json
-from .pretrain import heldout_loss, tokenize_corpus
-from .readout import Head, probe_trials, prompt_features
-from .tasks import TEMPLATES, load_jsonl
-from .tune import load_backbone
+from softedge.common import CACHE, CliError, run_cli, write_json
+from softedge.backbone.pretrain import heldout_loss, tokenize_corpus
+from softedge.tuning.readout import Head, probe_trials, prompt_features
+from softedge.tuning.tasks import TEMPLATES, load_jsonl
+from softedge.tuning.tune import load_backbone
 
 DEFAULT_TASKS = ("spam", "wordnet-topic")
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 3e-2)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import atomic_path
+from softedge.common import atomic_path
 
 _DTYPES = {
     "F32": (torch.float32, 4),

@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from . import adapter as adapter_fmt
-from .common import ROOT, CliError, atomic_path, run_cli
-from .readout import Head
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.common import ROOT, CliError, atomic_path, run_cli
+from softedge.tuning.readout import Head
 
 
 def backbone_config(path: Path | None, named: str) -> dict | None:

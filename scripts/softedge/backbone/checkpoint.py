@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from . import safetensors_io
-from .model import ModelConfig, Transformer
+from softedge.artifacts import safetensors_io
+from softedge.backbone.model import ModelConfig, Transformer
 
 FORMAT = "softedge-backbone"
 
@@ -236,7 +236,7 @@ def load_any(path: Path | str) -> tuple[Transformer, dict]:
 def load_bundle_weights(bundle: Path | str, what: str = "") -> tuple[Transformer, dict, dict]:
     """A backbone bundle's fp32 training weights: (model, the weights' metadata, config.json). Anything missing or
     damaged is a CliError naming the bundle (`what` prefixes it, e.g. the option that named it)."""
-    from .common import CliError
+    from softedge.common import CliError
 
     bundle = Path(bundle)
     cfg_path, weights = bundle / "config.json", bundle / "weights.safetensors"

@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .common import ROOT, CliError, atomic_path, run_cli, write_json
+from softedge.common import ROOT, CliError, atomic_path, run_cli, write_json
 
 DEFAULTS = [  # alias name, run folder, the data set, its baselines
     ("spam-prefix", "spam-prefix", "spam", "spam-full", "spam-nb"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from .model import Transformer
+from softedge.backbone.model import Transformer
 
 OPSET = 17
 
@@ -109,7 +109,7 @@ def dedupe_transposed_initializers(proto: onnx.ModelProto) -> int:
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:
-    from .common import atomic_path
+    from softedge.common import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_bytes(proto.SerializeToString())

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from . import safetensors_io
+from softedge.artifacts import safetensors_io
 
 FORMAT, FORMAT_VERSION = "softedge-adapter", "1"
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "int8": torch.int8}

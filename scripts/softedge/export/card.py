@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import CliError, atomic_path, run_cli
+from softedge.common import CliError, atomic_path, run_cli
 
 
 def _load(p: Path):

@@ -15,7 +15,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from .common import CACHE, CliError, atomic_dir, atomic_path, run_cli
+from softedge.common import CACHE, CliError, atomic_dir, atomic_path, run_cli
 
 SPECIALS = {"pad": (0, "<pad>"), "unk": (1, "<unk>"), "bos": (2, "<s>"), "eos": (3, "</s>")}
 

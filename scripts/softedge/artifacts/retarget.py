@@ -19,9 +19,9 @@ import argparse
 import json
 from pathlib import Path
 
-from . import adapter as adapter_fmt
-from . import safetensors_io
-from .common import CACHE, CliError, atomic_path, run_cli, sha256_file, write_json
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.artifacts import safetensors_io
+from softedge.common import CACHE, CliError, atomic_path, run_cli, sha256_file, write_json
 
 SAME_MATH = {"weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed"}
 
@@ -53,11 +53,11 @@ def eval_split(meta: dict, data_dir: Path, path: Path) -> Path:
 
 def served_metric(bundle: Path, cfg: dict, path: Path, eval_rows: list[dict]) -> tuple[str, float]:
     """(metric name, value) of an adapter under the bundle's int8 math, on eval_rows."""
-    from . import quantize
-    from .checkpoint import load_weights
-    from .readout import readout_of
-    from .tokenizer import Tokenizer
-    from .tune import evaluate, main_metric
+    from softedge.export import quantize
+    from softedge.backbone.checkpoint import load_weights
+    from softedge.tuning.readout import readout_of
+    from softedge.data.tokenizer import Tokenizer
+    from softedge.tuning.tune import evaluate, main_metric
 
     model, _ = load_weights(bundle / "weights.safetensors")
     ref = quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
@@ -121,7 +121,7 @@ def main():
             raise CliError(f"{p}: packed for {metas[p]['backbone']!r}, not {cfg_old['id']!r}")
     served = {}
     if not same_math(cfg_old, cfg_new):
-        from .tasks import load_jsonl
+        from softedge.tuning.tasks import load_jsonl
 
         for p, meta in metas.items():
             rows = load_jsonl(eval_split(meta, a.data_dir, p), meta["task"])

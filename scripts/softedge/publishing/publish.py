@@ -29,8 +29,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import adapter as adapter_fmt
-from .common import ROOT, CliError, run_cli
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.common import ROOT, CliError, run_cli
 
 
 def split_alias(alias: str) -> tuple[str, str]:

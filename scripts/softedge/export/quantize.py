@@ -357,7 +357,7 @@ def simulate(model, scheme: str):
     weight-only: the dequantised weights. dynamic-row: per-row activation quantisation and integer matmuls too."""
     import copy
 
-    from .model import Transformer
+    from softedge.backbone.model import Transformer
 
     ref = Transformer(model.cfg).eval()
     ref.load_state_dict(dequantized_state(model))

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
+from softedge.common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
 
 DEFAULT_P = 16
 
@@ -103,7 +103,8 @@ def execute(run: Run, tasks, runs_dir: Path, extra: list[str], i: int, n: int) -
     cmd = [
         sys.executable,
         "-m",
-        "softedge.tune",
+        "softedge",
+        "tune",
         "--task",
         kind,
         "--train",
@@ -136,7 +137,7 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
     L = [
         "# Prompt vs prefix tuning vs full fine-tuning vs naive Bayes",
         "",
-        "Written by `npm run compare` (scripts/softedge/compare.py). Every run is `scripts/py tune` with its defaults "
+        "Written by `npm run compare` (scripts/softedge/tuning/compare.py). Every run is `scripts/py tune` with its defaults "
         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
         "selection on a dev split of the training file). Rows whose run has not finished say so.",
         "",

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import export_onnx, quantize
-from .checkpoint import load_weights
-from .common import ROOT, CliError, atomic_dir, run_cli, write_json
-from .model import ModelConfig, Transformer
+from softedge.export import export_onnx
+from softedge.export import quantize
+from softedge.backbone.checkpoint import load_weights
+from softedge.common import ROOT, CliError, atomic_dir, run_cli, write_json
+from softedge.backbone.model import ModelConfig, Transformer
 
 OUT = ROOT / "test" / "fixtures" / "parity"
 
@@ -148,7 +149,7 @@ def write_tiny(out: Path) -> None:
 def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: int) -> None:
     """Held-out windows with PyTorch's fp32 next-token log-prob of each target and its top-1 prediction, plus
     the int8 graph's own math in PyTorch (quantize.simulate) at the last position of each window."""
-    from .tokenizer import Tokenizer
+    from softedge.data.tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
     quant = json.loads((bundle / "config.json").read_text())["quantization"]
@@ -200,10 +201,10 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
 def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, max_tokens: int, max_new: int) -> None:
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
     and greedy token ids (generation), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
-    from . import adapter as adapter_fmt
-    from .readout import label_scores, readout_of
-    from .tasks import encode_prompts, greedy, load_jsonl
-    from .tokenizer import Tokenizer
+    from softedge.artifacts import adapter as adapter_fmt
+    from softedge.tuning.readout import label_scores, readout_of
+    from softedge.tuning.tasks import encode_prompts, greedy, load_jsonl
+    from softedge.data.tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
     cfg = json.loads((bundle / "config.json").read_text())

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from . import adapter as adapter_fmt
-from . import safetensors_io
-from .checkpoint import load_bundle_weights
-from .common import CliError, atomic_dir, run_cli
-from .model import Transformer
+from softedge.artifacts import adapter as adapter_fmt
+from softedge.artifacts import safetensors_io
+from softedge.backbone.checkpoint import load_bundle_weights
+from softedge.common import CliError, atomic_dir, run_cli
+from softedge.backbone.model import Transformer
 
 HEAD_TENSORS = ("head_weight", "head_bias", "bag_ids", "bag_weight")
 

@@ -28,8 +28,8 @@ import random
 import re
 from pathlib import Path
 
-from .common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
-from .corpus import clean, fetch_deb, fetch_npm, is_heldout
+from softedge.common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
+from softedge.data.corpus import clean, fetch_deb, fetch_npm, is_heldout
 
 
 def lexnames(wordnet_root: Path) -> dict[int, str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
+from softedge.common import CACHE, CliError, atomic_dir, run_cli, sha256_file, write_json
 
 Doc = tuple[str, str]  # (group key used for the split, text)
 

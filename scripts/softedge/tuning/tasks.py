@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .common import CliError
+from softedge.common import CliError
 
 TEMPLATES = {"classify": "{text}\nCategory:", "generate": "{input}\nMeaning:"}
 FIELDS = {"classify": ("text", "label"), "generate": ("input", "output")}

@@ -1,0 +1,42 @@
+"""`python -m softedge <command> [args]` (what scripts/py runs): the offline commands by name, wherever their module
+lives in the package. The folders follow the flow: data (corpus, task data, tokenizer) -> backbone (model,
+pretraining, probes) -> export (ONNX, int8, bundle, card, fixtures) -> tuning (tune, readouts, tuners, baselines,
+comparison) -> artifacts (the adapter file, packing, PEFT both ways, retargeting, the catalog) -> publishing."""
+from __future__ import annotations
+
+import runpy
+import sys
+
+COMMANDS = {
+    "corpus": "data.corpus",
+    "datasets": "data.datasets",
+    "tokenizer": "data.tokenizer",
+    "pretrain": "backbone.pretrain",
+    "probe": "backbone.probe",
+    "ablation": "backbone.ablation",
+    "bundle": "export.bundle",
+    "card": "export.card",
+    "fixtures": "export.fixtures",
+    "tune": "tuning.tune",
+    "compare": "tuning.compare",
+    "pack": "artifacts.pack",
+    "peft_import": "artifacts.peft_import",
+    "peft_export": "artifacts.peft_export",
+    "retarget": "artifacts.retarget",
+    "catalog": "artifacts.catalog",
+    "publish": "publishing.publish",
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        given = repr(sys.argv[1]) if len(sys.argv) > 1 else "none"
+        print(f"error: unknown command {given}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    cmd = sys.argv.pop(1)
+    sys.argv[0] = f"scripts/py {cmd}"
+    runpy.run_module(f"softedge.{COMMANDS[cmd]}", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
