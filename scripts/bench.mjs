@@ -113,36 +113,32 @@ for (const n of [16, 64, 128]) {
   const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `acme/bench-a${String(i).padStart(2, "0")}`, text }));
   const same = mixed.map(() => ({ adapter: cls.alias, text }));
   const adaptersNode = await Promise.all(mixed.map(() => engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", cls.file))), cfg)));
-  rows.push([
-    "batch 16 x 64 tokens, 16 adapters",
-    await timeIt(async () => (await post("/v1/classify", { items: mixed })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(
-      () =>
-        engine.classifyBatch(
-          ortNode,
-          session,
-          cfg,
-          adaptersNode.map((a) => ({ ids, adapter: a })),
-          BATCH_TOKENS,
-        ),
-      Math.ceil(RUNS / 3),
+  // the same 16 items through the worker and through the engine on native ORT; mixed = 16 aliases, each its own prefix
+  const batchRow = (name, items, nodeAdapters) => [
+    name,
+    () => timeIt(async () => (await post("/v1/classify", { items })).json(), Math.ceil(RUNS / 3)),
+    () =>
+      timeIt(
+        () =>
+          engine.classifyBatch(
+            ortNode,
+            session,
+            cfg,
+            nodeAdapters.map((adapter) => ({ ids, adapter })),
+            BATCH_TOKENS,
+          ),
+        Math.ceil(RUNS / 3),
+      ),
+  ];
+  for (const [name, worker, native] of [
+    batchRow("batch 16 x 64 tokens, 16 adapters", mixed, adaptersNode),
+    batchRow(
+      "batch 16 x 64 tokens, 1 adapter",
+      same,
+      same.map(() => adapterNode),
     ),
-  ]);
-  rows.push([
-    "batch 16 x 64 tokens, 1 adapter",
-    await timeIt(async () => (await post("/v1/classify", { items: same })).json(), Math.ceil(RUNS / 3)),
-    await timeIt(
-      () =>
-        engine.classifyBatch(
-          ortNode,
-          session,
-          cfg,
-          same.map(() => ({ ids, adapter: adapterNode })),
-          BATCH_TOKENS,
-        ),
-      Math.ceil(RUNS / 3),
-    ),
-  ]);
+  ])
+    rows.push([name, await worker(), await native()]);
 }
 // generation (seeded sampling, stop strings off): token 1 = a request for one new token (prompt included);
 // at token 32 = the marginal cost per token between 16 and 32 new tokens, (T(32) - T(16)) / 16
