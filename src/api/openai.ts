@@ -6,7 +6,7 @@ import { finishReason } from "../engine/generate";
 import { limitBody, requireScope } from "../auth/middleware";
 import { collectSteps, startGeneration, streamSteps } from "./inference";
 import { listReadable } from "./adapters";
-import { AdapterRef } from "./schemas";
+import { AdapterRef, Seed } from "./schemas";
 import { refString } from "../store/refs";
 import { bearer, errors, json, router, timing } from "./openapi";
 
@@ -21,12 +21,7 @@ const CompletionRequest = z
     temperature: z.number().min(0).max(2).optional().openapi({ description: "default 1, as OpenAI's; 0 is greedy" }),
     top_p: z.number().gt(0).max(1).optional(),
     stop: Stop.nullable().optional(),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
-      .optional(),
+    seed: Seed.optional(),
     stream: z.boolean().optional(),
     n: z.literal(1).optional().openapi({ description: "one completion per request" }),
     user: z.string().max(256).optional(),

@@ -38,6 +38,12 @@ export const ClassifyResult = z
   .openapi("ClassifyResult");
 export const ClassifyResponse = z.union([ClassifyResult, z.object({ results: z.array(ClassifyResult) })]).openapi("ClassifyResponse");
 
+/** a sampling seed: the same seed, adapter and input give the same text */
+export const Seed = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32 - 1);
 export const GenerateRequest = z
   .object({
     adapter: AdapterRef.optional(),
@@ -46,12 +52,7 @@ export const GenerateRequest = z
     temperature: z.number().min(0).max(5).optional(),
     top_k: z.number().int().min(0).max(100000).optional(),
     top_p: z.number().gt(0).max(1).optional(),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
-      .optional(),
+    seed: Seed.optional(),
     stop: z.array(z.string().min(1).max(64)).max(8).optional(),
     stream: z.boolean().optional(),
   })
