@@ -25,6 +25,7 @@ COMMANDS = {
     "retarget": "artifacts.retarget",
     "catalog": "artifacts.catalog",
     "publish": "publishing.publish",
+    "bench_eager": "bench_eager",
 }
 
 
