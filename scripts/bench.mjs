@@ -110,6 +110,26 @@ for (const n of [16, 64, 128]) {
   const nd = await timeIt(() => engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }], BATCH_TOKENS));
   rows.push([`classify, ${ids.length} tokens`, w, nd]);
 }
+// where a 64-token classify spends its time inside the worker: the Server-Timing phases (performance.now() advances
+// in local workerd; on Cloudflare it does not), medians over the runs, against the client's total
+const breakdown = {};
+{
+  const { text } = textOf(64, adapterNode);
+  const seen = {},
+    totals = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    const r = await post("/v1/classify", { adapter: cls.alias, text });
+    await r.json();
+    totals.push(performance.now() - t0);
+    for (const m of (r.headers.get("server-timing") ?? "").matchAll(/(\w+);dur=([\d.]+)/g)) {
+      seen[m[1]] = seen[m[1]] ?? [];
+      seen[m[1]].push(Number(m[2]));
+    }
+  }
+  for (const [k, v] of Object.entries(seen)) breakdown[k] = pct(v, 50);
+  breakdown.client = pct(totals, 50);
+}
 {
   const { text, ids } = textOf(64, adapterNode);
   const mixed = Array.from({ length: 16 }, (_, i) => ({ adapter: `acme/bench-a${String(i).padStart(2, "0")}`, text }));
@@ -216,6 +236,11 @@ const lines = [
   "",
   `PyTorch ${eager.torch} eager, batch 1, ${eager.threads} thread, same backbone weights and adapter: classify 16 / 64 / 128 tokens ` +
     `${eager.ms["16"]} / ${eager.ms["64"]} / ${eager.ms["128"]} ms (median of ${RUNS})`,
+  "",
+  `where a 64-token classify's time goes (medians, workerd locally; Server-Timing): client ${f(breakdown.client)} ms = ` +
+    `handler [adapter lookup ${f(breakdown.adapter)}, tokenize ${f(breakdown.tokenize)}, inputs and KV prefix assembly ` +
+    `${f(breakdown.assemble)}, ONNX Runtime ${f(breakdown.ort)}, readout ${f(breakdown.readout)}] + outside the handler ` +
+    `(HTTP through wrangler's proxy, key check, validation, JSON) ${f(breakdown.client - ["adapter", "tokenize", "inference"].reduce((a, k) => a + (breakdown[k] ?? 0), 0))}`,
   "",
   `cold start: wrangler dev up in ${(ready / 1000).toFixed(1)} s; first classify (backbone load from R2 + ORT init) ${f(cold)} ms`,
   `workerd memory (RSS): ${memStart.toFixed(0)} MB after start, ${memEnd.toFixed(0)} MB at the end`,

@@ -14,6 +14,7 @@ import { resolveAdapter, type Resolver } from "../store/resolve";
 import { parseRef, type AdapterRef } from "../store/refs";
 import type { Adapter } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
+import type { Phases } from "../engine/batch";
 import { finishReason, generate, type GenerateStep } from "../engine/generate";
 import { encodePromptChecked } from "../engine/prompt";
 import type { Resolved } from "../store/adapters";
@@ -165,14 +166,19 @@ inference.openapi(
       input_tokens: prompts.reduce((a, p) => a + p.ids.length, 0),
     });
     const t2 = performance.now();
+    const phases: Phases = {};
     const out = await classifyBatch(
       bb.ort,
       bb.session,
       bb.cfg,
       prompts.map((p, i) => ({ ids: p.ids, adapter: resolved[i].adapter })),
       L.maxBatchTokens,
+      phases,
     );
-    timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });
+    const inference = performance.now() - t2;
+    // inference = assemble (the batch's inputs and KV prefixes) + ort (ONNX Runtime) + readout (heads, verbalizers)
+    const [assemble, ortMs] = [phases.assemble ?? 0, phases.ort ?? 0];
+    timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference, assemble, ort: ortMs, readout: inference - assemble - ortMs });
     // scores: the [{label, score}] list, highest first, that Hugging Face pipelines and Workers AI return
     const results = out.map((r, i) => ({
       ...r,

@@ -112,9 +112,25 @@ function presentsOf(cfg: BackboneConfig, out: Record<string, ORT.Tensor>): ORT.T
   return p;
 }
 
-export async function runBatch(ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, items: BatchItem[]): Promise<RunResult> {
+/** milliseconds spent per step, summed over passes (Server-Timing locally: performance.now() advances only there) */
+export type Phases = Partial<Record<"assemble" | "ort", number>>;
+const add = (phases: Phases | undefined, k: keyof Phases, ms: number) => {
+  if (phases) phases[k] = (phases[k] ?? 0) + ms;
+};
+
+export async function runBatch(
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  items: BatchItem[],
+  phases?: Phases,
+): Promise<RunResult> {
+  const t0 = performance.now();
   const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
+  const t1 = performance.now();
   const out = await session.run(feeds);
+  add(phases, "assemble", t1 - t0);
+  add(phases, "ort", performance.now() - t1);
   const hidden = out.hidden_states ? (out.hidden_states.data as Float32Array) : null;
   return {
     logits: lastRows(out.logits, items.length, cfg.vocab_size),

@@ -8,7 +8,7 @@
 import type * as ORT from "onnxruntime-web";
 import type { Adapter, Head } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
-import { continueBatch, planPasses, runBatch, type Ort, type RunResult } from "./batch";
+import { continueBatch, planPasses, runBatch, type Ort, type Phases, type RunResult } from "./batch";
 
 export interface ClassifyItem {
   ids: number[]; // the prompt's tokens (template filled)
@@ -42,6 +42,7 @@ export async function classifyBatch(
   cfg: BackboneConfig,
   items: ClassifyItem[],
   maxBatchTokens: number,
+  phases?: Phases,
 ): Promise<ClassifyResult[]> {
   const out: ClassifyResult[] = new Array(items.length);
   for (const pass of planPasses(
@@ -54,6 +55,7 @@ export async function classifyBatch(
       cfg,
       pass.map((i) => items[i]),
       maxBatchTokens,
+      phases,
     );
     pass.forEach((i, k) => {
       out[i] = res[k];
@@ -68,6 +70,7 @@ async function classifyPass(
   cfg: BackboneConfig,
   items: ClassifyItem[],
   maxBatchTokens: number,
+  phases?: Phases,
 ): Promise<ClassifyResult[]> {
   const V = cfg.vocab_size;
   const first = await runBatch(
@@ -75,6 +78,7 @@ async function classifyPass(
     session,
     cfg,
     items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })),
+    phases,
   );
   // verbalizer word scores start with the first token; multi-token words continue from the prompt's cache in one batch
   const scores = items.map((it, b) => {
