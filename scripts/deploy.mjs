@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // Deploys softedge to Cloudflare: the R2 bucket and KV namespace (created when missing), the default backbone and
-// catalog uploaded to R2 (the same plan and alias rule as the local seed: scripts/lib/catalog-plan.mjs), a first
-// admin key (printed once), then `wrangler deploy`.
+// catalog.json uploaded to R2 (scripts/lib/catalog-plan.mjs), a first admin key (printed once), `wrangler deploy`,
+// then the default adapters published through the deployed worker's own API (scripts/lib/publish-catalog.mjs, with a
+// temporary publish key per tenant, deleted afterwards): one validation and one compare-and-swap on alias.json for
+// every writer. An alias is published only when absent or on another backbone.
 //   npm run deploy -- --dry-run            no network, no credentials: builds the bundle, checks its gzip size
 //                                          against the plan limits, checks the catalog, prints the plan
-//   npm run deploy [-- --tenant acme]      needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID in the environment
+//   npm run deploy [-- --tenant acme] [--url https://softedge.<you>.workers.dev]
+//                                          needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID in the environment;
+//                                          --url when wrangler's output names no workers.dev address (a custom route)
 // Idempotent and resumable: an object is uploaded only when R2's deploy manifest (deploy/manifest.json, sha256 per
 // key, updated after each upload) does not already list its hash; versions go up before any alias names them. The
 // KV namespace id is written to wrangler.deploy.toml (git-ignored: account-specific), which `wrangler deploy` reads.
@@ -13,7 +17,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { catalogPlan, shouldWriteAlias } from "./lib/catalog-plan.mjs";
+import { catalogPlan } from "./lib/catalog-plan.mjs";
+import { publishCatalog } from "./lib/publish-catalog.mjs";
 import { createKey } from "./lib/keys.mjs";
 
 // Workers script size limits after compression (developers.cloudflare.com/workers/platform/limits)
@@ -65,14 +70,15 @@ function describe(plan, bundle, bucket) {
     `bundle: ${bundle.files.join(", ")}: ${mb(bundle.raw)}, ${mb(bundle.gzip)} gzipped -> needs the ${bundle.plan} plan` +
       ` (limits: ${PLANS.map(([n, l]) => `${n} ${mb(l)}`).join(", ")})`,
   );
-  console.log(`catalog: backbone ${plan.backbone}, ${plan.aliases.length} adapters (checked: files present, packed for this backbone)`);
+  console.log(`catalog: backbone ${plan.backbone}, ${plan.adapters.length} adapters (checked: files present, packed for this backbone)`);
   console.log(
     `plan:\n  1. R2 bucket "${bucket}" and KV namespace for TENANTS: created when missing; the KV id goes to wrangler.deploy.toml` +
       `\n  2. upload ${plan.objects.length} objects (${mb(bytes)}) to R2, skipping those the deploy manifest already lists:` +
       plan.objects.map((o) => `\n       ${o.key} (${o.size.toLocaleString("en-US")} bytes, sha256 ${o.sha256.slice(0, 12)})`).join("") +
-      `\n  3. ${plan.aliases.length} aliases (${plan.aliases.map((a) => a.alias).join(", ")}), each written only when absent or on another backbone` +
-      `\n  4. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
-      `\n  5. wrangler deploy --config wrangler.deploy.toml`,
+      `\n  3. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
+      `\n  4. wrangler deploy --config wrangler.deploy.toml` +
+      `\n  5. publish ${plan.adapters.length} adapters through the deployed worker's API, each only when its alias is absent or on another backbone:` +
+      plan.adapters.map((a) => `\n       ${a.alias} (${a.size.toLocaleString("en-US")} bytes, version ${a.version})`).join(""),
   );
 }
 
@@ -143,15 +149,7 @@ function upload(plan, bucket) {
     r2Put(bucket, MANIFEST, Buffer.from(JSON.stringify(manifest, null, 1)));
     sent++;
   }
-  let moved = 0;
-  for (const a of plan.aliases) {
-    // every version is up by now: no alias can point at a missing object
-    const cur = r2Get(bucket, a.key);
-    if (!shouldWriteAlias(cur && JSON.parse(cur.toString("utf8")), plan.backbone)) continue;
-    r2Put(bucket, a.key, Buffer.from(JSON.stringify(a.doc)));
-    moved++;
-  }
-  console.log(`R2: ${sent} objects uploaded, ${plan.objects.length - sent} already there; ${moved} aliases written`);
+  console.log(`R2: ${sent} objects uploaded, ${plan.objects.length - sent} already there`);
 }
 
 async function firstAdminKey(nsId) {
@@ -160,6 +158,22 @@ async function firstAdminKey(nsId) {
   const k = await createKey({ tenant, scope: "admin", label: "first admin key (deploy)" });
   must(wrangler(["kv", "key", "put", "--namespace-id", nsId, k.kvKey, JSON.stringify(k.record), "--remote"]), "storing the admin key");
   console.log(`admin key for tenant "${tenant}" (shown once, only its hash is stored): ${k.key}`);
+}
+
+/** the adapters through the deployed worker's API, with a short-lived publish key per tenant (removed afterwards) */
+async function publishAdapters(plan, nsId, url) {
+  for (const t of new Set(plan.adapters.map((a) => a.alias.split("/")[0]))) {
+    const k = await createKey({ tenant: t, scope: "publish", label: "deploy: publishing the default catalog (deleted after)" });
+    must(wrangler(["kv", "key", "put", "--namespace-id", nsId, k.kvKey, JSON.stringify(k.record), "--remote"]), "storing a publish key");
+    try {
+      const r = await publishCatalog(url, k.key, { ...plan, adapters: plan.adapters.filter((a) => a.alias.startsWith(`${t}/`)) });
+      console.log(`adapters of ${t}: ${r.published} published, ${r.kept} already on this backbone`);
+    } catch (e) {
+      throw new DeployError(`publishing through ${url}: ${e.message}`);
+    } finally {
+      must(wrangler(["kv", "key", "delete", "--namespace-id", nsId, k.kvKey, "--remote"]), "deleting the publish key");
+    }
+  }
 }
 
 async function main() {
@@ -180,8 +194,11 @@ async function main() {
   const nsId = ensureNamespace();
   upload(plan, bucket);
   await firstAdminKey(nsId);
-  must(wrangler(["deploy", "--config", "wrangler.deploy.toml"], { quiet: false }), "wrangler deploy");
-  console.log("deployed. Roll back the code with `npx wrangler rollback`, an adapter with `scripts/py publish --rollback ALIAS --remote`.");
+  const out = must(wrangler(["deploy", "--config", "wrangler.deploy.toml"], { quiet: false }), "wrangler deploy");
+  const url = option("--url") ?? /https:\/\/[\w.-]+\.workers\.dev/.exec(out)?.[0];
+  if (!url) throw new DeployError("wrangler deploy named no workers.dev address: rerun with --url https://<your worker> to publish the adapters");
+  await publishAdapters(plan, nsId, url.replace(/\/$/, ""));
+  console.log("deployed. Roll back the code with `npx wrangler rollback`, an adapter with `scripts/py publish --rollback ALIAS --api URL`.");
 }
 
 main().catch((e) => {

@@ -45,12 +45,10 @@ async function putAlias(alias, bytes) {
   await store.publish(io, tenant, name, ownBytes(bytes), backboneCfg);
   wrote++;
 }
-// versions before aliases: an alias never points at an object not yet written
 for (const o of plan.objects) await put(o.key, o.bytes);
-const bytesOf = (key) => plan.objects.find((o) => o.key === key).bytes;
-for (const a of plan.aliases) await putAlias(a.doc.alias, bytesOf(a.doc.key));
-const first = plan.aliases.find((a) => a.doc.task === "classify");
-for (let k = 0; k < benchAliases && first; k++) await putAlias(`acme/bench-a${String(k).padStart(2, "0")}`, bytesOf(first.doc.key));
+for (const a of plan.adapters) await putAlias(a.alias, a.bytes);
+const first = plan.adapters.find((a) => a.task === "classify");
+for (let k = 0; k < benchAliases && first; k++) await putAlias(`acme/bench-a${String(k).padStart(2, "0")}`, first.bytes);
 for (const [key, tenant, scope] of DEV_KEYS) {
   const id = key.split("_")[1];
   if (await kv.get(`key/${id}`)) continue;
@@ -59,6 +57,6 @@ for (const [key, tenant, scope] of DEV_KEYS) {
 }
 await dispose();
 console.log(
-  `seeded local R2 and KV (${persist}): backbone ${plan.backbone}, ${plan.aliases.length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`,
+  `seeded local R2 and KV (${persist}): backbone ${plan.backbone}, ${plan.adapters.length} adapters, ${DEV_KEYS.length} dev keys, ${wrote} objects written`,
 );
 console.log(`local dev keys: ${DEV_KEYS.map(([k, t, s]) => `${t}/${s} ${k}`).join(", ")}`);

@@ -1,7 +1,8 @@
-// What the default catalog puts in R2, in the layout src/store reads: the backbone bundle (backbones/<id>/...),
-// catalog.json (the default backbone), one immutable content-addressed version per adapter
-// (adapters/<tenant>/<name>/versions/<sha256[:16]>.safetensors) and its alias document. The local seed
-// (seed-local-r2.mjs) and the Cloudflare deploy (deploy.mjs) both write exactly this plan, with the same alias rule.
+// What the default catalog puts in R2: the backbone bundle (backbones/<id>/...) and catalog.json (the default
+// backbone), written as plain objects, and the default adapters, which are published: through the worker's own
+// store code (src/store/publish.ts: validation, the version object, compare-and-swap on alias.json), run in Node by
+// the local seed (seed-local-r2.mjs) and through the deployed worker's API by the Cloudflare deploy
+// (deploy.mjs, lib/publish-catalog.mjs), each only when its alias is absent or on another backbone.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -23,32 +24,16 @@ export function catalogPlan(root = ".") {
     add(`backbones/${id}/${f}`, readFileSync(file), file);
   }
   add("catalog.json", Buffer.from(JSON.stringify({ default_backbone: id })), null);
-  const aliases = [];
+  const adapters = [];
   for (const entry of catalog.adapters ?? []) {
     const file = join(root, "adapters", entry.file);
     if (!existsSync(file)) throw new Error(`${entry.alias}: missing ${entry.file}`);
-    const buf = readFileSync(file);
-    const backbone = adapterBackbone(buf);
+    const bytes = readFileSync(file);
+    const backbone = adapterBackbone(bytes);
     if (backbone !== id) throw new Error(`${entry.alias}: packed for backbone ${backbone}, the catalog serves ${id}`);
-    const version = sha256(buf).slice(0, 16);
-    const base = `adapters/${entry.alias}`;
-    add(`${base}/versions/${version}.safetensors`, buf, file);
-    aliases.push({
-      alias: entry.alias,
-      key: `${base}/alias.json`,
-      doc: {
-        alias: entry.alias,
-        version,
-        key: `${base}/versions/${version}.safetensors`,
-        backbone: id,
-        kind: entry.kind,
-        task: entry.task,
-        updated: new Date(0).toISOString(),
-        history: [],
-      },
-    });
+    adapters.push({ alias: entry.alias, task: entry.task, file, bytes, size: bytes.length, version: sha256(bytes).slice(0, 16) });
   }
-  return { backbone: id, objects, aliases };
+  return { backbone: id, objects, adapters };
 }
 
 /** The alias rule: write it when absent, or when it points at an adapter for another backbone (which could not be

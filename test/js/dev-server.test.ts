@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDev } from "../../scripts/lib/dev-server.mjs";
 import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
+import { catalogPlan } from "../../scripts/lib/catalog-plan.mjs";
+import { publishCatalog } from "../../scripts/lib/publish-catalog.mjs";
 import OpenAI from "openai";
 
 const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
@@ -93,6 +95,19 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
       2,
       "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters",
     ]);
+  });
+});
+
+describe("publishing the catalog through the API, as a deploy does", () => {
+  it("publishes each adapter whose alias is absent, keeps those already on this backbone, refuses a key that may not", async () => {
+    const plan = catalogPlan(".");
+    const ci = { ...plan, adapters: plan.adapters.map((a: any) => ({ ...a, alias: a.alias.replace(/^demo\//, "ci/cat-") })) };
+    expect(await publishCatalog(dev.base, ciKey, ci)).toEqual({ published: ci.adapters.length, kept: 0 });
+    expect(await publishCatalog(dev.base, ciKey, ci)).toEqual({ published: 0, kept: ci.adapters.length });
+    const r = await fetch(`${dev.base}/v1/adapters/${ci.adapters[0].alias}`, { headers: { authorization: `Bearer ${ciKey}` } });
+    expect(((await r.json()) as any).version).toBe(ci.adapters[0].version);
+    const other = { ...plan, adapters: [{ ...plan.adapters[0], alias: "ci/cat-other" }] };
+    await expect(publishCatalog(dev.base, DEV_KEYS[1][0], other)).rejects.toThrow(/^(GET|PUT) \/v1\/adapters\/ci\/cat-other: 40[34] /);
   });
 });
 
