@@ -555,51 +555,48 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     }
 
 
-def main():
-    a = parse_args()
-    train_rows, dev_rows, eval_rows = split_rows(a)
-    labels = check_labels(train_rows, dev_rows + eval_rows) if a.task == "classify" else None
-    out = a.out
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    if a.method == "nb":
-        if a.task != "classify":
-            raise CliError("--method nb is a classification baseline")
-        t0 = time.time()
-        metrics = {
-            "task": a.task,
-            "method": "nb",
-            "eval": naive_bayes(train_rows, eval_rows, labels),
-            "train_examples": len(train_rows),
-            "wall_s": round(time.time() - t0, 1),
-        }
-        write_json(out / "metrics.json", metrics)
-        print(json.dumps(metrics["eval"]))
-        return
+def run_naive_bayes(a: TuneConfig, train_rows, eval_rows, labels) -> None:
+    """--method nb: the classification baseline, scored on the eval rows."""
+    if a.task != "classify":
+        raise CliError("--method nb is a classification baseline")
+    t0 = time.time()
+    metrics = {
+        "task": a.task,
+        "method": "nb",
+        "eval": naive_bayes(train_rows, eval_rows, labels),
+        "train_examples": len(train_rows),
+        "wall_s": round(time.time() - t0, 1),
+    }
+    write_json(a.out / "metrics.json", metrics)
+    print(json.dumps(metrics["eval"]))
 
-    bundle = a.backbone or default_backbone()
-    model, tok, bcfg = load_backbone(bundle)
-    torch.manual_seed(a.seed)
-    verb = load_verbalizer(a, labels, tok) if a.task == "classify" else None
-    tuner, kv_fn = make_tuner(a, model, verb, prefix_init_ids(a, tok, train_rows))
-    readout, probe = verb, {}
-    if a.readout == "head":
-        # P-Tuning v2 with a linear-probe start (LP-FT): the pooled head fitted on the untrained adapter's features,
-        # adapter and head trained together, then the head refitted on the trained adapter's features, with the
-        # bag-of-tokens term where it helps on dev. The bag stays out of training: it fits the training rows almost
-        # perfectly on its own, which would leave the adapter nothing to learn from.
-        readout, start, _ = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, ["pooled"])
-        a.weight_decay = start["weight_decay"]
-        probe["probe_start"] = start
-    tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
-    if a.readout == "head":
-        parts = {"auto": ["pooled", "pooled+bag", "bag"], "on": ["pooled+bag", "bag"], "off": ["pooled"]}[a.bag]
-        readout, end, heads = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts)
-        if end["dev"] < tr["best_dev"] and a.bag != "on":  # the trained head is kept unless the refit wins on dev
-            readout = heads["pooled"] = tr["readout"]
-        probe["probe_end"] = end
-        probe["bag_tokens"] = readout.bag_size
-        probe["parts_eval"] = score_parts(a, model, tok, kv_fn, eval_rows, heads)  # reported, chooses nothing
-    final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
+
+def tune_with_head(a: TuneConfig, model, tok, kv_fn, tuner, rows, labels, log) -> tuple:
+    """P-Tuning v2 with a linear-probe start (LP-FT): the pooled head fitted on the untrained adapter's features,
+    adapter and head trained together, then the head refitted on the trained adapter's features, with the
+    bag-of-tokens term where it helps on dev. The bag stays out of training: it fits the training rows almost
+    perfectly on its own, which would leave the adapter nothing to learn from. Returns (readout, training result,
+    probe report)."""
+    train_rows, dev_rows, eval_rows = rows
+    head, start, _ = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, ["pooled"])
+    a.weight_decay = start["weight_decay"]
+    tr = train(a, model, tok, train_rows, dev_rows, head, tuner, kv_fn)
+    parts = {"auto": ["pooled", "pooled+bag", "bag"], "on": ["pooled+bag", "bag"], "off": ["pooled"]}[a.bag]
+    readout, end, heads = fit_head(a, model, tok, kv_fn, train_rows, dev_rows, labels, log, parts)
+    if end["dev"] < tr["best_dev"] and a.bag != "on":  # the trained head is kept unless the refit wins on dev
+        readout = heads["pooled"] = tr["readout"]
+    probe = {
+        "probe_start": start,
+        "probe_end": end,
+        "bag_tokens": readout.bag_size,
+        "parts_eval": score_parts(a, model, tok, kv_fn, eval_rows, heads),
+    }  # parts: reported, choose nothing
+    return readout, tr, probe
+
+
+def run_metrics(a: TuneConfig, model, bcfg, tuner, rows, labels, tr, probe, final, readout) -> dict:
+    """metrics.json's figures: the run's settings, the eval metric, training figures, and the baselines beside them."""
+    train_rows, dev_rows, eval_rows = rows
     metric = main_metric(a.task)
     metrics = {
         "task": a.task,
@@ -632,14 +629,15 @@ def main():
         full = json.loads(Path(a.compare_to).read_text())
         metrics["full_finetune_" + metric] = full["eval"][metric]
         metrics["gap_to_full_finetune"] = final[metric] - full["eval"][metric]
-    out.mkdir(parents=True, exist_ok=True)
-    if tuner is not None:
-        metrics.update(pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final))
-    write_json(out / "metrics.json", {**metrics, "history": tr["history"]})
-    plot(tr["history"], out / "curve.png", f"{a.method} on {a.train.parent.name}", metric)
+    return metrics
+
+
+def report(a: TuneConfig, metrics: dict, final: dict, n_eval: int, packed: bool) -> None:
+    """The closing lines: the eval metric, the adapter's size, naive Bayes beside it (a warning when it wins)."""
+    metric = main_metric(a.task)
     print(
-        f"{a.method}{'+' + a.readout if a.readout else ''}: eval {metric} {final[metric]:.4f} on {len(eval_rows)} "
-        f"examples" + (f"; adapter {metrics['adapter_bytes']:,} bytes" if tuner else "")
+        f"{a.method}{'+' + a.readout if a.readout else ''}: eval {metric} {final[metric]:.4f} on {n_eval} "
+        f"examples" + (f"; adapter {metrics['adapter_bytes']:,} bytes" if packed else "")
     )
     if a.task == "classify":
         nb = metrics["naive_bayes"]["eval"]
@@ -651,6 +649,33 @@ def main():
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def main():
+    a = parse_args()
+    rows = train_rows, dev_rows, eval_rows = split_rows(a)
+    labels = check_labels(train_rows, dev_rows + eval_rows) if a.task == "classify" else None
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if a.method == "nb":
+        return run_naive_bayes(a, train_rows, eval_rows, labels)
+    bundle = a.backbone or default_backbone()
+    model, tok, bcfg = load_backbone(bundle)
+    torch.manual_seed(a.seed)
+    verb = load_verbalizer(a, labels, tok) if a.task == "classify" else None
+    tuner, kv_fn = make_tuner(a, model, verb, prefix_init_ids(a, tok, train_rows))
+    if a.readout == "head":
+        readout, tr, probe = tune_with_head(a, model, tok, kv_fn, tuner, rows, labels, log)
+    else:
+        readout, probe = verb, {}
+        tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
+    final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
+    metrics = run_metrics(a, model, bcfg, tuner, rows, labels, tr, probe, final, readout)
+    a.out.mkdir(parents=True, exist_ok=True)
+    if tuner is not None:
+        metrics.update(pack_and_measure(a, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final))
+    write_json(a.out / "metrics.json", {**metrics, "history": tr["history"]})
+    plot(tr["history"], a.out / "curve.png", f"{a.method} on {a.train.parent.name}", main_metric(a.task))
+    report(a, metrics, final, len(eval_rows), tuner is not None)
 
 
 if __name__ == "__main__":
