@@ -65,7 +65,12 @@ async function connect(k: string) {
     const sel = $<HTMLSelectElement>("adapter");
     sel.replaceChildren(...adapters.map((a) => new Option(`${a.alias} (${a.task}, ${a.kind})`, a.alias)));
     $("adapter-section").hidden = false;
-    if (adapters.length) await select(adapters[0].alias, true);
+    // classification first: it is what most adapters here do, and it answers at a glance
+    const first = adapters.find((a) => a.task === "classify") ?? adapters[0];
+    if (first) {
+      sel.value = first.alias;
+      await select(first.alias, true);
+    }
   } catch (e) {
     $("tenant").textContent = "";
     showError(e);

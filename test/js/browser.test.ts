@@ -74,6 +74,10 @@ describe("the playground in Chromium", () => {
     expect(await page.textContent("#tenant")).toContain("Tenant acme");
     const classifiers = catalog.adapters.filter((a) => a.task === "classify").map((a) => a.alias);
     expect(classifiers.length).toBeGreaterThan(1);
+    // a new user starts on a classifier, with example text ready to run
+    await page.waitForSelector("#meta[data-alias]");
+    expect(await page.inputValue("#adapter")).toBe([...classifiers].sort()[0]);
+    expect(await page.inputValue("#text")).not.toBe("");
     const text = "WIN a FREE cruise!!! Reply now to claim your prize, click here";
     for (const alias of classifiers) {
       await page.selectOption("#adapter", alias);
