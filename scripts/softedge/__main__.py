@@ -30,13 +30,15 @@ COMMANDS = {
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        given = repr(sys.argv[1]) if len(sys.argv) > 1 else "none"
-        print(f"error: unknown command {given}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(f"usage: scripts/py <command> [args] (or npx softedge <command>); commands: {', '.join(COMMANDS)}")
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    if sys.argv[1] not in COMMANDS:
+        print(f"error: unknown command {sys.argv[1]!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
     cmd = sys.argv.pop(1)
-    sys.argv[0] = f"scripts/py {cmd}"
-    runpy.run_module(f"softedge.{COMMANDS[cmd]}", run_name="__main__", alter_sys=True)
+    sys.argv[0] = f"softedge {cmd}"  # argparse's prog in usage lines
+    runpy.run_module(f"softedge.{COMMANDS[cmd]}", run_name="__main__", alter_sys=False)
 
 
 if __name__ == "__main__":
