@@ -196,14 +196,18 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
 
 
 def adapter_params(m: dict) -> int:
-    """What the adapter itself learns, without the head: the soft prompt (P x d) or the prefix's keys/values."""
-    cfg = (
-        json.loads((ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").read_text())
-        if (ROOT / "adapters" / "backbones" / m["backbone"] / "config.json").is_file()
-        else None
-    )
-    if cfg is None:
+    """What the adapter itself learns, without the head: the soft prompt (P x d) or the prefix's keys/values. Runs
+    record it (tune's "adapter_params"); for older runs, from the dimensions of the bundle they name or, when that
+    bundle was re-exported since (same weights, another id), of the catalog's default."""
+    if "adapter_params" in m:
+        return m["adapter_params"]
+    bundles = ROOT / "adapters" / "backbones"
+    named = bundles / m["backbone"] / "config.json"
+    default = bundles / json.loads((ROOT / "adapters" / "catalog.json").read_text())["default_backbone"] / "config.json"
+    cfg_file = named if named.is_file() else default
+    if not cfg_file.is_file():
         return 0
+    cfg = json.loads(cfg_file.read_text())
     P = m["virtual_tokens"]
     if m["method"] == "prompt":
         return P * cfg["hidden_size"]

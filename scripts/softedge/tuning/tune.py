@@ -615,6 +615,17 @@ def run_metrics(a: TuneConfig, model, bcfg, tuner, rows, labels, tr, probe, fina
         **{k: v for k, v in tr.items() if k not in ("history", "readout")},
         **probe,
         "backbone_params": model.num_params(),
+        # what the adapter itself learns, the head aside: the soft prompt (P x d) or the prefix's keys/values
+        "adapter_params": (
+            0
+            if tuner is None
+            else a.virtual_tokens
+            * (
+                model.cfg.d_model
+                if a.method == "prompt"
+                else model.cfg.n_layer * 2 * model.cfg.n_kv_head * (model.cfg.d_model // model.cfg.n_head)
+            )
+        ),
         "seed": a.seed,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
