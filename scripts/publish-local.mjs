@@ -7,6 +7,7 @@
 //   node scripts/publish-local.mjs list tenant/name [--persist-to DIR]
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { adapterBackbone } from "./lib/catalog-plan.mjs";
 import { openLocalStore, ownBytes, storeCode } from "./lib/local-store.mjs";
 
 const args = process.argv.slice(2);
@@ -29,16 +30,6 @@ function backboneConfig(id) {
   if (!existsSync(p)) fail(`the adapter is for backbone ${JSON.stringify(id)}, which is not in ${backbones}`);
   return JSON.parse(readFileSync(p, "utf8"));
 }
-/** the backbone id an artifact names (its safetensors metadata), before the worker's code validates the rest */
-function namedBackbone(bytes) {
-  try {
-    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-    return JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__.backbone;
-  } catch {
-    return undefined;
-  }
-}
-
 if (!["publish", "rollback", "list"].includes(cmd) || !target)
   fail("usage: publish FILE --alias tenant/name | rollback tenant/name [--to V] | list tenant/name");
 const code = await storeCode();
@@ -57,8 +48,9 @@ try {
     const { tenant, name, version } = ref(alias);
     if (version) fail("--alias is tenant/name (the version comes from the file's content)");
     if (!existsSync(target)) fail(`${target}: no such file`);
-    const bytes = ownBytes(readFileSync(target));
-    const id = namedBackbone(bytes);
+    const file = readFileSync(target);
+    const id = adapterBackbone(file); // the id the artifact names, before the worker's code validates the rest
+    const bytes = ownBytes(file);
     // an unreadable header gets the worker's own refusal (validated against any config)
     const cfg = id ? backboneConfig(id) : { id: "" };
     out = await code.publish(store.io, tenant, name, bytes, cfg);

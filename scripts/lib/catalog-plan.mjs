@@ -41,7 +41,7 @@ export function catalogPlan(root = ".") {
 export const shouldWriteAlias = (current, backbone) => !current || current.backbone !== backbone;
 
 /** The backbone id in a safetensors adapter's metadata (null when unreadable). */
-function adapterBackbone(buf) {
+export function adapterBackbone(buf) {
   try {
     const n = Number(buf.readBigUInt64LE(0));
     return JSON.parse(buf.subarray(8, 8 + n).toString("utf8")).__metadata__?.backbone ?? null;

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from softedge.artifacts import adapter as adapter_fmt
 from softedge.common import ROOT, CliError, atomic_path, run_cli
-from softedge.tuning.readout import Head
+from softedge.tuning.readout import Head, readout_of
 
 
 def backbone_config(path: Path | None, named: str) -> dict | None:
@@ -55,9 +55,8 @@ def describe(path: Path, meta: dict, tensors: dict, checked: bool) -> str:
 
 
 def repack(meta: dict, tensors: dict, kv, cfg: dict, dtype: str) -> bytes:
-    head = None
-    if meta["task"] == "classify" and meta["readout"].get("type") == "head":
-        head = Head.from_artifact(tensors, meta["readout"], [l["name"] for l in meta["labels"]])
+    readout = readout_of(meta, tensors)
+    head = readout if isinstance(readout, Head) else None  # a verbalizer travels in the labels' metadata
     prompt = tensors.get("prompt_embeddings")
     return adapter_fmt.pack(
         meta["kind"],
@@ -91,9 +90,10 @@ def main():
         raise CliError("--out needs --dtype")
     buf = a.adapter.read_bytes()
     try:
-        _, meta, _ = adapter_fmt.parse(buf, None, str(a.adapter))
-        cfg = backbone_config(a.backbone, meta["backbone"])
-        kv, meta, tensors = adapter_fmt.parse(buf, cfg, str(a.adapter))
+        kv, meta, tensors = adapter_fmt.parse(buf, None, str(a.adapter))
+        cfg = backbone_config(a.backbone, meta["backbone"])  # the bundle it names, when here
+        if cfg is not None:
+            adapter_fmt.check_backbone(meta, kv.shape, cfg, str(a.adapter))
     except adapter_fmt.AdapterError as e:
         raise CliError(str(e)) from None
     if not a.dtype:

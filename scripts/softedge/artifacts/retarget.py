@@ -51,28 +51,31 @@ def eval_split(meta: dict, data_dir: Path, path: Path) -> Path:
     )
 
 
-def served_metric(bundle: Path, cfg: dict, path: Path, eval_rows: list[dict]) -> tuple[str, float]:
-    """(metric name, value) of an adapter under the bundle's int8 math, on eval_rows."""
-    from softedge.export import quantize
+def reference(bundle: Path, cfg: dict):
+    """What the bundle's graph computes, in PyTorch (quantize.simulate: ONNX Runtime's answers within 1e-4)."""
     from softedge.backbone.checkpoint import load_weights
-    from softedge.tuning.readout import readout_of
-    from softedge.data.tokenizer import Tokenizer
-    from softedge.tuning.tune import evaluate, main_metric
+    from softedge.export import quantize
 
     model, _ = load_weights(bundle / "weights.safetensors")
-    ref = quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
-    kv, meta, tensors = adapter_fmt.parse(path.read_bytes(), None, str(path))
-    max_tokens = meta.get("training", {}).get("max_tokens", 128)
+    return quantize.simulate(model, cfg["quantization"]) if cfg["quantization"] != "none" else model
+
+
+def served_metric(ref, tok, artifact: tuple, eval_rows: list[dict]) -> tuple[str, float]:
+    """(metric name, value) of a parsed adapter (adapter.parse's kv, meta, tensors) under a reference's math."""
+    from softedge.tuning.readout import readout_of
+    from softedge.tuning.tune import evaluate, main_metric
+
+    kv, meta, tensors = artifact
     m = evaluate(
         ref,
         lambda B: adapter_fmt.tensor_to_kv(kv, B),
-        Tokenizer.from_dir(bundle),
+        tok,
         meta["task"],
         eval_rows,
         meta["template"],
         readout_of(meta, tensors),
         32,
-        max_tokens,
+        meta.get("training", {}).get("max_tokens", 128),
         meta.get("generation", {}).get("max_new_tokens", 32),
     )
     name = main_metric(meta["task"])
@@ -106,27 +109,31 @@ def main():
         "--data-dir",
         type=Path,
         default=CACHE / "data",
-        help="where each adapter's eval split is found " "(only for a move between schemes whose math differs)",
+        help="where each adapter's eval split is found (only for a move between schemes whose math differs)",
     )
     ap.add_argument("--max-change", type=float, default=0.5, help="largest metric change allowed, in points")
     ap.add_argument("adapters", type=Path, nargs="+")
     a = ap.parse_args()
     cfg_old, cfg_new = check_same_backbone(a.old, a.new)
-    metas = {}
+    parsed = {}
     for p in a.adapters:  # every file must fit the old bundle before anything is measured or written
         if not p.is_file():
             raise CliError(f"{p}: no such adapter file")
-        metas[p] = adapter_fmt.parse(p.read_bytes(), None, str(p))[1]
-        if metas[p]["backbone"] != cfg_old["id"]:
-            raise CliError(f"{p}: packed for {metas[p]['backbone']!r}, not {cfg_old['id']!r}")
+        parsed[p] = adapter_fmt.parse(p.read_bytes(), None, str(p))
+        if parsed[p][1]["backbone"] != cfg_old["id"]:
+            raise CliError(f"{p}: packed for {parsed[p][1]['backbone']!r}, not {cfg_old['id']!r}")
     served = {}
     if not same_math(cfg_old, cfg_new):
+        from softedge.data.tokenizer import Tokenizer
         from softedge.tuning.tasks import load_jsonl
 
-        for p, meta in metas.items():
+        # the two graphs' math, built once: the weights and the tokenizer are the same (check_same_backbone)
+        ref_old, ref_new, tok = reference(a.old, cfg_old), reference(a.new, cfg_new), Tokenizer.from_dir(a.new)
+        for p, artifact in parsed.items():
+            meta = artifact[1]
             rows = load_jsonl(eval_split(meta, a.data_dir, p), meta["task"])
-            name, before = served_metric(a.old, cfg_old, p, rows)
-            _, after = served_metric(a.new, cfg_new, p, rows)
+            name, before = served_metric(ref_old, tok, artifact, rows)
+            _, after = served_metric(ref_new, tok, artifact, rows)
             change = 100 * (after - before)
             print(
                 f"{p}: {name} {100 * before:.2f} ({cfg_old['quantization']}) -> {100 * after:.2f} "
