@@ -6,7 +6,7 @@
 // Set-up through the API itself: acme and globex publish their own adapters (PUT), then every connection cycles
 // through classify calls on own and public adapters, a mixed batch and a short generation, each with its tenant's key.
 // Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, and workerd's resident memory after
-// warm-up, every 10 s, and at the end. Writes .cache/load-<client>.md.
+// warm-up, every 10 s, and at the end. Writes .cache/load-<client>.md, and wrangler's whole log to .cache/load-<client>-wrangler.log.
 import autocannon from "autocannon";
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -106,7 +106,8 @@ const warnings = dev
   .filter(
     (l) =>
       l.trim() &&
-      !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l),
+      !/\[wrangler:info\] (POST|PUT|GET) .* (200|201) |^\s*env\.|Binding|wrangler 4|^─|Starting local|Ready on|Your Worker has access/.test(l) &&
+      !/^\{"request_id":.*"status":[23]\d\d,/.test(l), // the worker's own log line of a request that succeeded
   );
 
 /** the same requests from Node's fetch: `connections` loops, each cycling through them; autocannon's result shape */
@@ -166,4 +167,5 @@ for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${
 if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
 console.log(lines.join("\n"));
 writeFileSync(`.cache/load-${o.client}.md`, lines.join("\n") + "\n");
+writeFileSync(`.cache/load-${o.client}-wrangler.log`, dev.log()); // the whole log, for what the summary leaves out
 process.exit(errors ? 1 : 0);

@@ -118,6 +118,9 @@ const add = (phases: Phases | undefined, k: keyof Phases, ms: number) => {
   if (phases) phases[k] = (phases[k] ?? 0) + ms;
 };
 
+/** a macrotask turn: lets the runtime poll its sockets between passes (a pass's promise chain never waits on I/O) */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 export async function runBatch(
   ort: Ort,
   session: ORT.InferenceSession,
@@ -127,6 +130,7 @@ export async function runBatch(
 ): Promise<RunResult> {
   const t0 = performance.now();
   const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
+  await yieldToEventLoop();
   const t1 = performance.now();
   const out = await session.run(feeds);
   add(phases, "assemble", t1 - t0);
@@ -195,6 +199,7 @@ export async function continueBatch(
       }
       feeds[`past_key_values.${l}.${j ? "value" : "key"}`] = new ort.Tensor("float32", data, [R, H, S, D]);
     }
+  await yieldToEventLoop();
   const out = await session.run(feeds);
   return { logits: lastRows(out.logits, R, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S: S + T, hidden: null, T };
 }

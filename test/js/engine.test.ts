@@ -86,6 +86,40 @@ describe("edge engine vs Python golden outputs", () => {
     expect(planPasses([300], 256)).toEqual([[0]]); // longer than the budget still runs
   });
 
+  it("gives the event loop a turn before every ONNX Runtime pass, in classification and generation", async () => {
+    // ORT Web's run never waits on I/O, so without these turns a runtime polls no socket until a request's passes are
+    // all done; under load workerd then closed keep-alive connections whose next request sat unread for 5 s
+    let turns = 0,
+      running = true;
+    const tick = () => {
+      if (!running) return;
+      turns++;
+      setTimeout(tick, 0);
+    };
+    const counted = async (work: () => Promise<unknown>) => {
+      turns = 0;
+      running = true;
+      setTimeout(tick, 0);
+      await work();
+      running = false;
+      return turns;
+    };
+    const a = golden.adapters.find((x: { task: string }) => x.task === "classify");
+    const items = (a.cases as GCase[]).map((c) => ({ ids: c.prompt_ids, adapter: adapters[a.adapter] }));
+    const width = Math.max(...items.map((it) => it.adapter.virtualTokens + it.ids.length));
+    const passes = planPasses(
+      items.map((it) => it.adapter.virtualTokens + it.ids.length),
+      width,
+    ).length;
+    expect(passes).toBeGreaterThan(1);
+    expect(await counted(() => classifyBatch(ort, session, cfg, items, width))).toBeGreaterThanOrEqual(passes);
+    const g = golden.adapters.find((x: { task: string }) => x.task === "generate");
+    const steps = async () => {
+      for await (const _ of generate(ort, session, cfg, adapters[g.adapter], g.cases[0].prompt_ids, (x) => tok.decode(x), { maxNewTokens: 6 }));
+    };
+    expect(await counted(steps)).toBeGreaterThanOrEqual(6);
+  });
+
   it("generates greedily what PyTorch generates", async () => {
     const gens = golden.adapters.filter((x: { task: string }) => x.task === "generate");
     expect(gens.length).toBeGreaterThan(0);
