@@ -74,24 +74,29 @@ for (const name of index.models) {
       expect(out["present.0.key"].data[(S - 1) * D + D - 1]).toBeCloseTo(pd[(S - 1) * D + D - 1], 6);
     });
 
-    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])(
-      "int8 %s graph matches PyTorch simulating its int8 math within 1e-4",
-      async (scheme) => {
-        const g = fx.graphs[scheme];
-        expect(g.reference).toBe("simulated-int8");
-        const s = await load(backend, DIR + g.file);
-        for (const c of g.cases) {
-          const out = await s.run(c.inputs);
-          expect(out.logits.dims).toEqual([c.logits.dims[0], 1, c.logits.dims[2]]);
-          expect(maxDiff(out.logits.data, c, true), c.name).toBeLessThanOrEqual(1e-4);
-          // every position's final hidden states (what classification heads read)
-          expect(out.hidden_states.dims).toEqual(c.hidden_states.dims);
-          expect(maxDiff(out.hidden_states.data, c, false, c.hidden_states), c.name).toBeLessThanOrEqual(1e-4);
-        }
-      },
-    );
+    it.each([
+      "weight-only",
+      "weight-only-dql",
+      "weight-only-nbits",
+      "weight-only-nbits-embed",
+      "dynamic-row",
+      "dynamic-row-mixed",
+      "dynamic-row-mixed-i8head",
+    ])("int8 %s graph matches PyTorch simulating its int8 math within 1e-4", async (scheme) => {
+      const g = fx.graphs[scheme];
+      expect(g.reference).toBe("simulated-int8");
+      const s = await load(backend, DIR + g.file);
+      for (const c of g.cases) {
+        const out = await s.run(c.inputs);
+        expect(out.logits.dims).toEqual([c.logits.dims[0], 1, c.logits.dims[2]]);
+        expect(maxDiff(out.logits.data, c, true), c.name).toBeLessThanOrEqual(1e-4);
+        // every position's final hidden states (what classification heads read)
+        expect(out.hidden_states.dims).toEqual(c.hidden_states.dims);
+        expect(maxDiff(out.hidden_states.data, c, false, c.hidden_states), c.name).toBeLessThanOrEqual(1e-4);
+      }
+    });
 
-    it.each(["weight-only", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])(
+    it.each(["weight-only", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed", "dynamic-row-mixed-i8head"])(
       "int8 %s graph keeps fp32's top-1 prediction",
       async (scheme) => {
         const s = await load(backend, DIR + fx.graphs[scheme].file);
@@ -113,25 +118,30 @@ for (const name of index.models) {
       },
     );
 
-    it.each(["weight-only", "weight-only-dql", "weight-only-nbits", "weight-only-nbits-embed", "dynamic-row", "dynamic-row-mixed"])(
-      "int8 %s: an item's logits do not depend on its batch-mates",
-      async (scheme) => {
-        const g = fx.graphs[scheme];
-        const s = await load(backend, DIR + g.file);
-        const c = g.cases[0];
-        const both = await s.run(c.inputs);
-        // row 0 alone (slice every batch-major input)
-        const solo: Feeds = {};
-        for (const [k, f] of Object.entries(c.inputs)) {
-          const per = f.data.length / f.dims[0];
-          solo[k] = { ...f, dims: [1, ...f.dims.slice(1)], data: f.data.slice(0, per) };
-        }
-        const one = await s.run(solo);
-        const V = c.logits.dims[2];
-        let m = 0;
-        for (let v = 0; v < V; v++) m = Math.max(m, Math.abs(one.logits.data[v] - both.logits.data[v]));
-        expect(m).toBeLessThanOrEqual(1e-5);
-      },
-    );
+    it.each([
+      "weight-only",
+      "weight-only-dql",
+      "weight-only-nbits",
+      "weight-only-nbits-embed",
+      "dynamic-row",
+      "dynamic-row-mixed",
+      "dynamic-row-mixed-i8head",
+    ])("int8 %s: an item's logits do not depend on its batch-mates", async (scheme) => {
+      const g = fx.graphs[scheme];
+      const s = await load(backend, DIR + g.file);
+      const c = g.cases[0];
+      const both = await s.run(c.inputs);
+      // row 0 alone (slice every batch-major input)
+      const solo: Feeds = {};
+      for (const [k, f] of Object.entries(c.inputs)) {
+        const per = f.data.length / f.dims[0];
+        solo[k] = { ...f, dims: [1, ...f.dims.slice(1)], data: f.data.slice(0, per) };
+      }
+      const one = await s.run(solo);
+      const V = c.logits.dims[2];
+      let m = 0;
+      for (let v = 0; v < V; v++) m = Math.max(m, Math.abs(one.logits.data[v] - both.logits.data[v]));
+      expect(m).toBeLessThanOrEqual(1e-5);
+    });
   });
 }

@@ -57,7 +57,7 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     ops = {n.op_type for n in q.graph.node}
     assert ("DequantizeLinear" in ops) == (scheme == "weight-only-dql")
     assert ("MatMulInteger" in ops) == scheme.startswith("dynamic-row")
-    if scheme == "dynamic-row-mixed":  # o_proj, down_proj and the head folded weight-only; q, k, v, gate, up dynamic
+    if scheme in quantize.MIXED:  # o_proj and down_proj folded weight-only; q, k, v, gate, up dynamic
         weights = {i.name for i in fp.graph.initializer if np.prod(i.dims) >= quantize.MIN_ELEMENTS}  # the quantised
         module = {
             n.output[0]: n.name.split("/")[-2] for n in fp.graph.node if n.op_type == "MatMul" and n.input[1] in weights
@@ -66,6 +66,11 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
         dynamic = {m for o, m in module.items() if made_by[o] == "Mul"}
         assert dynamic and dynamic <= {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
         assert {m for o, m in module.items() if made_by[o] == "MatMul"} == {"o_proj", "down_proj"}
+        # the tied head: MatMulNBits over the table, or (i8head) two integer matmuls over its transpose
+        head_ops = {n.op_type for n in q.graph.node if n.output[0] == "logits" or "MatMulNBits" == n.op_type}
+        assert ("MatMulNBits" in head_ops) == (scheme == "dynamic-row-mixed")
+        integer = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
+        assert len(integer) == sum(made_by[o] == "Mul" for o in module) + 2 * (scheme == "dynamic-row-mixed-i8head")
     if scheme == "weight-only":  # Cast+Mul of constants only, so ORT folds them at load
         assert "DequantizeLinear" not in ops and "MatMulInteger" not in ops
     if scheme == "weight-only-nbits":  # weights stay uint8 in memory; no weight-sized Cast for ORT to fold
@@ -83,7 +88,8 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
 def test_nbits_tied_head_shares_the_gather_table(tiny_model, scheme):
     q = quantize.quantize(export_onnx.export(tiny_model), scheme)
     gather = next(n for n in q.graph.node if n.op_type == "GatherBlockQuantized")
-    heads = [n for n in q.graph.node if n.op_type == "MatMulNBits" and n.input[1] == gather.input[0]]
+    # MatMulNBits over the table itself, or (i8head) the table reshaped for its transpose
+    heads = [n for n in q.graph.node if n.op_type in ("MatMulNBits", "Reshape") and gather.input[0] in n.input]
     assert len(heads) == (1 if tiny_model.cfg.tie_embeddings else 0)
 
 

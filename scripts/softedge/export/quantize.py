@@ -28,6 +28,12 @@ zero point 0). Two schemes, chosen by measuring in ONNX Runtime Web (npm run ben
                default backbone (PyTorch simulation, 64x64 held-out tokens): top-1 agreement with fp32 96.2% all
                dynamic, 96.9% with the head kept, 97.7% with the head and down_proj, 98.2% with all three
                (weight-only alone: 98.8%).
+  dynamic-row-mixed-i8head  dynamic-row-mixed with the tied head as integer matmuls over the int8 vocabulary
+               matrix instead of MatMulNBits, whose wasm kernel re-dequantises the whole 8000 x 256 matrix on every
+               call (a profile of a 64-token forward in onnxruntime-web: 19% of the run for one row of logits, most of
+               a decode step). The head's input is quantised per row in two terms, x ~ s1 q1 + s2 q2 (q2 quantises
+               the residual of q1: error ~1/(127 * 254) of max |x|), so the logits keep weight-only accuracy; the
+               transposed uint8 matrix that MatMulInteger reads is folded once at session creation (+2 MB).
 
 Embedding tables (Gather) are quantised per row; a tied output head (Transpose of the table) reuses the same int8
 table, so tying still stores the vocabulary matrix once.
@@ -46,12 +52,15 @@ SCHEMES = (
     "weight-only-nbits-embed",
     "dynamic-row",
     "dynamic-row-mixed",
+    "dynamic-row-mixed-i8head",
 )
+MIXED = ("dynamic-row-mixed", "dynamic-row-mixed-i8head")  # o_proj and down_proj kept weight-only
 KEPT_WEIGHT_ONLY = ("o_proj", "down_proj", "lm_head")  # dynamic-row-mixed: modules left weight-only (a tied head too)
 NBITS_TABLES = (
     "weight-only-nbits",
     "weight-only-nbits-embed",
     "dynamic-row-mixed",
+    "dynamic-row-mixed-i8head",
 )  # tables (and a tied head) kept int8
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 MIN_ELEMENTS = 1024  # smaller matrices are not worth the extra nodes
@@ -166,6 +175,43 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
         )
         replaced.add(id(node))
 
+    def quantize_rows(x: str) -> tuple[str, str, str]:
+        """per-row symmetric int8 of x: (scale, rounded values as float, values as uint8 with zero point 128:
+        MLAS's fast u8 x s8 kernel)"""
+        amax = G.node("ReduceMax", [G.node("Abs", [x], x)], x, axes=[-1], keepdims=1)
+        sx = G.node(
+            "Div",
+            [
+                G.node("Max", [amax, G.add_init(np.array(1e-8, np.float32), "eps")], x),
+                G.add_init(np.array(127.0, np.float32), "c127"),
+            ],
+            x,
+        )
+        xr = G.node("Round", [G.node("Div", [x, sx], x)], x)  # in [-127, 127] by construction
+        xu = G.node("Add", [xr, G.add_init(np.array(128.0, np.float32), "c128")], x)
+        return sx, xr, G.node("Cast", [xu], x, to=TensorProto.UINT8)
+
+    def integer_head(node, b_u8: str, scale: np.ndarray, v: int, k: int):
+        # logits = (s1 (q1 @ E_q^T) + s2 (q2 @ E_q^T)) * scale: q2 quantises what q1 left of x
+        x = node.input[0]
+        et = G.node(  # [K, V] uint8: constant, folded by ORT at session creation
+            "Transpose",
+            [G.node("Reshape", [b_u8, G.add_init(np.array([v, k], np.int64), "shape")], b_u8)],
+            b_u8,
+            perm=[1, 0],
+        )
+        zp = G.add_init(np.array(128, np.uint8), "zp128")
+        s1, r1, q1 = quantize_rows(x)
+        s2, _, q2 = quantize_rows(G.node("Sub", [x, G.node("Mul", [r1, s1], x)], x))
+        terms = [
+            G.node(
+                "Mul", [G.node("Cast", [G.node("MatMulInteger", [q, et, zp, zp], x)], x, to=TensorProto.FLOAT), sq], x
+            )
+            for sq, q in ((s1, q1), (s2, q2))
+        ]
+        G.node("Mul", [G.node("Add", terms, x), G.add_init(scale, node.input[1] + "_scale")], x, out=node.output[0])
+        replaced.add(id(node))
+
     for node in list(G.g.node):
         table_w = G.weight(node.input[0]) if node.op_type == "Gather" else None  # one copy of the table, used below
         if scheme in NBITS_TABLES and table_w is not None:
@@ -215,7 +261,10 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             e = G.weight(prod.input[0]) if w is None and prod is not None and prod.op_type == "Transpose" else None
             if e is not None:
                 tq, s, bs = nbits_table(prod.input[0], e)
-                matmul_nbits(node, tq, s, e.shape[1], bs)
+                if scheme == "dynamic-row-mixed-i8head":
+                    integer_head(node, tq, s, *e.shape)
+                else:
+                    matmul_nbits(node, tq, s, e.shape[1], bs)
                 replaced.add(id(prod))
                 continue
             if w is None:
@@ -234,7 +283,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             replaced.add(id(prod))
         # dynamic-row-mixed: the export names a block's MatMul /model/blocks.<i>/<attn|mlp>/<module>/MatMul
         module = node.name.split("/")[-2] if node.name.count("/") >= 2 else ""
-        kept = scheme == "dynamic-row-mixed" and (w is None or module in KEPT_WEIGHT_ONLY)  # w None: the tied head
+        kept = scheme in MIXED and (w is None or module in KEPT_WEIGHT_ONLY)  # w None: the tied head
         if scheme in ("weight-only", "weight-only-nbits-embed") or kept:
             # Cast+Mul of constants: ONNX Runtime folds this into an fp32 weight once, at session creation
             wf = G.node("Cast", [wq], wname, to=TensorProto.FLOAT)
@@ -245,20 +294,8 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             zp = G.add_init(np.zeros(n_out, np.int8), "zp")
             rewired[id(node)] = (1, G.node("DequantizeLinear", [wq, ws, zp], wname, axis=1))
         else:
-            # per-row symmetric scale, stored as uint8 with the fixed zero point 128 (MLAS's fast u8 x s8 kernel)
             x = node.input[0]
-            amax = G.node("ReduceMax", [G.node("Abs", [x], x)], x, axes=[-1], keepdims=1)
-            sx = G.node(
-                "Div",
-                [
-                    G.node("Max", [amax, G.add_init(np.array(1e-8, np.float32), "eps")], x),
-                    G.add_init(np.array(127.0, np.float32), "c127"),
-                ],
-                x,
-            )
-            xr = G.node("Round", [G.node("Div", [x, sx], x)], x)  # in [-127, 127] by construction
-            xu = G.node("Add", [xr, G.add_init(np.array(128.0, np.float32), "c128")], x)
-            xq = G.node("Cast", [xu], x, to=TensorProto.UINT8)
+            sx, _, xq = quantize_rows(x)
             acc = G.node("MatMulInteger", [xq, wq, G.add_init(np.array(128, np.uint8), "zp128")], x)
             G.node(
                 "Mul",
@@ -340,6 +377,14 @@ def _dyn_row_matmul(x, wq_t, ws):
     return acc * sx * ws
 
 
+def _two_term_head(x, wq_t, ws):
+    """dynamic-row-mixed-i8head's head: x ~ s1 q1 + s2 q2 (q2 quantises the residual), two exact integer matmuls"""
+    s1, q1 = _quantize_rows(x)
+    s2, q2 = _quantize_rows(x - q1 * s1)
+    acc1, acc2 = ((q.double() @ wq_t.double()).float() for q in (q1, q2))
+    return (acc1 * s1 + acc2 * s2) * ws
+
+
 class _DynRowLinear(torch.nn.Module):
     def __init__(self, lin):
         super().__init__()
@@ -363,9 +408,9 @@ def simulate(model, scheme: str):
     ref.load_state_dict(dequantized_state(model))
     if scheme.startswith("weight-only"):
         return ref
-    if scheme not in ("dynamic-row", "dynamic-row-mixed"):
+    if scheme not in ("dynamic-row",) + MIXED:
         raise ValueError(f"unknown quantisation scheme {scheme!r}")
-    mixed = scheme == "dynamic-row-mixed"
+    mixed = scheme in MIXED
     src = copy.deepcopy(model).eval()
     for name, mod in list(ref.named_modules()):
         for child_name, child in list(mod.named_children()):
@@ -375,8 +420,9 @@ def simulate(model, scheme: str):
                 orig = src.get_submodule(f"{name}.{child_name}" if name else child_name)
                 setattr(mod, child_name, _DynRowLinear(orig))
     W = model.output_weight().detach().float().numpy()
-    if W.size >= MIN_ELEMENTS and not mixed:
+    if W.size >= MIN_ELEMENTS and scheme != "dynamic-row-mixed":
         q, s = quantize_array(W, axis=0)  # the table's per-row scales serve the tied head's columns
         wq_t, ws = torch.from_numpy(q.astype(np.float32)).t(), torch.from_numpy(s)
-        ref.output_fn = lambda h: _dyn_row_matmul(h, wq_t, ws)
+        head = _two_term_head if scheme == "dynamic-row-mixed-i8head" else _dyn_row_matmul
+        ref.output_fn = lambda h: head(h, wq_t, ws)
     return ref
