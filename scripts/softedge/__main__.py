@@ -26,6 +26,7 @@ COMMANDS = {
     "catalog": "artifacts.catalog",
     "publish": "publishing.publish",
     "bench_eager": "bench_eager",
+    "bench_plots": "bench_plots",
 }
 
 

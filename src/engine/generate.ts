@@ -37,13 +37,57 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** Greedy when temperature is 0 or absent; otherwise a draw from softmax(logits / temperature), cut to the top k
+ * tokens and then to the nucleus of mass top_p, walking tokens from the most likely down (pickTokenSorted is the
+ * definition). Sorting all 8000 logits for every token cost more than a decode step's forward pass, so the walk sorts
+ * only the tokens above a weight level, 1e-2 of the most likely one's first, and lowers the level only when the top k,
+ * the nucleus or the draw reach past them. */
 export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => number): number {
   const V = logits.length;
-  if (!o.temperature) {
-    let best = 0;
-    for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
-    return best;
+  let best = 0;
+  for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+  if (!o.temperature) return best;
+  const T = o.temperature,
+    m = logits[best];
+  const w = new Float64Array(V);
+  for (let v = 0; v < V; v++) w[v] = Math.exp((logits[v] - m) / T);
+  const topK = o.topK && o.topK > 0 ? Math.min(o.topK, V) : V;
+  const draw = rand();
+  for (const level of [1e-2, 1e-4, 1e-7, 0]) {
+    const above: number[] = [];
+    for (let v = 0; v < V; v++) if (w[v] >= level) above.push(v);
+    if (above.length < topK && topK < V && level > 0) continue; // the top k reach below this level
+    above.sort((a, b) => logits[b] - logits[a] || a - b); // as a stable sort of all the tokens orders them
+    let idx = above.slice(0, topK);
+    let complete = topK < V || level === 0; // idx holds every token the walk can reach
+    let z = 0;
+    if (topK < V) for (const i of idx) z += w[i];
+    else for (let v = 0; v < V; v++) z += w[v];
+    let p = idx.map((i) => w[i] / z);
+    if (o.topP && o.topP < 1) {
+      let c = 0,
+        k = 0;
+      while (k < p.length && c < o.topP) c += p[k++];
+      if (c < o.topP && !complete) continue; // the nucleus reaches below this level
+      idx = idx.slice(0, Math.max(1, k));
+      p = p.slice(0, idx.length);
+      const z2 = p.reduce((a, x) => a + x, 0);
+      p = p.map((x) => x / z2);
+      complete = true;
+    }
+    let r = draw;
+    for (let i = 0; i < p.length; i++) {
+      r -= p[i];
+      if (r <= 0) return idx[i];
+    }
+    if (complete) return idx[idx.length - 1]; // float slack at the end of the walk
   }
+  throw new Error("unreachable: the last level holds every token");
+}
+
+/** pickToken's definition: every token sorted by logit, then top-k, top-p and the inverse-CDF walk. */
+export function pickTokenSorted(logits: Float32Array, o: GenerateOptions, rand: () => number): number {
+  const V = logits.length;
   let idx = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
   if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
   const m = logits[idx[0]];

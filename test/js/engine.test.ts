@@ -10,7 +10,7 @@ import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapt
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
 import { planPasses } from "../../src/engine/batch";
-import { generate } from "../../src/engine/generate";
+import { generate, pickToken, pickTokenSorted, prng } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -84,6 +84,38 @@ describe("edge engine vs Python golden outputs", () => {
     for (const p of passes) expect(p.length === 1 || p.length * Math.max(...p.map((i) => slots[i])) <= 256).toBe(true);
     expect(passes[0]).toEqual([5]); // 200 slots: a pass of its own
     expect(planPasses([300], 256)).toEqual([[0]]); // longer than the budget still runs
+  });
+
+  it("samples what the full sort of the vocabulary samples, for the same draw", () => {
+    const rng = prng(11);
+    const normal = () => Math.sqrt(-2 * Math.log(rng() || 1e-12)) * Math.cos(2 * Math.PI * rng());
+    const options: { temperature: number; topK?: number; topP?: number }[] = [
+      { temperature: 1 },
+      { temperature: 0.7, topK: 40 },
+      { temperature: 1, topP: 0.9 },
+      { temperature: 1.3, topK: 50, topP: 0.95 },
+      { temperature: 0.05 },
+      { temperature: 8 }, // nearly flat: most of the vocabulary within the walk
+      { temperature: 1, topK: 8000 },
+    ];
+    options.push({ temperature: 1, topP: 0.9999 });
+    // one token far ahead of the rest, whose tokens each weigh under 1e-7 of it but together 7e-4 of the mass: the
+    // nucleus of 0.9999 and the highest draws reach into them
+    const peaked = Float32Array.from({ length: cfg.vocab_size }, (_, i) => (i === 7 ? 0 : -16.2));
+    let cases = 0;
+    for (let n = 0; n < 13; n++) {
+      const logits = n === 12 ? peaked : Float32Array.from({ length: cfg.vocab_size }, () => 3 * normal());
+      for (const o of options)
+        for (const draw of [rng(), rng(), rng(), 0, 1 - 1e-12]) {
+          // 1 - 1e-12: a draw into the tokens far below the most likely one (the full walk's last steps)
+          expect(
+            pickToken(logits, { maxNewTokens: 1, ...o }, () => draw),
+            JSON.stringify({ n, o, draw }),
+          ).toBe(pickTokenSorted(logits, { maxNewTokens: 1, ...o }, () => draw));
+          cases++;
+        }
+    }
+    expect(cases).toBe(13 * options.length * 5);
   });
 
   it("gives the event loop a turn before every ONNX Runtime pass, in classification and generation", async () => {
