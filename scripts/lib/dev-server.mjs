@@ -3,14 +3,16 @@
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 
-export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs = [], beforeStart = () => {} }) {
+// config: another wrangler config (the benchmark's own worker); seed: false for a worker without the bucket and keys
+export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs = [], beforeStart = () => {}, config, seed = true }) {
   rmSync(state, { recursive: true, force: true }); // a fresh bucket each run
-  execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", state, ...seedArgs], { stdio: "inherit" });
+  if (seed) execFileSync("node", ["scripts/seed-local-r2.mjs", "--persist-to", state, ...seedArgs], { stdio: "inherit" });
   beforeStart(); // e.g. more keys into the local KV, while no runtime holds it
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
   const t0 = performance.now();
   const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const wd = spawn("npx", ["wrangler", "dev", "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs], {
+  const configArgs = config ? ["-c", config] : [];
+  const wd = spawn("npx", ["wrangler", "dev", ...configArgs, "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

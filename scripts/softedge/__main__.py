@@ -27,6 +27,7 @@ COMMANDS = {
     "publish": "publishing.publish",
     "bench_eager": "bench_eager",
     "bench_plots": "bench_plots",
+    "matmul_graph": "export.matmul_graph",
 }
 
 

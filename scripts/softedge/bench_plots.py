@@ -20,7 +20,10 @@ ENGINES = (("workerd", "workerd (wrangler dev, client)"), ("native", "onnxruntim
 def plot_latency(r: dict, out: Path) -> Path:
     fig, ax = new_figure()
     rows = r["classify"]
-    for key, label in ENGINES + (("eager", "PyTorch eager, same model and prefix"),):
+    more = (("engine", "the engine alone in workerd (no HTTP)"), ("eager", "PyTorch eager, same model and prefix"))
+    for key, label in ENGINES + more:
+        if any(x.get(key) is None for x in rows):
+            continue
         ax.plot([x["tokens"] for x in rows], [x[key] for x in rows], marker="o", label=label)
     ax.set(xlabel="input tokens", ylabel="classify p50 (ms)", title=f"classification latency, {r['backbone']}")
     ax.set_ylim(bottom=0)

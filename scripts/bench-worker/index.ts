@@ -1,0 +1,75 @@
+// A worker for `npm run bench` only (never deployed): the engine and ONNX Runtime Web inside workerd without the
+// API around them, so the benchmark can tell the engine's own time from HTTP, auth and JSON, and measure the peak
+// of a plain matrix multiply in the same runtime (the roofline). The client posts the model bytes; times are taken
+// around awaits with performance.now(), which advances across them in local workerd.
+//   GET /healthz  POST /backbone (model.onnx; header x-config: config.json)  POST /adapter?name=N (adapter file)
+//   POST /classify {items: [{adapter, ids}], runs}              POST /matmul-model (graph)  POST /matmul {dims, dtype, runs}
+import { parseAdapter, type Adapter } from "../../src/engine/adapter";
+import type { BackboneConfig } from "../../src/engine/backbone-config";
+import { classifyBatch } from "../../src/engine/classify";
+import { loadOrt, type OrtModule } from "../../src/engine/ort-workerd";
+import type * as ORT from "onnxruntime-web";
+
+let ort: OrtModule;
+let backbone: { session: ORT.InferenceSession; cfg: BackboneConfig } | null = null;
+let matmul: ORT.InferenceSession | null = null;
+const adapters = new Map<string, Adapter>();
+const create = async (bytes: ArrayBuffer) =>
+  (ort ??= await loadOrt()).InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+
+async function times(runs: number, fn: () => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+export default {
+  async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/healthz") return Response.json({ ok: true });
+    if (request.method !== "POST") return Response.json({ error: "POST only" }, { status: 405 });
+    try {
+      switch (url.pathname) {
+        case "/backbone": {
+          const cfg = JSON.parse(atob(request.headers.get("x-config") ?? "")) as BackboneConfig;
+          const t0 = performance.now();
+          backbone = { session: await create(await request.arrayBuffer()), cfg };
+          adapters.clear();
+          return Response.json({ ms: performance.now() - t0 });
+        }
+        case "/adapter": {
+          if (!backbone) throw new Error("post /backbone first");
+          adapters.set(url.searchParams.get("name") ?? "", await parseAdapter(await request.arrayBuffer(), backbone.cfg));
+          return Response.json({ adapters: adapters.size });
+        }
+        case "/classify": {
+          if (!backbone) throw new Error("post /backbone first");
+          const { session, cfg } = backbone;
+          const body = (await request.json()) as { items: { adapter: string; ids: number[] }[]; runs: number; maxBatchTokens: number };
+          const items = body.items.map((it) => ({ ids: it.ids, adapter: adapters.get(it.adapter)! }));
+          return Response.json({ ms: await times(body.runs, () => classifyBatch(ort, session, cfg, items, body.maxBatchTokens)) });
+        }
+        case "/matmul-model": {
+          matmul = await create(await request.arrayBuffer());
+          return Response.json({ inputs: matmul.inputNames });
+        }
+        case "/matmul": {
+          if (!matmul) throw new Error("post /matmul-model first");
+          const session = matmul;
+          const { dims, dtype, runs } = (await request.json()) as { dims: number[]; dtype: "float32" | "uint8"; runs: number };
+          const n = dims.reduce((a, b) => a * b, 1);
+          const data = dtype === "uint8" ? Uint8Array.from({ length: n }, (_, i) => (i * 37) % 256) : Float32Array.from({ length: n }, (_, i) => ((i * 37) % 97) / 97 - 0.5);
+          const feeds = { [session.inputNames[0]]: new ort.Tensor(dtype, data, dims) };
+          return Response.json({ ms: await times(runs, () => session.run(feeds)) });
+        }
+      }
+      return Response.json({ error: `no route ${url.pathname}` }, { status: 404 });
+    } catch (e) {
+      return Response.json({ error: String(e) }, { status: 500 });
+    }
+  },
+};
