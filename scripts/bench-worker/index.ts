@@ -2,7 +2,7 @@
 // API around them, so the benchmark can tell the engine's own time from HTTP, auth and JSON, and measure the peak
 // of a plain matrix multiply in the same runtime (the roofline). The client posts the model bytes; times are taken
 // around awaits with performance.now(), which advances across them in local workerd.
-//   GET /healthz  POST /backbone (model.onnx; header x-config: config.json)  POST /adapter?name=N (adapter file)
+//   GET /healthz  POST /backbone (model.onnx; header x-config: config.json; x-optimization-level, default all)  POST /adapter?name=N (adapter file)
 //   POST /classify {items: [{adapter, ids}], runs}              POST /matmul-model (graph)  POST /matmul {dims, dtype, runs}
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
@@ -14,8 +14,9 @@ let ort: OrtModule;
 let backbone: { session: ORT.InferenceSession; cfg: BackboneConfig } | null = null;
 let matmul: ORT.InferenceSession | null = null;
 const adapters = new Map<string, Adapter>();
-const create = async (bytes: ArrayBuffer) =>
-  (ort ??= await loadOrt()).InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+type Level = "disabled" | "basic" | "extended" | "all";
+const create = async (bytes: ArrayBuffer, level: Level = "all") =>
+  (ort ??= await loadOrt()).InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: level });
 
 async function times(runs: number, fn: () => Promise<unknown>): Promise<number[]> {
   const out: number[] = [];
@@ -37,7 +38,8 @@ export default {
         case "/backbone": {
           const cfg = JSON.parse(atob(request.headers.get("x-config") ?? "")) as BackboneConfig;
           const t0 = performance.now();
-          backbone = { session: await create(await request.arrayBuffer()), cfg };
+          const level = (request.headers.get("x-optimization-level") ?? "all") as Level; // the worker's is "all"
+          backbone = { session: await create(await request.arrayBuffer(), level), cfg };
           adapters.clear();
           return Response.json({ ms: performance.now() - t0 });
         }
@@ -54,8 +56,9 @@ export default {
           return Response.json({ ms: await times(body.runs, () => classifyBatch(ort, session, cfg, items, body.maxBatchTokens)) });
         }
         case "/matmul-model": {
+          const t0 = performance.now();
           matmul = await create(await request.arrayBuffer());
-          return Response.json({ inputs: matmul.inputNames });
+          return Response.json({ ms: performance.now() - t0 });
         }
         case "/matmul": {
           if (!matmul) throw new Error("post /matmul-model first");
