@@ -3,9 +3,10 @@
 // of a plain matrix multiply in the same runtime (the roofline). The client posts the model bytes; times are taken
 // around awaits with performance.now(), which advances across them in local workerd.
 //   GET /healthz  POST /backbone (model.onnx; header x-config: config.json; x-optimization-level, default all)  POST /adapter?name=N (adapter file)
-//   POST /classify {items: [{adapter, ids}], runs}              POST /matmul-model (graph)  POST /matmul {dims, dtype, runs}
+//   POST /classify {items: [{adapter, ids}], runs, group}  POST /forward {ids, adapter (or null: no prefix), runs, group}              POST /matmul-model (graph)  POST /matmul {dims, dtype, runs}
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
+import { runBatch } from "../../src/engine/batch";
 import { classifyBatch } from "../../src/engine/classify";
 import { loadOrt, type OrtModule } from "../../src/engine/ort-workerd";
 import type * as ORT from "onnxruntime-web";
@@ -18,12 +19,14 @@ type Level = "disabled" | "basic" | "extended" | "all";
 const create = async (bytes: ArrayBuffer, level: Level = "all") =>
   (ort ??= await loadOrt()).InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: level });
 
-async function times(runs: number, fn: () => Promise<unknown>): Promise<number[]> {
+/** ms per call, one figure per group of `group` calls: workerd's clock ticks in whole milliseconds, so short calls
+ * are timed in groups */
+async function times(runs: number, fn: () => Promise<unknown>, group = 1): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
+    for (let j = 0; j < group; j++) await fn();
+    out.push((performance.now() - t0) / group);
   }
   return out;
 }
@@ -51,9 +54,23 @@ export default {
         case "/classify": {
           if (!backbone) throw new Error("post /backbone first");
           const { session, cfg } = backbone;
-          const body = (await request.json()) as { items: { adapter: string; ids: number[] }[]; runs: number; maxBatchTokens: number };
+          const body = (await request.json()) as {
+            items: { adapter: string; ids: number[] }[];
+            runs: number;
+            group?: number;
+            maxBatchTokens: number;
+          };
           const items = body.items.map((it) => ({ ids: it.ids, adapter: adapters.get(it.adapter)! }));
-          return Response.json({ ms: await times(body.runs, () => classifyBatch(ort, session, cfg, items, body.maxBatchTokens)) });
+          return Response.json({ ms: await times(body.runs, () => classifyBatch(ort, session, cfg, items, body.maxBatchTokens), body.group) });
+        }
+        case "/forward": {
+          // one forward pass, no readout: the cost of an adapter's compiled KV prefix against no prefix at all
+          if (!backbone) throw new Error("post /backbone first");
+          const { session, cfg } = backbone;
+          const body = (await request.json()) as { ids: number[]; adapter: string | null; runs: number; group?: number };
+          const a = body.adapter === null ? null : adapters.get(body.adapter)!;
+          const item = { ids: body.ids, kv: a?.kv ?? null, virtualTokens: a?.virtualTokens ?? 0 };
+          return Response.json({ ms: await times(body.runs, () => runBatch(ort, session, cfg, [item]), body.group) });
         }
         case "/matmul-model": {
           const t0 = performance.now();
@@ -65,7 +82,10 @@ export default {
           const session = matmul;
           const { dims, dtype, runs } = (await request.json()) as { dims: number[]; dtype: "float32" | "uint8"; runs: number };
           const n = dims.reduce((a, b) => a * b, 1);
-          const data = dtype === "uint8" ? Uint8Array.from({ length: n }, (_, i) => (i * 37) % 256) : Float32Array.from({ length: n }, (_, i) => ((i * 37) % 97) / 97 - 0.5);
+          const data =
+            dtype === "uint8"
+              ? Uint8Array.from({ length: n }, (_, i) => (i * 37) % 256)
+              : Float32Array.from({ length: n }, (_, i) => ((i * 37) % 97) / 97 - 0.5);
           const feeds = { [session.inputNames[0]]: new ort.Tensor(dtype, data, dims) };
           return Response.json({ ms: await times(runs, () => session.run(feeds)) });
         }
