@@ -26,9 +26,21 @@ const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(`$
 });
 const i64 = (n, f) => BigInt64Array.from({ length: n }, (_, i) => BigInt(f(i)));
 const feeds = {
-  input_ids: new ort.Tensor("int64", i64(B * T, (i) => 5 + (i % 100)), [B, T]),
-  attention_mask: new ort.Tensor("int64", i64(B * (P + T), () => 1), [B, P + T]),
-  position_ids: new ort.Tensor("int64", i64(B * T, (i) => P + (i % T)), [B, T]),
+  input_ids: new ort.Tensor(
+    "int64",
+    i64(B * T, (i) => 5 + (i % 100)),
+    [B, T],
+  ),
+  attention_mask: new ort.Tensor(
+    "int64",
+    i64(B * (P + T), () => 1),
+    [B, P + T],
+  ),
+  position_ids: new ort.Tensor(
+    "int64",
+    i64(B * T, (i) => P + (i % T)),
+    [B, T],
+  ),
 };
 for (let l = 0; l < cfg.num_layers; l++)
   for (const kv of ["key", "value"])
@@ -50,7 +62,11 @@ if (process.env.SOFTEDGE_PROFILE_CHILD) {
   session.endProfiling();
   process.exit(0);
 }
-const child = spawnSync(process.execPath, process.argv.slice(1), { env: { ...process.env, SOFTEDGE_PROFILE_CHILD: "1" }, encoding: "utf8", maxBuffer: 1 << 30 });
+const child = spawnSync(process.execPath, process.argv.slice(1), {
+  env: { ...process.env, SOFTEDGE_PROFILE_CHILD: "1" },
+  encoding: "utf8",
+  maxBuffer: 1 << 30,
+});
 if (child.status !== 0) {
   console.error(`error: the profiled run failed: ${child.stderr.trim().split("\n").at(-1)}`);
   process.exit(1);

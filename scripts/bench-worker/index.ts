@@ -16,8 +16,10 @@ let backbone: { session: ORT.InferenceSession; cfg: BackboneConfig } | null = nu
 let matmul: ORT.InferenceSession | null = null;
 const adapters = new Map<string, Adapter>();
 type Level = "disabled" | "basic" | "extended" | "all";
-const create = async (bytes: ArrayBuffer, level: Level = "all") =>
-  (ort ??= await loadOrt()).InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: level });
+async function create(bytes: ArrayBuffer, level: Level = "all") {
+  ort ??= await loadOrt();
+  return ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: level });
+}
 
 /** ms per call, one figure per group of `group` calls: workerd's clock ticks in whole milliseconds, so short calls
  * are timed in groups */

@@ -12,11 +12,15 @@ export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs 
   const t0 = performance.now();
   const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const configArgs = config ? ["-c", config] : [];
-  const wd = spawn("npx", ["wrangler", "dev", ...configArgs, "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
+  const wd = spawn(
+    "npx",
+    ["wrangler", "dev", ...configArgs, "--persist-to", state, "--port", String(port), "--ip", "127.0.0.1", ...varArgs, ...devArgs],
+    {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    },
+  );
   let log = "";
   wd.stdout.on("data", (d) => {
     log += d;

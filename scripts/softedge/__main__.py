@@ -28,6 +28,7 @@ COMMANDS = {
     "bench_eager": "bench_eager",
     "bench_plots": "bench_plots",
     "matmul_graph": "export.matmul_graph",
+    "contrib_graphs": "export.contrib_graphs",
 }
 
 
