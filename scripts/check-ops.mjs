@@ -17,11 +17,31 @@ function feedsFor(ort, inputs) {
   const feeds = {};
   for (const { name, type, dims } of inputs) {
     const n = dims.reduce((a, b) => a * b, 1);
-    if (name === "seqlens_k") feeds[name] = new ort.Tensor("int32", Int32Array.from({ length: n }, () => 8 + 16 - 1), dims);
+    if (name === "seqlens_k")
+      feeds[name] = new ort.Tensor(
+        "int32",
+        Int32Array.from({ length: n }, () => 8 + 16 - 1),
+        dims,
+      );
     else if (name === "total_sequence_length") feeds[name] = new ort.Tensor("int32", Int32Array.of(8 + 16), dims);
-    else if (name === "position_ids") feeds[name] = new ort.Tensor("int64", BigInt64Array.from({ length: n }, (_, i) => BigInt(i % dims.at(-1))), dims);
-    else if (type === "uint8") feeds[name] = new ort.Tensor("uint8", Uint8Array.from({ length: n }, (_, i) => (i * 31) % 256), dims);
-    else feeds[name] = new ort.Tensor("float32", Float32Array.from({ length: n }, (_, i) => Math.sin(i) / 2), dims);
+    else if (name === "position_ids")
+      feeds[name] = new ort.Tensor(
+        "int64",
+        BigInt64Array.from({ length: n }, (_, i) => BigInt(i % dims.at(-1))),
+        dims,
+      );
+    else if (type === "uint8")
+      feeds[name] = new ort.Tensor(
+        "uint8",
+        Uint8Array.from({ length: n }, (_, i) => (i * 31) % 256),
+        dims,
+      );
+    else
+      feeds[name] = new ort.Tensor(
+        "float32",
+        Float32Array.from({ length: n }, (_, i) => Math.sin(i) / 2),
+        dims,
+      );
   }
   return feeds;
 }
@@ -31,7 +51,12 @@ async function attempt(ort, bytes, inputs, options) {
   try {
     session = await ort.InferenceSession.create(bytes, options);
   } catch (e) {
-    return { ok: false, why: `load: ${String(e.message ?? e).split("\n")[0].slice(0, 140)}` };
+    return {
+      ok: false,
+      why: `load: ${String(e.message ?? e)
+        .split("\n")[0]
+        .slice(0, 140)}`,
+    };
   }
   const feeds = feedsFor(ort, inputs);
   try {
@@ -45,7 +70,12 @@ async function attempt(ort, bytes, inputs, options) {
     t.sort((a, b) => a - b);
     return { ok: true, ms: t[15] };
   } catch (e) {
-    return { ok: false, why: `run: ${String(e.message ?? e).split("\n")[0].slice(0, 140)}` };
+    return {
+      ok: false,
+      why: `run: ${String(e.message ?? e)
+        .split("\n")[0]
+        .slice(0, 140)}`,
+    };
   }
 }
 
