@@ -33,16 +33,7 @@ const bundles = {};
 // the isolate's wasm budget (BENCHMARKS.md, memory), under a pass of MAX_BATCH_TOKENS slots (src/config.ts default)
 const WASM_BUDGET_MB = 80,
   PASS_SLOTS = 1024;
-for (const q of [
-  "none",
-  "weight-only",
-  "weight-only-dql",
-  "weight-only-nbits",
-  "weight-only-nbits-embed",
-  "dynamic-row",
-  "dynamic-row-mixed",
-  "dynamic-row-mixed-i8head",
-]) {
+for (const q of ["none", ...py("bundle", "--list-quant").trim().split("\n")]) {
   const dir = join(out, q);
   py("bundle", "--weights", weights, "--tokenizer", tokenizer, "--out", dir, "--quant", q, "--name", "bench");
   bundles[q] = join(

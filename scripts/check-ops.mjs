@@ -46,17 +46,19 @@ function feedsFor(ort, inputs) {
   return feeds;
 }
 
+const failed = (stage, e) => ({
+  ok: false,
+  why: `${stage}: ${String(e.message ?? e)
+    .split("\n")[0]
+    .slice(0, 140)}`,
+});
+
 async function attempt(ort, bytes, inputs, options) {
   let session;
   try {
     session = await ort.InferenceSession.create(bytes, options);
   } catch (e) {
-    return {
-      ok: false,
-      why: `load: ${String(e.message ?? e)
-        .split("\n")[0]
-        .slice(0, 140)}`,
-    };
+    return failed("load", e);
   }
   const feeds = feedsFor(ort, inputs);
   try {
@@ -70,12 +72,7 @@ async function attempt(ort, bytes, inputs, options) {
     t.sort((a, b) => a - b);
     return { ok: true, ms: t[15] };
   } catch (e) {
-    return {
-      ok: false,
-      why: `run: ${String(e.message ?? e)
-        .split("\n")[0]
-        .slice(0, 140)}`,
-    };
+    return failed("run", e);
   }
 }
 

@@ -17,48 +17,61 @@ from softedge.common import CliError, new_figure, run_cli, save_figure
 ENGINES = (("workerd", "workerd (wrangler dev, client)"), ("native", "onnxruntime-node, same engine"))
 
 
-def plot_latency(r: dict, out: Path) -> Path:
+def _plot(rows, series, x, y, out: Path, name: str, xlabel: str, ylabel: str, title: str, log2=False) -> Path:
+    """One line per (key, label) in series whose figures every row has; x(row) and y(row, key) give the points."""
     fig, ax = new_figure()
-    rows = r["classify"]
+    for key, label in series:
+        if all(row.get(key) is not None for row in rows):
+            ax.plot([x(row) for row in rows], [y(row, key) for row in rows], marker="o", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if log2:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([x(row) for row in rows], [str(x(row)) for row in rows])
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    path = out / f"bench-{name}.png"
+    save_figure(fig, path)
+    return path
+
+
+def plots(r: dict, out: Path) -> list[Path]:
     more = (("engine", "the engine alone in workerd (no HTTP)"), ("eager", "PyTorch eager, same model and prefix"))
-    for key, label in ENGINES + more:
-        if any(x.get(key) is None for x in rows):
-            continue
-        ax.plot([x["tokens"] for x in rows], [x[key] for x in rows], marker="o", label=label)
-    ax.set(xlabel="input tokens", ylabel="classify p50 (ms)", title=f"classification latency, {r['backbone']}")
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    path = out / "bench-latency.png"
-    save_figure(fig, path)
-    return path
-
-
-def plot_throughput(r: dict, out: Path) -> Path:
-    fig, ax = new_figure()
-    rows = r["throughput"]
-    for key, label in ENGINES:
-        ax.plot([x["items"] for x in rows], [1000 * x["items"] / x[key] for x in rows], marker="o", label=label)
-    ax.set(xlabel="items in one mixed-adapter batch (64 tokens each)", ylabel="items / s", title="batch throughput")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([x["items"] for x in rows], [str(x["items"]) for x in rows])
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    path = out / "bench-throughput.png"
-    save_figure(fig, path)
-    return path
-
-
-def plot_generation(r: dict, out: Path) -> Path:
-    fig, ax = new_figure()
-    rows = r["generation"]
-    for key, label in ENGINES:
-        ax.plot([x["tokens"] for x in rows], [x[key] for x in rows], marker="o", label=label)
-    ax.set(xlabel="generated tokens (segment)", ylabel="ms / token", title="generation cost by position")
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    path = out / "bench-generation.png"
-    save_figure(fig, path)
-    return path
+    return [
+        _plot(
+            r["classify"],
+            ENGINES + more,
+            lambda row: row["tokens"],
+            lambda row, k: row[k],
+            out,
+            "latency",
+            "input tokens",
+            "classify p50 (ms)",
+            f"classification latency, {r['backbone']}",
+        ),
+        _plot(
+            r["throughput"],
+            ENGINES,
+            lambda row: row["items"],
+            lambda row, k: 1000 * row["items"] / row[k],
+            out,
+            "throughput",
+            "items in one mixed-adapter batch (64 tokens each)",
+            "items / s",
+            "batch throughput",
+            log2=True,
+        ),
+        _plot(
+            r["generation"],
+            ENGINES,
+            lambda row: row["tokens"],
+            lambda row, k: row[k],
+            out,
+            "generation",
+            "generated tokens (segment)",
+            "ms / token",
+            "generation cost by position",
+        ),
+    ]
 
 
 def main(argv=None) -> None:
@@ -74,7 +87,7 @@ def main(argv=None) -> None:
     if missing:
         raise CliError(f"{a.results} lacks {', '.join(sorted(missing))}: rerun npm run bench")
     a.out.mkdir(parents=True, exist_ok=True)
-    for path in (plot_latency(r, a.out), plot_throughput(r, a.out), plot_generation(r, a.out)):
+    for path in plots(r, a.out):
         print(f"wrote {path}")
 
 

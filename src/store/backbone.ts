@@ -4,7 +4,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
 import type { BackboneConfig } from "../engine/backbone-config";
-import { loadOrt, type OrtModule } from "../engine/ort-workerd";
+import { initOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
 import { DomainError } from "../errors";
 import { getBytes, type Storage } from "./r2";
@@ -25,11 +25,13 @@ async function load(io: Storage, id: string): Promise<Backbone> {
     if (!bytes) throw new DomainError("backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
     return bytes;
   };
+  const ortReady = initOrt(); // ORT's wasm init overlaps with the reads below
+  ortReady.catch(() => {}); // awaited below; a read that fails first must not leave this rejection unhandled
   const [cfgBytes, tokBytes, model] = await Promise.all([get("config.json"), get("tokenizer.json"), get("model.onnx")]);
   const cfg = JSON.parse(new TextDecoder().decode(cfgBytes)) as BackboneConfig;
   if (cfg.id !== id) throw new DomainError("backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
   if ((await sha256Hex(model)) !== cfg.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
-  const ort = await loadOrt();
+  const ort = await ortReady;
   const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(tokBytes)), {});
   stats.loads++;

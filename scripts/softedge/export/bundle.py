@@ -101,13 +101,19 @@ def build(weights: Path, tokenizer: Path, out: Path, name: str, quant: str, last
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", type=Path, required=True)
+    ap.add_argument("--weights", type=Path)
     ap.add_argument("--tokenizer", type=Path, default=CACHE / "tokenizer")
     ap.add_argument("--out", type=Path, default=Path("adapters/backbones"))
     ap.add_argument("--name", default="softedge-backbone")
     ap.add_argument("--quant", choices=[*quantize.SCHEMES, "none"], default="weight-only")
     ap.add_argument("--all-logits", action="store_true", help="logits at every position (default: last only)")
+    ap.add_argument("--list-quant", action="store_true", help="print the int8 schemes, one a line, and exit")
     a = ap.parse_args()
+    if a.list_quant:  # npm run bench:quant measures each
+        print("\n".join(quantize.SCHEMES))
+        return
+    if a.weights is None:
+        raise CliError("--weights is required")
     if not a.name.replace("-", "").replace("_", "").isalnum():
         raise CliError("--name may hold only letters, digits, '-' and '_'")
     dest = build(a.weights, a.tokenizer, a.out, a.name, a.quant, not a.all_logits)
