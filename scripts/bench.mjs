@@ -124,6 +124,30 @@ for (const n of [16, 64, 128]) {
   const nd = await timeIt(() => engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }], BATCH_TOKENS));
   rows.push([`classify, ${ids.length} tokens`, w, nd]);
 }
+// the same request's steps in Node, where the clock advances inside synchronous code (in workerd it moves only across
+// awaits): the same engine code on V8, tokenizer and readout included; ORT here is native, so only its share differs
+const nodePhases = {};
+{
+  const { text } = textOf(64, adapterNode);
+  const keep = (k, ms) => {
+    nodePhases[k] ??= [];
+    nodePhases[k].push(ms);
+  };
+  for (let i = 0; i < RUNS + 3; i++) {
+    const t0 = performance.now();
+    const ids = engine.encodePrompt(tok, adapterNode.template, "text", text, 128);
+    const t1 = performance.now();
+    const phases = {};
+    await engine.classifyBatch(ortNode, session, cfg, [{ ids, adapter: adapterNode }], BATCH_TOKENS, phases);
+    const t2 = performance.now();
+    if (i < 3) continue;
+    keep("tokenize", t1 - t0);
+    keep("assemble", phases.assemble);
+    keep("ort", phases.ort);
+    keep("readout", t2 - t1 - phases.assemble - phases.ort);
+  }
+  for (const k of Object.keys(nodePhases)) nodePhases[k] = pct(nodePhases[k], 50);
+}
 const breakdown = { client: rows[1][1].p50 };
 // an adapter's first use in the isolate (alias and version from R2, the artifact read and parsed) against the same
 // request once it is cached: one request each for 16 aliases the run has not touched yet
@@ -378,6 +402,8 @@ const lines = [
     `handler [adapter lookup ${f(breakdown.adapter)}, tokenize ${f(breakdown.tokenize)}, inputs and KV prefix assembly ` +
     `${f(breakdown.assemble)}, ONNX Runtime ${f(breakdown.ort)}, readout ${f(breakdown.readout)}] + outside the handler ` +
     `(HTTP through wrangler's proxy, key check, validation, JSON) ${f(breakdown.client - ["adapter", "tokenize", "inference"].reduce((a, k) => a + (breakdown[k] ?? 0), 0))}`,
+  `the same steps in Node (same engine code on V8, native ORT; medians): tokenize ${nodePhases.tokenize.toFixed(2)}, inputs and KV ` +
+    `prefix assembly ${nodePhases.assemble.toFixed(2)}, ONNX Runtime (native) ${nodePhases.ort.toFixed(2)}, readout ${nodePhases.readout.toFixed(2)} ms`,
   "",
   "throughput, mixed-adapter batches of 64-token items (batch p50; items/s = items / p50):",
   "",

@@ -121,17 +121,18 @@ describe("edge engine vs Python golden outputs", () => {
   it("gives the event loop a turn before every ONNX Runtime pass, in classification and generation", async () => {
     // ORT Web's run never waits on I/O, so without these turns a runtime polls no socket until a request's passes are
     // all done; under load workerd then closed keep-alive connections whose next request sat unread for 5 s
+    // one tick per turn of Node's event loop (setImmediate: no 1 ms clamp, so every turn counts)
     let turns = 0,
       running = true;
     const tick = () => {
       if (!running) return;
       turns++;
-      setTimeout(tick, 0);
+      setImmediate(tick);
     };
     const counted = async (work: () => Promise<unknown>) => {
       turns = 0;
       running = true;
-      setTimeout(tick, 0);
+      setImmediate(tick);
       await work();
       running = false;
       return turns;
