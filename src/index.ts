@@ -11,6 +11,7 @@ import { getBackbone } from "./store/backbone";
 import { getJson, type Storage } from "./store/r2";
 import { configOf } from "./config";
 import { requestLog } from "./api/request-log";
+import { initOrt } from "./engine/ort-workerd";
 
 // per isolate: caches outlive requests
 let store: AdapterStore | null = null;
@@ -58,5 +59,11 @@ app.use("*", async (c, next) => {
 app.route("/", api(authenticate));
 app.onError(onError);
 app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404));
+
+// ONNX Runtime's wasm init (~140 ms locally) starts with the isolate instead of inside the first inference request:
+// Cloudflare starts an isolate while the TLS handshake of its first request is still under way, so the init is done
+// or under way when that request needs it. A failure is kept by initOrt and reported by the first request that
+// loads the backbone.
+initOrt().catch(() => {});
 
 export default app;
