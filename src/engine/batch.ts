@@ -13,9 +13,9 @@ export interface BatchItem {
   virtualTokens: number;
 }
 export interface RunResult {
-  /** [B, V] logits at each item's last position */
+  /** [B, V] logits at each item's last position (empty for a hidden-only run) */
   logits: Float32Array;
-  /** per layer present key/value [B, kvH, S, D] */
+  /** per layer present key/value [B, kvH, S, D] (empty for a hidden-only run) */
   presents: ORT.Tensor[];
   /** attention mask [B, S] used, to continue from the presents */
   mask: BigInt64Array;
@@ -106,10 +106,17 @@ function lastRows(logits: ORT.Tensor, B: number, V: number): Float32Array {
   return out;
 }
 
+const presentNames = (cfg: BackboneConfig) => Array.from({ length: cfg.num_layers }, (_, l) => [`present.${l}.key`, `present.${l}.value`]).flat();
+
 function presentsOf(cfg: BackboneConfig, out: Record<string, ORT.Tensor>): ORT.Tensor[] {
-  const p: ORT.Tensor[] = [];
-  for (let l = 0; l < cfg.num_layers; l++) p.push(out[`present.${l}.key`], out[`present.${l}.value`]);
-  return p;
+  return presentNames(cfg).map((n) => out[n]);
+}
+
+/** which outputs a run's caller reads (the others stay inside ORT's wasm memory) */
+export interface Needs {
+  logits: boolean;
+  presents: boolean;
+  hidden: boolean;
 }
 
 /** milliseconds spent per step, summed over passes (Server-Timing locally: performance.now() advances only there) */
@@ -131,18 +138,26 @@ export async function runBatch(
   cfg: BackboneConfig,
   items: BatchItem[],
   phases?: Phases,
+  need: Needs = { logits: true, presents: true, hidden: true },
 ): Promise<RunResult> {
   const t0 = performance.now();
   const { feeds, mask, nextPos, S } = buildFeeds(ort, cfg, items);
   await yieldToEventLoop();
   const t1 = performance.now();
-  const out = await session.run(feeds);
+  // ORT runs the whole graph either way, but copies out of its wasm memory only the outputs asked for: a
+  // 32 x 128 pass's presents are 17 MB of JS garbage when nothing reads them
+  const names = [
+    ...(need.logits ? ["logits"] : []),
+    ...(need.presents ? presentNames(cfg) : []),
+    ...(need.hidden && cfg.outputs.includes("hidden_states") ? ["hidden_states"] : []),
+  ];
+  const out = await session.run(feeds, names);
   add(phases, "assemble", t1 - t0);
   add(phases, "ort", performance.now() - t1);
   const hidden = out.hidden_states ? (out.hidden_states.data as Float32Array) : null;
   return {
-    logits: lastRows(out.logits, items.length, cfg.vocab_size),
-    presents: presentsOf(cfg, out),
+    logits: out.logits ? lastRows(out.logits, items.length, cfg.vocab_size) : new Float32Array(0),
+    presents: need.presents ? presentsOf(cfg, out) : [],
     mask,
     nextPos,
     S,

@@ -73,12 +73,20 @@ async function classifyPass(
   phases?: Phases,
 ): Promise<ClassifyResult[]> {
   const V = cfg.vocab_size;
+  // heads read the hidden states; verbalizers the logits, and the cache too when a label word has several tokens
+  const verbalizers = items.filter((it) => !it.adapter.head);
+  const need = {
+    logits: verbalizers.length > 0,
+    presents: verbalizers.some((it) => it.adapter.labels.some((l) => l.token_ids.some((w) => w.length > 1))),
+    hidden: verbalizers.length < items.length,
+  };
   const first = await runBatch(
     ort,
     session,
     cfg,
     items.map((it) => ({ ids: it.ids, kv: it.adapter.kv, virtualTokens: it.adapter.virtualTokens })),
     phases,
+    need,
   );
   // verbalizer word scores start with the first token; multi-token words continue from the prompt's cache in one batch
   const scores = items.map((it, b) => {

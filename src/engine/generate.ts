@@ -123,7 +123,8 @@ export async function* generate(
   o: GenerateOptions,
 ): AsyncGenerator<GenerateStep> {
   const rand = prng(o.seed ?? 0);
-  let state = await runBatch(ort, session, cfg, [{ ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 }]);
+  const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
+  let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
   const out: number[] = [];
   for (let step = 0; step < o.maxNewTokens; step++) {
     const t = pickToken(state.logits.subarray(0, cfg.vocab_size), o, rand);

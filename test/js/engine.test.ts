@@ -9,7 +9,7 @@ import * as ort from "onnxruntime-web";
 import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
-import { planPasses } from "../../src/engine/batch";
+import { planPasses, runBatch } from "../../src/engine/batch";
 import { generate, pickToken, pickTokenSorted, prng } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
 
@@ -75,6 +75,20 @@ describe("edge engine vs Python golden outputs", () => {
         expect(Math.abs(passes[i].probabilities[l] - singles[i].probabilities[l])).toBeLessThanOrEqual(1e-4);
       }
     });
+  });
+
+  it("copies out of ORT only the outputs a pass reads, with the same values", async () => {
+    const a = golden.adapters.find((x: { task: string }) => x.task === "classify");
+    const item = { ids: a.cases[0].prompt_ids, kv: adapters[a.adapter].kv, virtualTokens: adapters[a.adapter].virtualTokens };
+    const all = await runBatch(ort, session, cfg, [item]);
+    const hiddenOnly = await runBatch(ort, session, cfg, [item], undefined, { logits: false, presents: false, hidden: true });
+    expect(hiddenOnly.logits.length).toBe(0);
+    expect(hiddenOnly.presents).toEqual([]);
+    expect(Array.from(hiddenOnly.hidden!)).toEqual(Array.from(all.hidden!));
+    const logitsOnly = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: false, hidden: false });
+    expect(logitsOnly.hidden).toBeNull();
+    expect(Array.from(logitsOnly.logits)).toEqual(Array.from(all.logits));
+    expect(all.presents.length).toBe(2 * cfg.num_layers);
   });
 
   it("plans passes under the slot budget, longest rows first, every row once", () => {
