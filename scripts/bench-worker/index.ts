@@ -2,8 +2,12 @@
 // API around them, so the benchmark can tell the engine's own time from HTTP, auth and JSON, and measure the peak
 // of a plain matrix multiply in the same runtime (the roofline). The client posts the model bytes; times are taken
 // around awaits with performance.now(), which advances across them in local workerd.
-//   GET /healthz  POST /backbone (model.onnx; header x-config: config.json; x-optimization-level, default all)  POST /adapter?name=N (adapter file)
-//   POST /classify {items: [{adapter, ids}], runs, group}  POST /forward {ids, adapter (or null: no prefix), runs, group}              POST /matmul-model (graph)  POST /matmul {dims, dtype, runs}
+//   GET /healthz
+//   POST /backbone      model.onnx bytes; header x-config: config.json (base64), x-optimization-level (default all)
+//   POST /adapter?name=N  an adapter file, parsed for the backbone
+//   POST /classify      {items: [{adapter, ids}], runs, group, maxBatchTokens}: ms per call
+//   POST /forward       {ids, adapter (null: no prefix), runs, group}: one forward pass, no readout
+//   POST /matmul-model  a graph's bytes; POST /matmul {dims, dtype, runs}: ms per run of it
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { runBatch } from "../../src/engine/batch";
