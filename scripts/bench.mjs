@@ -5,10 +5,11 @@
 // Reports warm classification p50/p99 for 16/64/128-token inputs, a 16-item batch over 16 adapters vs one
 // adapter, throughput of mixed-adapter batches of 1/4/16/32 items, generation (token 1, ms/token at tokens 2-8, up
 // to 32 and to 64), PyTorch eager on the same model and prefix, bytes per adapter, cold start, the worker's memory,
-// and the issue's targets as PASS/FAIL lines with their ratios; writes .cache/bench.md, .cache/bench.json and the
-// plots reports/bench-*.png. Loopback only; a few minutes.
+// and the issue's targets as PASS/FAIL lines with their ratios; writes .cache/bench.md, the block between the
+// "npm run bench" markers in BENCHMARKS.md, .cache/bench.json and the plots reports/bench-*.png; progress on stderr.
+// Loopback only; about a minute.
 import { execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { startDev } from "./lib/dev-server.mjs";
@@ -105,6 +106,9 @@ for (let i = 0; i < WARMUP; i++) {
 }
 
 const rows = [];
+// progress on stderr (the report goes to stdout and .cache/bench.md)
+const progress = (what) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${what}`);
+progress(`classify through wrangler dev and the engine on native ORT (${RUNS} runs each)`);
 const throughput = []; // { items, workerd, native }: one mixed-adapter batch's latency
 // where a 64-token classify spends its time inside the worker: the Server-Timing phases of the same requests the
 // 64-token row times (performance.now() advances in local workerd; on Cloudflare it does not), medians
@@ -149,6 +153,7 @@ const nodePhases = {};
   for (const k of Object.keys(nodePhases)) nodePhases[k] = pct(nodePhases[k], 50);
 }
 const breakdown = { client: rows[1][1].p50 };
+progress("an adapter's first use against cached");
 // an adapter's first use in the isolate (alias and version from R2, the artifact read and parsed) against the same
 // request once it is cached: one request each for 16 aliases the run has not touched yet
 {
@@ -212,6 +217,7 @@ for (const [k, v] of Object.entries(phaseTimes)) breakdown[k] = pct(v, 50);
     throughput.push({ items: n, workerd: await worker(), native: await native() });
   }
 }
+progress("generation");
 // generation (seeded sampling, stop strings off): token 1 = a request for one new token (prompt included); the
 // per-token figures are marginal costs between two lengths of the same seeded sample
 let seed = 1;
@@ -257,6 +263,7 @@ rows.push(segment(0, 1), segment(2, 3), segment(3, 4));
 const memEnd = rss();
 stop();
 
+progress("the engine alone inside workerd, the roofline, cold start inside workerd");
 // ---- the engine alone inside workerd (scripts/bench-worker: the same engine and ORT Web, no API, auth or JSON around
 // it; timed inside the worker) and the roofline: the peak of a plain matrix multiply in the same runtime
 const engineDev = await startDev({ state: ".cache/bench-worker-state", port: PORT + 1, config: "scripts/bench-worker/wrangler.toml", seed: false });
@@ -326,6 +333,7 @@ for (const dtype of ["float32", "int8"]) {
 }
 engineDev.stop();
 
+progress("PyTorch eager");
 // PyTorch eager on the same backbone weights and adapter, batch 1, one thread (scripts/softedge/bench_eager.py)
 const eager = JSON.parse(
   execFileSync("scripts/py", ["bench_eager", join("adapters", cls.file), "--runs", String(RUNS), "--tokens", "16,64,128"], { encoding: "utf8" }),
@@ -432,6 +440,16 @@ const lines = [
 ];
 console.log(lines.join("\n"));
 writeFileSync(".cache/bench.md", lines.join("\n") + "\n");
+// BENCHMARKS.md: this run replaces the block between the markers; the notes around it are written by people
+const BEGIN = "<!-- npm run bench: begin -->",
+  END = "<!-- npm run bench: end -->";
+const doc = readFileSync("BENCHMARKS.md", "utf8");
+if (doc.includes(BEGIN) && doc.includes(END)) {
+  const updated = `${doc.slice(0, doc.indexOf(BEGIN) + BEGIN.length)}\n${lines.join("\n")}\n${doc.slice(doc.indexOf(END))}`;
+  writeFileSync("BENCHMARKS.md.tmp", updated);
+  renameSync("BENCHMARKS.md.tmp", "BENCHMARKS.md");
+  progress("wrote the run into BENCHMARKS.md");
+} else progress(`BENCHMARKS.md has no ${BEGIN} ... ${END} block: the run is in .cache/bench.md only`);
 // the figures for the plots (scripts/softedge/bench_plots.py): latency vs input length, throughput vs batch size,
 // generation cost by position
 const results = {
