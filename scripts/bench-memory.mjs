@@ -7,7 +7,7 @@
 //   npm run bench:memory            (about a minute; prints a Markdown table, writes .cache/bench-memory.json)
 import { writeFileSync } from "node:fs";
 import { startDev } from "./lib/dev-server.mjs";
-import WebSocket from "ws";
+import { connectInspector } from "./lib/inspector.mjs";
 
 const KEY = "se_0000000000a2_local-dev-acme-read";
 const MB = 2 ** 20;
@@ -19,30 +19,7 @@ const dev = await startDev({
   seedArgs: ["--bench-aliases", "250"],
 });
 try {
-  const targets = await (await fetch("http://127.0.0.1:9241/json")).json();
-  // wrangler's inspector proxy accepts DevTools connections only with an Origin header
-  const ws = new WebSocket(targets[0].webSocketDebuggerUrl, { headers: { origin: "http://127.0.0.1:9241" } });
-  await new Promise((ok, fail) => {
-    ws.once("open", ok);
-    ws.once("error", fail);
-  });
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (m) => {
-    const d = JSON.parse(m);
-    pending.get(d.id)?.(d);
-    pending.delete(d.id);
-  });
-  const cdp = (method, params = {}, timeoutMs = 30_000) =>
-    new Promise((ok, fail) => {
-      const my = ++id;
-      const t = setTimeout(() => fail(new Error(`inspector: no answer to ${method}`)), timeoutMs);
-      pending.set(my, (d) => {
-        clearTimeout(t);
-        d.error ? fail(new Error(d.error.message)) : ok(d.result);
-      });
-      ws.send(JSON.stringify({ id: my, method, params }));
-    });
+  const { cdp, close } = await connectInspector(9241);
   const post = async (path, body) => {
     const r = await fetch(dev.base + path, {
       method: "POST",
@@ -109,7 +86,7 @@ try {
     await worst([...extra.slice(0, n), ...classifiers]);
     await measure(`worst requests again, ${n} more adapters loaded`);
   }
-  ws.close();
+  close();
   const peak = (k) => Math.max(...rows.map((r) => r[k]));
   const table = [
     "| stage | JS heap | ArrayBuffers | wasm | adapter cache (adapters) | isolate |",

@@ -5,12 +5,13 @@
 // connection (a second client, to tell the worker's errors from a client's or wrangler dev's proxy's).
 // Set-up through the API itself: acme and globex publish their own adapters (PUT), then every connection cycles
 // through classify calls on own and public adapters, a mixed batch and a short generation, each with its tenant's key.
-// Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, and workerd's resident memory after
-// warm-up, every 10 s, and at the end. Writes .cache/load-<client>.md, and wrangler's whole log to .cache/load-<client>-wrangler.log.
+// Reports errors (non-2xx, socket errors, timeouts), p50/p99 latency, throughput, workerd's resident memory after
+// warm-up, every 10 s, and at the end, and the isolate's JS heap every 10 s (DevTools protocol, port + 1000). Writes .cache/load-<client>.md, and wrangler's whole log to .cache/load-<client>-wrangler.log.
 import autocannon from "autocannon";
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startDev } from "./lib/dev-server.mjs";
+import { connectInspector } from "./lib/inspector.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
 
 const { values: o } = parseArgs({
@@ -33,7 +34,20 @@ if (
   process.exit(2);
 }
 const keyOf = (tenant, scope) => DEV_KEYS.find((k) => k[1] === tenant && (!scope || k[2] === scope))[0];
-const dev = await startDev({ state: ".cache/load-state", port: Number(o.port), vars: Object.fromEntries(o.var.map((v) => v.split("="))) });
+const INSPECTOR = Number(o.port) + 1000;
+const dev = await startDev({
+  state: ".cache/load-state",
+  port: Number(o.port),
+  vars: Object.fromEntries(o.var.map((v) => v.split("="))),
+  devArgs: ["--inspector-port", String(INSPECTOR)],
+});
+const { cdp, close: closeInspector } = await connectInspector(INSPECTOR);
+const MB = 2 ** 20;
+/** the isolate's own memory (the process's RSS also holds the runtime, local R2/KV and logging) */
+const heap = async () => {
+  const h = await cdp("Runtime.getHeapUsage");
+  return `${(h.usedSize / MB).toFixed(0)}/${(h.totalSize / MB).toFixed(0)}+${(h.backingStorageSize / MB).toFixed(0)}`;
+};
 const auth = (tenant) => ({ authorization: `Bearer ${keyOf(tenant)}` });
 
 // each tenant publishes its own adapter through the API
@@ -82,8 +96,12 @@ for (const r of requests) {
   if (!res.ok) throw new Error(`warm-up ${r.path}: ${res.status} ${await res.text()}`);
 }
 const memStart = dev.rss();
-const samples = [];
-const timer = setInterval(() => samples.push(dev.rss()), 10_000);
+const samples = [],
+  heaps = [];
+const timer = setInterval(() => {
+  samples.push(dev.rss());
+  heap().then((h) => heaps.push(h));
+}, 10_000);
 console.log(`load (${o.client}): ${connections} connections for ${duration} s against ${dev.base} (${requests.length} request kinds, 3 tenants)`);
 const errorBodies = {};
 const watched = requests.map((r) => ({
@@ -99,6 +117,7 @@ const result =
   o.client === "autocannon" ? await autocannon({ url: dev.base, connections, duration, requests: watched, timeout: 30 }) : await fetchLoad(watched);
 clearInterval(timer);
 const memEnd = dev.rss();
+closeInspector();
 dev.stop();
 const warnings = dev
   .log()
@@ -162,6 +181,7 @@ const lines = [
   `workerd RSS: ${memStart.toFixed(0)} MB after warm-up, ${samples.map((m) => m.toFixed(0)).join(" / ")} MB every 10 s, ${memEnd.toFixed(0)} MB at the end`,
   // the first seconds grow the wasm heap to the working set of the connections in flight; drift is what follows
   `workerd RSS drift over the second half of the run: ${samples.length >= 2 ? `${(memEnd - samples[Math.floor((samples.length - 1) / 2)]).toFixed(0)} MB` : "n/a (run too short)"}`,
+  `isolate JS heap every 10 s (used/allocated + ArrayBuffers, MB; garbage included, no forced GC): ${heaps.join(" / ")}`,
 ];
 for (const [k, n] of Object.entries(errorBodies)) lines.push(`error response x${n}: ${k}`);
 if (warnings.length) lines.push(`worker warnings (${warnings.length}, first 5):`, ...warnings.slice(0, 5).map((l) => `    ${l.trim()}`));
