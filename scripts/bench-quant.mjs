@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openSession, decodeWindows, compare } from "./lib/backbone-eval.mjs";
+import { openSession, decodeWindows, compare, syntheticFeeds } from "./lib/backbone-eval.mjs";
 
 const args = process.argv.slice(2);
 const flag = (n, d) => {
@@ -44,30 +44,6 @@ for (const q of ["none", ...py("bundle", "--list-quant").trim().split("\n")]) {
 py("fixtures", "backbone", bundles["weight-only"], "--out", join(out, "fixture.json"), "--windows", "32", "--seq", "64");
 const fixture = JSON.parse(readFileSync(join(out, "fixture.json"), "utf8"));
 
-function feeds(ort, cfg, B, T, S) {
-  const f = {
-    input_ids: new ort.Tensor(
-      "int64",
-      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(5 + ((i * 37) % 7000))),
-      [B, T],
-    ),
-    attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (S + T)).fill(1n), [B, S + T]),
-    position_ids: new ort.Tensor(
-      "int64",
-      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(S + (i % T))),
-      [B, T],
-    ),
-  };
-  for (let i = 0; i < cfg.num_layers; i++)
-    for (const kv of ["key", "value"])
-      f[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * S * cfg.head_dim).fill(0.01), [
-        B,
-        cfg.num_kv_heads,
-        S,
-        cfg.head_dim,
-      ]);
-  return f;
-}
 async function median(fn) {
   for (let i = 0; i < 3; i++) await fn();
   const t = [];
@@ -93,7 +69,7 @@ for (const [q, dir] of Object.entries(bundles)) {
         : null;
     const acc = compare(fixture, await decodeWindows(s, cfg, fixture));
     const run = (B, T, S) => {
-      const f = feeds(s.ort, cfg, B, T, S);
+      const f = syntheticFeeds(s.ort, cfg, B, T, S);
       return () => s.session.run(f);
     };
     rows.push({

@@ -71,6 +71,10 @@ const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
+/** the figures a row reports from a list of timings (ms) */
+const summary = (t) => ({ p50: pct(t, 50), p99: pct(t, 99) });
+/** a catalog adapter's training record (adapters/<file>.metrics.json, written by tune) */
+const metricsOf = (a) => JSON.parse(readFileSync(join("adapters", a.file.replace(/\.safetensors$/, ".metrics.json")), "utf8"));
 async function timeIt(fn, runs = RUNS) {
   for (let i = 0; i < 3; i++) await fn();
   const t = [];
@@ -79,7 +83,7 @@ async function timeIt(fn, runs = RUNS) {
     await fn();
     t.push(performance.now() - a);
   }
-  return { p50: pct(t, 50), p99: pct(t, 99) };
+  return summary(t);
 }
 
 // ---- wrangler dev with a fresh local bucket: the default catalog plus 16 aliases for the mixed-adapter batch
@@ -170,9 +174,8 @@ progress("an adapter's first use against cached");
       into.push(performance.now() - a);
     }
   }
-  const stats = (t) => ({ p50: pct(t, 50), p99: pct(t, 99) });
-  rows.push(["classify 64 tokens, the adapter's first use (R2 read + parse)", stats(cold), {}]);
-  rows.push(["classify 64 tokens, the same adapters cached", stats(cached), {}]);
+  rows.push(["classify 64 tokens, the adapter's first use (R2 read + parse)", summary(cold), {}]);
+  rows.push(["classify 64 tokens, the same adapters cached", summary(cached), {}]);
 }
 for (const [k, v] of Object.entries(phaseTimes)) breakdown[k] = pct(v, 50);
 {
@@ -277,7 +280,6 @@ const call = async (path, body, headers = { "content-type": "application/json" }
   if (!r.ok) throw new Error(`bench worker ${path}: ${j.error}`);
   return j;
 };
-const median = (ms, skip = 3) => pct(ms.slice(skip), 50);
 // cold start, split: the first session in a fresh isolate (a one-node graph) is ORT's init; then the backbone's own
 // session creation (graph optimisation, constant folding, prepacking), with the model bytes already in hand
 const [mmM, mmK, mmN] = [16 * 64, cfg.hidden_size, cfg.intermediate_size];
@@ -291,21 +293,18 @@ const { ms: sessionMs } = await call("/backbone", readFileSync(`${BUNDLE}/model.
   "x-config": Buffer.from(JSON.stringify(cfg)).toString("base64"),
 });
 for (let i = 0; i < 16; i++) await call(`/adapter?name=a${i}`, readFileSync(join("adapters", cls.file)));
-const prompt = catalog.adapters.find(
-  (a) =>
-    a.task === "classify" &&
-    JSON.parse(readFileSync(join("adapters", a.file.replace(/\.safetensors$/, ".metrics.json")), "utf8")).method === "prompt",
-);
+const prompt = catalog.adapters.find((a) => a.task === "classify" && metricsOf(a).method === "prompt");
 if (prompt) await call("/adapter?name=prompt", readFileSync(join("adapters", prompt.file)));
-// single items are timed in groups of 10 calls (workerd's clock ticks in whole milliseconds)
-const inWorkerd = async (items, runs) => {
-  const { ms } = await call("/classify", { items, runs: runs + 3, group: items.length === 1 ? 10 : 1, maxBatchTokens: BATCH_TOKENS });
-  return { p50: median(ms), p99: pct(ms.slice(3), 99) };
-};
+// `runs` timings after 3 warm-up ones, from a bench-worker route; short calls are timed in groups of 10 (workerd's
+// clock ticks in whole milliseconds)
+const timedInWorkerd = async (path, body, runs, group) => summary((await call(path, { ...body, runs: runs + 3, group })).ms.slice(3));
+const inWorkerd = (items, runs) => timedInWorkerd("/classify", { items, maxBatchTokens: BATCH_TOKENS }, runs, items.length === 1 ? 10 : 1);
 await inWorkerd([{ adapter: "a0", ids: textOf(16, adapterNode).ids }], WARMUP); // wasm tier-up, as for the API
 const engineRows = {};
-for (const n of [16, 64, 128])
-  engineRows[`classify, ${textOf(n, adapterNode).ids.length} tokens`] = await inWorkerd([{ adapter: "a0", ids: textOf(n, adapterNode).ids }], RUNS);
+for (const n of [16, 64, 128]) {
+  const { ids } = textOf(n, adapterNode);
+  engineRows[`classify, ${ids.length} tokens`] = await inWorkerd([{ adapter: "a0", ids }], RUNS);
+}
 const ids64 = textOf(64, adapterNode).ids;
 const items16 = (mixed) => Array.from({ length: 16 }, (_, i) => ({ adapter: mixed ? `a${i}` : "a0", ids: ids64 }));
 engineRows["batch 16 x 64 tokens, 16 adapters"] = await inWorkerd(items16(true), Math.ceil(RUNS / 3));
@@ -315,10 +314,7 @@ engineRows["batch 16 x 64 tokens, 1 adapter"] = await inWorkerd(items16(false), 
 const forwardRows = [];
 if (prompt) {
   const P = (await engine.parseAdapter(new Uint8Array(readFileSync(join("adapters", prompt.file))), cfg)).virtualTokens;
-  const fwd = async (ids, adapter) => {
-    const { ms } = await call("/forward", { ids, adapter, runs: RUNS + 3, group: 10 });
-    return { p50: median(ms), p99: pct(ms.slice(3), 99) };
-  };
+  const fwd = (ids, adapter) => timedInWorkerd("/forward", { ids, adapter }, RUNS, 10);
   const longer = textOf(64 + P, adapterNode).ids.slice(0, ids64.length + P);
   forwardRows.push([`forward ${ids64.length} tokens, no adapter`, await fwd(ids64, null)]);
   forwardRows.push([`forward ${ids64.length} tokens behind ${prompt.alias}'s compiled KV prefix (P=${P})`, await fwd(ids64, "prompt")]);
@@ -329,7 +325,7 @@ const peak = {};
 for (const dtype of ["float32", "int8"]) {
   await call("/matmul-model", readFileSync(mmFile(dtype)), { "content-type": "application/octet-stream" });
   const { ms } = await call("/matmul", { dims: [mmM, mmK], dtype: dtype === "int8" ? "uint8" : "float32", runs: 25 });
-  peak[dtype] = (2 * mmM * mmK * mmN) / median(ms, 5) / 1e6; // GFLOP/s (int8: GOP/s)
+  peak[dtype] = (2 * mmM * mmK * mmN) / pct(ms.slice(5), 50) / 1e6; // GFLOP/s (int8: GOP/s)
 }
 engineDev.stop();
 
@@ -342,7 +338,7 @@ const eager = JSON.parse(
 const f = (x) => (x === undefined || Number.isNaN(x) ? "n/a" : x.toFixed(1));
 const onnxBytes = statSync(`${BUNDLE}/model.onnx`).size;
 const storage = catalog.adapters.map((a) => {
-  const m = JSON.parse(readFileSync(join("adapters", a.file.replace(/\.safetensors$/, ".metrics.json")), "utf8"));
+  const m = metricsOf(a);
   const bytes = Object.fromEntries(Object.entries(m.storage ?? {}).map(([dtype, v]) => [dtype, v.bytes]));
   return { alias: a.alias, method: m.method, readout: m.readout ?? "generation", p: m.virtual_tokens, bytes };
 });

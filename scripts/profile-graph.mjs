@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-web";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { syntheticFeeds } from "./lib/backbone-eval.mjs";
 
 const { values: o, positionals } = parseArgs({
   allowPositionals: true,
@@ -24,32 +25,7 @@ const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(`$
   executionProviders: ["wasm"],
   enableProfiling: Boolean(process.env.SOFTEDGE_PROFILE_CHILD),
 });
-const i64 = (n, f) => BigInt64Array.from({ length: n }, (_, i) => BigInt(f(i)));
-const feeds = {
-  input_ids: new ort.Tensor(
-    "int64",
-    i64(B * T, (i) => 5 + (i % 100)),
-    [B, T],
-  ),
-  attention_mask: new ort.Tensor(
-    "int64",
-    i64(B * (P + T), () => 1),
-    [B, P + T],
-  ),
-  position_ids: new ort.Tensor(
-    "int64",
-    i64(B * T, (i) => P + (i % T)),
-    [B, T],
-  ),
-};
-for (let l = 0; l < cfg.num_layers; l++)
-  for (const kv of ["key", "value"])
-    feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * P * cfg.head_dim), [
-      B,
-      cfg.num_kv_heads,
-      P,
-      cfg.head_dim,
-    ]);
+const feeds = syntheticFeeds(ort, cfg, B, T, P);
 const RUNS = 20;
 for (let i = 0; i < RUNS; i++) await session.run(feeds); // warm-up (wasm tiers up), profiled too: dropped below
 const t0 = performance.now();

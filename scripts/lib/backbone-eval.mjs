@@ -1,5 +1,6 @@
 // Scores a backbone's ONNX graph on held-out windows written by `scripts/py fixtures backbone`, decoding one
 // token at a time through the KV cache (the edge's generation path), and compares with PyTorch's fp32 answers.
+// Also the synthetic inputs the benchmarks time a forward with (syntheticFeeds).
 import { readFileSync } from "node:fs";
 
 /** Open a session on onnxruntime-web (wasm, one thread, as in workerd) or onnxruntime-node. */
@@ -15,6 +16,33 @@ export async function openSession(path, backend = "web") {
     graphOptimizationLevel: backend === "node" ? "basic" : "all",
   });
   return { ort, session };
+}
+
+/** Inputs for one forward of B rows x T new tokens behind S past positions (synthetic ids, a constant past): for
+ *  timing and memory figures, where the values do not matter. */
+export function syntheticFeeds(ort, cfg, B, T, S) {
+  const f = {
+    input_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(5 + ((i * 37) % 7000))),
+      [B, T],
+    ),
+    attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (S + T)).fill(1n), [B, S + T]),
+    position_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from({ length: B * T }, (_, i) => BigInt(S + (i % T))),
+      [B, T],
+    ),
+  };
+  for (let i = 0; i < cfg.num_layers; i++)
+    for (const kv of ["key", "value"])
+      f[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * S * cfg.head_dim).fill(0.01), [
+        B,
+        cfg.num_kv_heads,
+        S,
+        cfg.head_dim,
+      ]);
+  return f;
 }
 
 function emptyPast(ort, cfg, B) {

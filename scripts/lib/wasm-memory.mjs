@@ -6,6 +6,7 @@
 //   node scripts/lib/wasm-memory.mjs model.onnx [--slots 1024]          prints JSON
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { syntheticFeeds } from "./backbone-eval.mjs";
 
 let memory = null;
 const instantiate = WebAssembly.instantiate.bind(WebAssembly);
@@ -27,26 +28,6 @@ const slots = i > 0 ? Number(process.argv[i + 1]) : 1024;
 const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
 const [P, T] = [32, 128],
   B = Math.max(1, Math.floor(slots / (P + T)));
-const feeds = {
-  input_ids: new ort.Tensor(
-    "int64",
-    BigInt64Array.from({ length: B * T }, (_, j) => BigInt(4 + ((j * 37) % 7000))),
-    [B, T],
-  ),
-  attention_mask: new ort.Tensor("int64", new BigInt64Array(B * (P + T)).fill(1n), [B, P + T]),
-  position_ids: new ort.Tensor(
-    "int64",
-    BigInt64Array.from({ length: B * T }, (_, j) => BigInt(P + (j % T))),
-    [B, T],
-  ),
-};
-for (let l = 0; l < cfg.num_layers; l++)
-  for (const kv of ["key", "value"])
-    feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(B * cfg.num_kv_heads * P * cfg.head_dim).fill(0.01), [
-      B,
-      cfg.num_kv_heads,
-      P,
-      cfg.head_dim,
-    ]);
+const feeds = syntheticFeeds(ort, cfg, B, T, P);
 await session.run(feeds);
 console.log(JSON.stringify({ load_bytes: loadBytes, peak_bytes: memory.buffer.byteLength, pass: [B, P + T] }));

@@ -17,16 +17,18 @@ from softedge.common import CliError, new_figure, run_cli, save_figure
 ENGINES = (("workerd", "workerd (wrangler dev, client)"), ("native", "onnxruntime-node, same engine"))
 
 
-def _plot(rows, series, x, y, out: Path, name: str, xlabel: str, ylabel: str, title: str, log2=False) -> Path:
-    """One line per (key, label) in series whose figures every row has; x(row) and y(row, key) give the points."""
+def _plot(out: Path, name: str, rows, series, x: str, labels: tuple[str, str, str], y=None, log2=False) -> Path:
+    """One line per (key, label) in series whose figures every row has: row[x] against y(row, key) (default
+    row[key]); labels are the x axis, the y axis and the title."""
+    y = y or (lambda row, key: row[key])
     fig, ax = new_figure()
     for key, label in series:
         if all(row.get(key) is not None for row in rows):
-            ax.plot([x(row) for row in rows], [y(row, key) for row in rows], marker="o", label=label)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+            ax.plot([row[x] for row in rows], [y(row, key) for row in rows], marker="o", label=label)
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=labels[2])
     if log2:
         ax.set_xscale("log", base=2)
-        ax.set_xticks([x(row) for row in rows], [str(x(row)) for row in rows])
+        ax.set_xticks([row[x] for row in rows], [str(row[x]) for row in rows])
     ax.set_ylim(bottom=0)
     ax.legend()
     path = out / f"bench-{name}.png"
@@ -36,41 +38,22 @@ def _plot(rows, series, x, y, out: Path, name: str, xlabel: str, ylabel: str, ti
 
 def plots(r: dict, out: Path) -> list[Path]:
     more = (("engine", "the engine alone in workerd (no HTTP)"), ("eager", "PyTorch eager, same model and prefix"))
+    latency = ("input tokens", "classify p50 (ms)", f"classification latency, {r['backbone']}")
+    throughput = ("items in one mixed-adapter batch (64 tokens each)", "items / s", "batch throughput")
+    generation = ("generated tokens (segment)", "ms / token", "generation cost by position")
     return [
+        _plot(out, "latency", r["classify"], ENGINES + more, "tokens", latency),
         _plot(
-            r["classify"],
-            ENGINES + more,
-            lambda row: row["tokens"],
-            lambda row, k: row[k],
-            out,
-            "latency",
-            "input tokens",
-            "classify p50 (ms)",
-            f"classification latency, {r['backbone']}",
-        ),
-        _plot(
-            r["throughput"],
-            ENGINES,
-            lambda row: row["items"],
-            lambda row, k: 1000 * row["items"] / row[k],
             out,
             "throughput",
-            "items in one mixed-adapter batch (64 tokens each)",
-            "items / s",
-            "batch throughput",
-            log2=True,
-        ),
-        _plot(
-            r["generation"],
+            r["throughput"],
             ENGINES,
-            lambda row: row["tokens"],
-            lambda row, k: row[k],
-            out,
-            "generation",
-            "generated tokens (segment)",
-            "ms / token",
-            "generation cost by position",
+            "items",
+            throughput,
+            lambda row, k: 1000 * row["items"] / row[k],
+            True,
         ),
+        _plot(out, "generation", r["generation"], ENGINES, "tokens", generation),
     ]
 
 

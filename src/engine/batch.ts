@@ -219,6 +219,6 @@ export async function continueBatch(
       feeds[`past_key_values.${l}.${j ? "value" : "key"}`] = new ort.Tensor("float32", data, [R, H, S, D]);
     }
   await yieldToEventLoop();
-  const out = await session.run(feeds);
+  const out = await session.run(feeds, ["logits", ...presentNames(cfg)]); // a continuation reads no hidden states
   return { logits: lastRows(out.logits, R, cfg.vocab_size), presents: presentsOf(cfg, out), mask, nextPos, S: S + T, hidden: null, T };
 }
