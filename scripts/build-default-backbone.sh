@@ -8,6 +8,7 @@ bash scripts/setup.sh
 MINUTES="${MINUTES:-68}" STEPS="${STEPS:-2600}" THREADS="${THREADS:-1}"   # 1 thread: the 2 vCPUs share a core
 NAME="${NAME:-softedge-llama-5m}"
 
+scripts/py datasets   # the corpus is checked against every task's eval split
 scripts/py corpus
 scripts/py tokenizer
 

@@ -34,7 +34,8 @@ echo "$out"
 id="$(node -e 'const fs=require("fs");const d="adapters/backbones";const x=fs.readdirSync(d).filter(n=>!n.startsWith(".")).map(n=>[n,fs.statSync(d+"/"+n).mtimeMs]).sort((a,b)=>b[1]-a[1]);console.log(x[0][0])')"
 dir="adapters/backbones/$id"
 cp "$run/loss.png" "$dir/loss.png"
-cp .cache/corpus/manifest.json "$dir/corpus-manifest.json"
+corpus="$(node -p 'require(process.argv[1]).corpus_dir || ".cache/corpus"' "$PWD/$run/metrics.json" 2>/dev/null || echo .cache/corpus)"
+cp "$corpus/manifest.json" "$dir/corpus-manifest.json"   # the corpus the run trained on (v1 unless it says)
 cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 [ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
 

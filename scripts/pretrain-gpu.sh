@@ -2,7 +2,7 @@
 # A stronger backbone on a CUDA machine, unattended, in a fixed wall-clock budget (bf16 autocast), as a run folder
 # that scripts/package-backbone.sh turns into a bundle (int8 scheme chosen by measurement, probe suite, card).
 #
-#   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = the corpus's token streams + tokenizer (~20 MB),
+#   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = corpus v2's token streams + tokenizer (~27 MB),
 #                                                         small enough to travel to a GPU machine with the repo
 #   bash scripts/pretrain-gpu.sh train [MINUTES] [PRESET] on the GPU machine (python3 with torch, onnx): pretrains
 #                                                         .gpu/run for MINUTES (default 8) with PRESET (default gpu:
@@ -15,11 +15,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
-G="${GPU_DIR:-.gpu}" CORPUS="${CORPUS:-.cache/corpus}" TOKENIZER="${TOKENIZER:-.cache/tokenizer}"
+G="${GPU_DIR:-.gpu}" CORPUS="${CORPUS:-.cache/corpus-v2}" TOKENIZER="${TOKENIZER:-.cache/tokenizer}"
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 case "${1:-}" in
   prepare)
-    [ -f "$CORPUS/train.txt" ] || scripts/py corpus
+    if [ ! -f "$CORPUS/train.txt" ]; then scripts/py datasets && scripts/py corpus --version v2 --out "$CORPUS"; fi
     rm -rf "$G.tmp" && mkdir -p "$G.tmp/tokenizer"
     "$PY" -m softedge pretrain --export-tokens "$G.tmp/tokens" --corpus "$CORPUS" --tokenizer "$TOKENIZER"
     cp "$TOKENIZER/tokenizer.model" "$G.tmp/tokenizer/"

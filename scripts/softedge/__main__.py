@@ -14,6 +14,7 @@ COMMANDS = {
     "pretrain": "backbone.pretrain",
     "probe": "backbone.probe",
     "ablation": "backbone.ablation",
+    "throughput": "backbone.throughput",
     "bundle": "export.bundle",
     "card": "export.card",
     "fixtures": "export.fixtures",

@@ -373,6 +373,7 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
         "lr": a.lr,
         "embed_init": a.embed_init,
         "note": st.note,
+        "corpus_dir": None if a.tokens else str(a.corpus),
         "corpus_manifest_sha256": (
             sha256_file(a.corpus / "manifest.json") if (a.corpus / "manifest.json").is_file() else None
         ),

