@@ -15,6 +15,7 @@ def test_probe_suite(tiny_bundle, tiny_tokenizer, tmp_path):  # noqa: F811
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "heldout.txt").write_text((tiny_tokenizer / "train.txt").read_text())
+    (corpus / "heldout-v2.txt").write_text((tiny_tokenizer / "train.txt").read_text()[::-1])  # a later part's own
     task = tmp_path / "data" / "colors"
     task.mkdir(parents=True)
     rows = [
@@ -43,6 +44,7 @@ def test_probe_suite(tiny_bundle, tiny_tokenizer, tmp_path):  # noqa: F811
     (bundle / "probe.json").unlink()  # the bundle is shared with other tests
     assert out["backbone"] == bundle.name and out["heldout"]["tokens"] == 128
     assert 1 < out["heldout"]["ppl"] < 2 * 400  # a random model: about the vocabulary size, never below 1
+    assert set(out["heldout_parts"]) == {"v2"} and out["heldout_parts"]["v2"]["ppl"] != out["heldout"]["ppl"]
     p = out["probes"]["colors"]
     assert (p["train_examples"], p["eval_examples"], p["labels"]) == (44, 12, 2)
     assert p["accuracy"] == 1.0  # the two classes differ in every word: separable even on random features

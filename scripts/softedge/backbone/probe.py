@@ -2,7 +2,8 @@
 
     scripts/py probe BUNDLE [--tasks spam,wordnet-topic] [--corpus .cache/corpus] [--data .cache/data] [--out F]
 
-- held-out perplexity (PyTorch fp32) over fixed, evenly spaced windows of the corpus's held-out split;
+- held-out perplexity (PyTorch fp32) over fixed, evenly spaced windows of the corpus's held-out split (v1's, the one
+  every figure is quoted on), and of each later part's own held-out text where --corpus has one (heldout-v2.txt);
 - for each classification task (<data>/<task>/train.jsonl and eval.jsonl, from `scripts/py datasets`): a linear probe
   (L2-regularised logistic regression, L-BFGS) on the frozen backbone's final hidden states mean-pooled over the
   prompt, no adapter; its weight decay chosen on a seeded 10% dev split of the training file, the eval file scored
@@ -59,10 +60,10 @@ def linear_probe(model, tok, task_dir: Path, max_tokens: int, seed: int = 0) -> 
     }
 
 
-def heldout_perplexity(model, tok, corpus: Path, seq: int, windows: int) -> dict:
-    held = tokenize_corpus(corpus, tok, "heldout")
+def heldout_perplexity(model, tok, corpus: Path, seq: int, windows: int, split: str = "heldout") -> dict:
+    held = tokenize_corpus(corpus, tok, split)
     if len(held) < seq + 2:
-        raise CliError(f"{corpus}/heldout.txt: too short for one {seq}-token window")
+        raise CliError(f"{corpus}/{split}.txt: too short for one {seq}-token window")
     loss = heldout_loss(model, held, seq, 32, windows, torch.device("cpu"), contextlib.nullcontext)
     return {
         "ppl": round(math.exp(loss), 3),
@@ -98,6 +99,12 @@ def main():
     t0 = time.time()
     out = {"backbone": cfg["id"], "heldout": heldout_perplexity(model, tok, a.corpus, a.seq, a.windows), "probes": {}}
     print(f"held-out perplexity {out['heldout']['ppl']:.2f} ({out['heldout']['tokens']:,} tokens)", flush=True)
+    for path in sorted(a.corpus.glob("heldout-*.txt")):  # later corpus parts' own held-out text (corpus v2, ...)
+        part = path.stem.removeprefix("heldout-")
+        out.setdefault("heldout_parts", {})[part] = heldout_perplexity(
+            model, tok, a.corpus, a.seq, a.windows, path.stem
+        )
+        print(f"held-out perplexity, part {part}: {out['heldout_parts'][part]['ppl']:.2f}", flush=True)
     for t in tasks:
         out["probes"][t] = linear_probe(model, tok, a.data / t, a.max_tokens)
         print(

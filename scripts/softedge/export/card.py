@@ -103,6 +103,9 @@ def render(bundle: Path) -> str:
             "|---|---|",
             f"| held-out perplexity | {h['ppl']:.2f} |",
         ]
+        L += [
+            f"| held-out perplexity, corpus part {k} | {v['ppl']:.2f} |" for k, v in pr.get("heldout_parts", {}).items()
+        ]
         for t, p in pr["probes"].items():
             L.append(
                 f"| {t}: linear probe accuracy ({p['eval_examples']} eval, {p['max_tokens']} tokens) | "
