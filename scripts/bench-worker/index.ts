@@ -8,11 +8,15 @@
 //   POST /classify      {items: [{adapter, ids}], runs, group, maxBatchTokens}: ms per call
 //   POST /forward       {ids, adapter (null: no prefix), runs, group}: one forward pass, no readout
 //   POST /matmul-model  a graph's bytes; POST /matmul {dims, dtype, runs}: ms per run of it
+//   POST /checksum?runs=N   bytes: ms per SHA-256 of them (the backbone loader's model.onnx check)
+//   POST /tokenizer?runs=N  tokenizer.json bytes: ms per parse + construction (the loader's tokenizer)
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { runBatch } from "../../src/engine/batch";
 import { classifyBatch } from "../../src/engine/classify";
+import { sha256Hex } from "../../src/engine/hash";
 import { loadOrt, type OrtModule } from "../../src/engine/ort-workerd";
+import { Tokenizer } from "@huggingface/tokenizers";
 import type * as ORT from "onnxruntime-web";
 
 let ort: OrtModule;
@@ -46,9 +50,10 @@ export default {
       switch (url.pathname) {
         case "/backbone": {
           const cfg = JSON.parse(atob(request.headers.get("x-config") ?? "")) as BackboneConfig;
-          const t0 = performance.now();
           const level = (request.headers.get("x-optimization-level") ?? "all") as Level; // the worker's is "all"
-          backbone = { session: await create(await request.arrayBuffer(), level), cfg };
+          const bytes = await request.arrayBuffer(); // the upload is not the session's time
+          const t0 = performance.now();
+          backbone = { session: await create(bytes, level), cfg };
           adapters.clear();
           return Response.json({ ms: performance.now() - t0 });
         }
@@ -78,9 +83,19 @@ export default {
           const item = { ids: body.ids, kv: a?.kv ?? null, virtualTokens: a?.virtualTokens ?? 0 };
           return Response.json({ ms: await times(body.runs, () => runBatch(ort, session, cfg, [item]), body.group) });
         }
+        case "/checksum": {
+          const bytes = new Uint8Array(await request.arrayBuffer());
+          return Response.json({ ms: await times(Number(url.searchParams.get("runs") ?? 5), () => sha256Hex(bytes), 10) });
+        }
+        case "/tokenizer": {
+          const text = await request.text();
+          const build = async () => new Tokenizer(JSON.parse(text), {});
+          return Response.json({ ms: await times(Number(url.searchParams.get("runs") ?? 5), build, 10) });
+        }
         case "/matmul-model": {
+          const bytes = await request.arrayBuffer();
           const t0 = performance.now();
-          matmul = await create(await request.arrayBuffer());
+          matmul = await create(bytes);
           return Response.json({ ms: performance.now() - t0 });
         }
         case "/matmul": {
