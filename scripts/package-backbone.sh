@@ -38,6 +38,11 @@ corpus="$(node -p 'require(process.argv[1]).corpus_dir || ".cache/corpus"' "$PWD
 cp "$corpus/manifest.json" "$dir/corpus-manifest.json"   # the corpus the run trained on (v1 unless it says)
 cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 [ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
+# the card's targets: the probes of the default this bundle replaces (before/after), the run's held-out loss history
+if [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ]; then cp "$cur/probe.json" "$dir/probe-previous.json"; fi
+if [ -f "$run/metrics.json" ]; then
+  node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
+fi
 
 scripts/py fixtures backbone "$dir"                                      # small, committed: the JS tests use it
 scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 --seq 128

@@ -4,7 +4,8 @@
 
 Reads config.json (configuration, training summary), corpus-manifest.json, eval.json (ONNX Runtime held-out
 quality, from npm run eval:backbone -- <bundle> ... --write), quant-bench.json (npm run bench:quant) and
-embedding-ablation.json when present.
+embedding-ablation.json when present; the targets from softedge.export.targets (with probe-previous.json and
+training-history.json when scripts/package-backbone.sh left them).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from softedge.common import CliError, atomic_path, run_cli
+from softedge.export.targets import PPL_TARGET, loss_curve_fit, targets
 
 
 def _load(p: Path):
@@ -34,6 +36,48 @@ def front_matter(cfg: dict, man: dict | None) -> list[str]:
         "---",
         "",
     ]
+
+
+def targets_section(bundle: Path, pr: dict | None, ev: dict | None) -> list[str]:
+    """Targets with PASS/FAIL (softedge.export.targets), the before/after probes against the default this bundle
+    replaced (probe-previous.json), and the loss-curve fit when the bundle carries its run's history."""
+    prev = _load(bundle / "probe-previous.json")
+    onnx_mb = (bundle / "model.onnx").stat().st_size / 1e6 if (bundle / "model.onnx").is_file() else float("nan")
+    L = ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
+    L += [f"| {r['target']} | {r['measured']} | {r['result']} |" for r in targets(pr, ev, onnx_mb, prev)]
+    L += [""]
+    if pr and prev:
+        L += [
+            f"Before (`{prev['backbone']}`) and after (this bundle), same probe command:",
+            "",
+            "| probe | before | after |",
+            "|---|---|---|",
+            f"| held-out perplexity | {prev['heldout']['ppl']:.2f} | {pr['heldout']['ppl']:.2f} |",
+        ]
+        L += [
+            f"| {t}: linear probe | {prev['probes'][t]['accuracy']:.1%} | {p['accuracy']:.1%} |"
+            for t, p in pr["probes"].items()
+            if t in prev["probes"]
+        ]
+        L += [""]
+    hist = _load(bundle / "training-history.json")
+    fit = loss_curve_fit(hist) if hist else None
+    if fit:
+        need = (
+            f"about {fit['tokens_for_target_m']:,.0f}M tokens"
+            if fit["tokens_for_target_m"] is not None
+            else "never (the fitted floor is above it)"
+        )
+        L += [
+            f"What more tokens would buy: held-out loss against tokens seen, fitted as L = E + A D^-alpha over "
+            f"{fit['points']} evaluations ({fit['tokens_range_m'][0]}-{fit['tokens_range_m'][1]}M tokens, max residual "
+            f"{fit['max_abs_residual']}): alpha {fit['alpha']}, floor perplexity {fit['floor_ppl']}; perplexity "
+            f"{PPL_TARGET:g} at {need} of this corpus and schedule. An extrapolation from one run, not a measurement.",
+            "",
+        ]
+    elif pr:
+        L += ["No loss history in this bundle (its run predates training-history.json), so no curve fit.", ""]
+    return L
 
 
 def render(bundle: Path) -> str:
@@ -112,6 +156,7 @@ def render(bundle: Path) -> str:
                 f"{p['accuracy'] * 100:.1f}% |"
             )
         L += [""]
+    L += targets_section(bundle, pr, ev)
     if ab:
         L += [
             "## Does starting from GloVe-derived vectors help? (`scripts/build-default-backbone.sh`, ablation step)",
@@ -182,7 +227,7 @@ def render(bundle: Path) -> str:
         for s in man["sources"]:
             L.append(
                 f"| {s['name']} | {s.get('part', 'v1')} | {s['package']} ({s['registry']}) | {s['version']} | "
-                f"{s['licence']} | {s['docs']:,} | {s['chars'] / 1e6:.1f}M | {s.get('dropped_eval_overlap', 'n/a')} |"
+                f"{s['licence']} | {s['docs']:,} | {s['chars'] / 1e6:.1f}M | {s.get('dropped_eval_overlap', 'not checked')} |"
             )
         if "eval_check" in man:
             ec = man["eval_check"]
