@@ -12,7 +12,8 @@ const py = (module, what) => ({ run: ["bash", join(root, "scripts/py"), module],
 const node = (script, what) => ({ run: ["node", join(root, "scripts", script)], what });
 const COMMANDS = {
   datasets: py("datasets", "build the task data sets (spam, WordNet topics and definitions) into .cache/data"),
-  corpus: py("corpus", "build the pretraining corpus into .cache/corpus"),
+  corpus: py("corpus", "build the pretraining corpus into .cache/corpus (--version v2: the broader one, .cache/corpus-v2)"),
+  throughput: py("throughput", "pretraining tokens/s for each threads / sequence length / batch setting"),
   pretrain: py("pretrain", "pretrain a backbone, or continue one (--init-from BUNDLE)"),
   bundle: py("bundle", "export weights as a backbone bundle (ONNX, int8, tokenizer, config)"),
   probe: py("probe", "a backbone's probe suite: held-out perplexity and linear probes"),
