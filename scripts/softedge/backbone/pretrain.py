@@ -371,7 +371,7 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
         "seq": a.seq,
         "batch": a.batch,
         "lr": a.lr,
-        "embed_init": a.embed_init,
+        "embed_init": st.prior.get("embed_init", a.embed_init) if st.prior else a.embed_init,  # a continued run's
         "note": st.note,
         "corpus_dir": None if a.tokens else str(a.corpus),
         "corpus_manifest_sha256": (
