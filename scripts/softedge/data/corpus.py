@@ -278,7 +278,7 @@ SOURCES = [  # corpus v1: the default backbone's corpus (its held-out split is t
 ]
 # corpus v2 adds breadth: fiction (the novels and stories the registries carry) and long-form argued prose (two
 # public-domain commentaries; Spurgeon's is capped so that one voice does not dominate). Nothing permissive of news,
-# reviews, letters or dialogue was found on either registry (searched: stop 19's note lists what was rejected).
+# reviews, letters or dialogue was found on either registry; what was checked and left out is in EXCLUDED.
 SOURCES_V2 = [
     Source("austen", "deb", "r-cran-janeaustenr", "public domain novels (package MIT)", austen_docs, part="v2"),
     Source(
@@ -308,6 +308,11 @@ EXCLUDED = {
     "linux-doc": "GPL",
     "nlp-corpus (other folders)": "State of the Union (an eval task's source), copyrighted transcripts and lyrics",
     "python3-pattern corpora": "personal use only; holds SpamAssassin and review-polarity sets",
+    "nlp-corpus 4.x": "texts collected from the web, 'please don't commercially republish them'",
+    "r-cran-tm": "GPL",
+    "miscfiles": "GPL",
+    "sword-text-kjv, bible-kjv-text": "Crown copyright in the UK (and more Bible text)",
+    "fortune-anarchism": "quotations of living authors",
 }
 
 # ---------------------------------------------------------------- cleaning and splitting
