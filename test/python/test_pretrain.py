@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TEXT
+from conftest import TEXT, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,3 +186,29 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     (tmp_path / "g" / "tokens" / "tokenizer.sha256").write_text("0" * 64 + "\n")
     r = sh("train", "1", "tiny")
     assert r.returncode == 2 and "another tokenizer" in r.stderr
+
+
+def test_throughput_measures_each_setting_fastest_first(tmp_path):
+    out = tmp_path / "tp.json"
+    r = run_module(
+        "throughput",
+        "--preset",
+        "tiny",
+        "--threads",
+        "1",
+        "--seq",
+        "8,16",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((x["seq"], x["batch"]) for x in rows) == [(8, 2), (16, 2)]
+    assert [x["tok_s"] for x in rows] == sorted((x["tok_s"] for x in rows), reverse=True) and rows[0]["tok_s"] > 0
+    assert "| threads | seq | batch | s/step | tokens/s |" in r.stdout
+    bad = run_module("throughput", "--preset", "tiny", "--seq", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "--seq" in bad.stderr
