@@ -2,7 +2,7 @@
 # A stronger backbone on a CUDA machine, unattended, in a fixed wall-clock budget (bf16 autocast), as a run folder
 # that scripts/package-backbone.sh turns into a bundle (int8 scheme chosen by measurement, probe suite, card).
 #
-#   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = corpus v2's token streams + tokenizer (~27 MB),
+#   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = corpus v2's token streams + tokenizer (~26 MB),
 #                                                         small enough to travel to a GPU machine with the repo
 #   bash scripts/pretrain-gpu.sh train [MINUTES] [PRESET] on the GPU machine (python3 with torch, onnx): pretrains
 #                                                         .gpu/run for MINUTES (default 8) with PRESET (default gpu:
