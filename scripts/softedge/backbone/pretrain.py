@@ -11,6 +11,7 @@ weights.safetensors, metrics.json and loss.png in the run folder when it stops (
 from __future__ import annotations
 
 import argparse
+import contextlib
 from dataclasses import dataclass
 import json
 import math
@@ -296,9 +297,20 @@ class RunState:
         return st
 
 
+def train_step(model, opt, x: torch.Tensor, amp=contextlib.nullcontext) -> torch.Tensor:
+    """One optimiser step on token windows x [B, T+1] (next-token loss, gradient clipping); returns the loss."""
+    with amp():
+        logits, _ = model(x[:, :-1])
+    loss = F.cross_entropy(logits.float().reshape(-1, model.cfg.vocab_size), x[:, 1:].reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss
+
+
 def train_loop(a, model, opt, st: RunState, train, held, device, amp, save) -> float:
     """Steps until --steps or --minutes, with held-out evaluations and checkpoints; returns the final held-out loss."""
-    cfg = model.cfg
     model.train()
     t0, wall0 = time.time(), st.wall
     elapsed = lambda: wall0 + time.time() - t0  # noqa: E731
@@ -311,13 +323,7 @@ def train_loop(a, model, opt, st: RunState, train, held, device, amp, save) -> f
         x = torch.from_numpy(np.stack([train[s : s + a.seq + 1] for s in starts]).astype(np.int64)).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(st.step, a.steps, a.lr, a.warmup, elapsed() / (a.minutes * 60) if a.minutes else 0.0)
-        with amp():
-            logits, _ = model(x[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(model, opt, x, amp)
         st.step += 1
         st.tokens += x[:, 1:].numel()
         tps_tokens += x[:, 1:].numel()

