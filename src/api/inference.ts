@@ -43,7 +43,15 @@ export async function startGeneration(
   c: Context<AppEnv>,
   adapter: AdapterRef | undefined,
   input: string,
-  o: { maxNewTokens?: number; temperature?: number; topK?: number; topP?: number; seed?: number; stop?: string[] },
+  o: {
+    maxNewTokens?: number;
+    temperature?: number;
+    topK?: number;
+    topP?: number;
+    seed?: number;
+    stop?: string[];
+    noRepeatNgram?: number;
+  },
 ) {
   const L = c.var.limits;
   if (input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
@@ -70,6 +78,7 @@ export async function startGeneration(
     topP: o.topP,
     seed: o.seed,
     stop: o.stop ?? r.adapter.generation.stop ?? [],
+    noRepeatNgram: o.noRepeatNgram ?? r.adapter.generation.no_repeat_ngram_size ?? 0,
   });
   return { r, ids, truncated, steps, maxNew, record, t0, t1, t2 };
 }
@@ -218,6 +227,7 @@ inference.openapi(
       topP: b.top_p,
       seed: b.seed,
       stop: b.stop,
+      noRepeatNgram: b.no_repeat_ngram_size,
     });
     const meta = { adapter: r.ref, version: r.version, truncated };
     // tokens (kept for existing clients) = usage.completion_tokens

@@ -54,6 +54,13 @@ export const GenerateRequest = z
     top_p: z.number().gt(0).max(1).optional(),
     seed: Seed.optional(),
     stop: z.array(z.string().min(1).max(64)).max(8).optional(),
+    no_repeat_ngram_size: z
+      .number()
+      .int()
+      .min(0)
+      .max(8)
+      .optional()
+      .openapi({ description: "never repeat an n-gram of the generated text (0: off); default: the adapter's setting" }),
     stream: z.boolean().optional(),
   })
   .strict()
@@ -119,7 +126,11 @@ export const AdapterInfo = z
     bytes: z.number().int(),
     template: z.string(),
     labels: z.array(z.object({ name: z.string(), words: z.array(z.string()) })),
-    generation: z.object({ max_new_tokens: z.number().int().optional(), stop: z.array(z.string()).optional() }),
+    generation: z.object({
+      max_new_tokens: z.number().int().optional(),
+      stop: z.array(z.string()).optional(),
+      no_repeat_ngram_size: z.number().int().optional(),
+    }),
     training: Training,
     readout: Readout,
   })

@@ -30,7 +30,7 @@ export interface Adapter {
   dtype: string;
   template: string;
   labels: Label[];
-  generation: { max_new_tokens?: number; stop?: string[] };
+  generation: { max_new_tokens?: number; stop?: string[]; no_repeat_ngram_size?: number };
   training: Record<string, unknown>;
   checksum: string;
   /** [L, 2, kvH, P, D] float32 */
@@ -96,6 +96,10 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
     throw new AdapterError("adapter_corrupt", `dtype ${m.dtype} does not match the stored tensor`);
   }
   if (!kv.every(Number.isFinite)) throw new AdapterError("adapter_corrupt", "kv_prefix holds NaN or inf");
+  const generation = json<Adapter["generation"]>(m.generation, "generation", {});
+  const n = generation.no_repeat_ngram_size;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= 8))
+    throw new AdapterError("adapter_corrupt", "generation.no_repeat_ngram_size must be an integer in [0, 8]");
   const labels = json<Label[]>(m.labels, "labels", []);
   const readout = json<{ type?: string; pooling?: string; bag_tokens?: number }>(m.readout, "readout", { type: "verbalizer" });
   if (m.task === "classify" && (!Array.isArray(labels) || labels.length < 2 || typeof labels[0]?.name !== "string"))
@@ -121,7 +125,7 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
     dtype: m.dtype,
     template: m.template,
     labels,
-    generation: json(m.generation, "generation", {}),
+    generation,
     training: json(m.training, "training", {}),
     checksum: m.checksum,
     kv,

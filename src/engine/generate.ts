@@ -1,6 +1,7 @@
 // Short generation with the KV cache: the prompt runs once, then each step feeds only the new token.
 // Greedy by default; sampling with temperature, top-k, top-p and a seed (a small deterministic PRNG, so a seeded
-// request repeats exactly). Stops at </s>, at max_new_tokens, or when the text ends with a stop string.
+// request repeats exactly). Stops at </s>, at max_new_tokens, or when the text ends with a stop string. With
+// noRepeatNgram = n, a token that would repeat an n-gram of the generated text is never picked.
 import type * as ORT from "onnxruntime-web";
 import type { Adapter } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
@@ -13,6 +14,7 @@ export interface GenerateOptions {
   topP?: number;
   seed?: number;
   stop?: string[];
+  noRepeatNgram?: number; // 0 or absent: off
 }
 export interface GenerateStep {
   token: number;
@@ -23,6 +25,20 @@ export interface GenerateStep {
 /** Why a generation ended, given its steps: a stop string or </s> ("stop"), or max_new_tokens ("length"). */
 export function finishReason(steps: number, last: GenerateStep | undefined, maxNewTokens: number): "stop" | "length" {
   return last?.stopped || steps < maxNewTokens ? "stop" : "length";
+}
+
+/** The tokens that would complete an n-gram already in `out` (the generated tokens only: a definition may repeat
+ * the word it defines). The twin of repeated_ngram_tokens in scripts/softedge/tuning/tasks.py. */
+export function bannedTokens(out: number[], n: number): number[] {
+  if (n <= 0 || out.length < n - 1) return [];
+  const start = out.length - n + 1;
+  const banned: number[] = [];
+  for (let i = 0; i + n <= out.length; i++) {
+    let k = 0;
+    while (k < n - 1 && out[i + k] === out[start + k]) k++;
+    if (k === n - 1) banned.push(out[i + n - 1]);
+  }
+  return banned;
 }
 
 /** mulberry32: tiny, fast, deterministic */
@@ -127,7 +143,13 @@ export async function* generate(
   let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
   const out: number[] = [];
   for (let step = 0; step < o.maxNewTokens; step++) {
-    const t = pickToken(state.logits.subarray(0, cfg.vocab_size), o, rand);
+    let logits = state.logits.subarray(0, cfg.vocab_size);
+    const banned = bannedTokens(out, o.noRepeatNgram ?? 0);
+    if (banned.length) {
+      logits = logits.slice(); // the state's logits stay as the model gave them
+      for (const b of banned) logits[b] = Number.NEGATIVE_INFINITY;
+    }
+    const t = pickToken(logits, o, rand);
     if (t === cfg.eos_token_id) return;
     out.push(t);
     const text = decode(out);

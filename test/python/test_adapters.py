@@ -314,6 +314,17 @@ def test_generation_and_baselines(tiny_bundle, data, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "gen" / "metrics.json").read_text())
     assert {"exact_match", "rouge_l", "samples"} <= set(m["eval"])
+    # --no-repeat-ngram auto: each candidate scored on dev, the winner stored in the adapter for the edge to use
+    assert set(m["decoding"]["dev"]) == {"0", "2", "3", "4"}
+    n = m["decoding"]["no_repeat_ngram_size"]
+    assert m["decoding"]["dev"][str(n)] == max(m["decoding"]["dev"].values())
+    _, meta, _ = A.load(tmp_path / "gen" / "adapter.safetensors")
+    assert meta["generation"]["no_repeat_ngram_size"] == n
+    bad = cli(
+        "tune", "--task", "generate", "--train", data / "gen.jsonl", "--out", tmp_path / "x", "--no-repeat-ngram", "two"
+    )
+    assert bad.returncode != 0 and "--no-repeat-ngram must be auto or an integer" in bad.stderr
+    assert not (tmp_path / "x").exists()
     r = cli(
         "tune",
         "--task",
@@ -821,3 +832,27 @@ def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path
     one_line_error(cli("pack", tmp_path / "nope.safetensors"), "no such file")
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     one_line_error(cli("pack", tmp_path / "bad.safetensors"), "not a softedge adapter")
+
+
+def test_no_repeat_ngram_bans_only_repeats_of_the_generated_text(tiny_bundle):
+    from softedge.tuning.tasks import greedy, repeated_ngram_tokens
+
+    assert repeated_ngram_tokens([5, 6, 7, 5], 2) == {6}  # "5 6" seen: after 5, 6 would repeat it
+    assert repeated_ngram_tokens([5, 6, 5, 7, 5], 2) == {6, 7}
+    assert repeated_ngram_tokens([5, 6, 7, 5, 6], 3) == {7}
+    assert repeated_ngram_tokens([5, 6, 7], 1) == {5, 6, 7}
+    assert repeated_ngram_tokens([5, 6, 7, 5], 0) == set()
+    assert repeated_ngram_tokens([], 2) == set()
+    # on a real (tiny, random) model: plain greedy loops, the ban leaves no repeated pair and changes nothing else
+    from softedge.backbone.checkpoint import load_bundle_weights
+
+    model, _, _ = load_bundle_weights(tiny_bundle)
+    prompts = [[5, 9, 11], [7, 8]]
+    plain = greedy(model, None, prompts, 0, 2, 40, stop_ids={2})
+    banned = greedy(model, None, prompts, 0, 2, 40, stop_ids={2}, no_repeat_ngram=2)
+    assert any(len(set(zip(o, o[1:]))) < len(o) - 1 for o in plain), "the random model was expected to loop"
+    for o in banned:
+        assert len(set(zip(o, o[1:]))) == len(o) - 1
+    for p_, b in zip(plain, banned):  # identical up to the first repeated pair
+        k = next((i for i in range(2, len(p_)) if tuple(p_[i - 1 : i + 1]) in set(zip(p_[: i - 1], p_[1:i]))), len(p_))
+        assert b[:k] == p_[:k]

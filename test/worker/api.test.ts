@@ -89,6 +89,24 @@ describe("API in workerd", () => {
     expect(j.finish_reason).toBe("stop");
     expect(c.greedy_text.trim().startsWith(j.text)).toBe(true);
     expect(j.text).not.toContain(" ");
+    // the adapter's no-repeat n-gram size (GET /v1/adapters/..: generation) is the default; a request may set it
+    const alias = byFile[a.adapter];
+    const info: any = await (await call("GET", `/v1/adapters/${alias}`, { key })).json();
+    const stored = info.generation.no_repeat_ngram_size;
+    expect(stored).toBeGreaterThan(0); // the tuner chose one on its dev split
+    const gen = async (extra: object) =>
+      (await (await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: 24, ...extra })).json()) as any;
+    expect((await gen({ no_repeat_ngram_size: stored })).text).toBe((await gen({})).text);
+    const looping = a.cases.find((x: any) => new Set(x.greedy_ids).size < x.greedy_ids.length);
+    const asStored: any = await (await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens })).json();
+    const once: any = await (
+      await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens, no_repeat_ngram_size: 1 })
+    ).json();
+    expect(asStored.text).toBe(looping.greedy_text.trim());
+    expect(once.text).not.toBe(asStored.text); // the default answer repeats a token, which n = 1 bans
+    const r = await post("/v1/generate", { adapter: alias, input: c.input, no_repeat_ngram_size: 9 });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as any).error.code).toBe("invalid_request");
   });
 
   it("lists adapters and describes one", async () => {

@@ -83,7 +83,19 @@ function badRequest(r: () => number): [string, string, Record<string, string>, B
   switch (Math.floor(r() * 12)) {
     case 0: {
       // a field replaced by a value of any type
-      const k = pick([...Object.keys(body), "text", "items", "max_new_tokens", "temperature", "top_p", "seed", "stop", "stream", "version"]);
+      const k = pick([
+        ...Object.keys(body),
+        "text",
+        "items",
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "stream",
+        "version",
+        "no_repeat_ngram_size",
+      ]);
       body[k] = value(r);
       return [method, path, json, JSON.stringify(body)];
     }
@@ -119,7 +131,7 @@ function badRequest(r: () => number): [string, string, Record<string, string>, B
       ];
     case 8: {
       // boundary numbers in the numeric fields
-      const k = pick(["max_new_tokens", "temperature", "top_k", "top_p", "seed"]);
+      const k = pick(["max_new_tokens", "temperature", "top_k", "top_p", "seed", "no_repeat_ngram_size"]);
       return [method, path, json, JSON.stringify({ ...body, [k]: pick(numbers) }).replace("1e+308", pick(["1e999", "-1e999", "1e308"]))];
     }
     case 9:

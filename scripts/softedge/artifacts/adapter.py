@@ -153,6 +153,9 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
             out[k] = json.loads(meta.get(k, "{}") or "{}")
         except json.JSONDecodeError:
             raise AdapterError(f"{where}: metadata {k!r} is not valid JSON") from None
+    n = out["generation"].get("no_repeat_ngram_size", 0) if isinstance(out["generation"], dict) else None
+    if not (isinstance(n, int) and 0 <= n <= 8):
+        raise AdapterError(f"{where}: generation.no_repeat_ngram_size must be an integer in [0, 8]")
     out["readout"] = out["readout"] or {"type": "verbalizer"}
     check_readout(out, tensors, where)
     kvf = decode_kv(tensors)

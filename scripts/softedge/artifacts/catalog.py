@@ -3,6 +3,7 @@
     scripts/py catalog --runs .cache/tune
     scripts/py catalog --from-default     # rewrite the list, cards and table from adapters/default/*.metrics.json
                                           # (after scripts/py retarget moved them onto a re-exported backbone)
+    scripts/py catalog --from-default --take define-prefix   # ... but take that one from --runs (retrained)
 
 Each entry: <runs>/<name>/ holding adapter.safetensors + metrics.json (from scripts/py tune). Baseline runs
 (<task>-full, <task>-nb) are read for the table's gap and baseline columns. Writes adapters/default/<name>.safetensors,
@@ -77,6 +78,16 @@ def adapter_card(alias: str, data: str, m: dict) -> str:
             f"bag of tokens {p['bag'] * 100:.1f}%, both {p['pooled+bag'] * 100:.1f}%.",
             "",
         ]
+    d = m.get("decoding")
+    if d and d.get("dev"):
+        tried = ", ".join(f"{'off' if n == '0' else n} {v * 100:.1f}" for n, v in d["dev"].items())
+        plain = d.get("eval_plain_greedy")
+        L += [
+            f"Decoding: greedy, never repeating a {d['no_repeat_ngram_size']}-gram of the generated tokens (the "
+            f"edge's default for this adapter), chosen on the dev rows (ROUGE-L by no-repeat n-gram size: {tried})"
+            + (f"; plain greedy scores {plain * 100:.1f} on the held-out rows." if plain is not None else "."),
+            "",
+        ]
     return "\n".join(L)
 
 
@@ -106,7 +117,17 @@ def main():
         help="read the metrics beside the committed adapters "
         "instead of the runs (baselines still from --runs where present)",
     )
+    ap.add_argument(
+        "--take",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --from-default: copy this adapter's run from --runs into adapters/default/ first (repeatable)",
+    )
     a = ap.parse_args()
+    unknown = set(a.take) - {d[0] for d in DEFAULTS}
+    if unknown:
+        raise CliError(f"--take {sorted(unknown)[0]}: not a default adapter ({', '.join(d[0] for d in DEFAULTS)})")
     cat_path = ROOT / "adapters" / "catalog.json"
     catalog = json.loads(cat_path.read_text())
     backbone = ROOT / "adapters" / "backbones" / catalog["default_backbone"]
@@ -116,7 +137,7 @@ def main():
     rows, entries = [], []
     for name, run, data, full, nb in DEFAULTS:
         d = a.runs / run
-        if a.from_default:
+        if a.from_default and name not in a.take:
             m = json.loads((out / f"{name}.metrics.json").read_text())
             if m["backbone"] != catalog["default_backbone"]:
                 raise CliError(f"{out / name}.safetensors: packed for {m['backbone']}, not the default backbone")

@@ -12,6 +12,8 @@ Runtime computes, within 1e-4) and moved only if its metric changes by at most -
 to its .metrics.json ("served"). The eval split is found by the adapter's training-file hash among
 <data-dir>/*/train.jsonl. Different weights or tokenizers are refused (retrain instead). Each file, and its
 .metrics.json beside it when there is one, is rewritten atomically, and only after every adapter has passed.
+With --from and --to the same bundle nothing moves: it records the served figure of an adapter newly trained on it
+(scripts/py tune scores the fp32 weights; the edge runs the int8 graph).
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ def served_metric(ref, tok, artifact: tuple, eval_rows: list[dict]) -> tuple[str
         32,
         meta.get("training", {}).get("max_tokens", 128),
         meta.get("generation", {}).get("max_new_tokens", 32),
+        meta.get("generation", {}).get("no_repeat_ngram_size", 0),
     )
     name = main_metric(meta["task"])
     return name, m[name]
@@ -145,12 +148,9 @@ def main():
                     f"{p}: the new graph changes its {name} by {change:+.2f} points (more than "
                     f"--max-change {a.max_change}): retrain it on the new bundle instead; nothing was moved"
                 )
-            served[p] = {
-                "scheme": cfg_new["quantization"],
-                name: after,
-                "examples": len(rows),
-                "previous": {"scheme": cfg_old["quantization"], name: before},
-            }
+            served[p] = {"scheme": cfg_new["quantization"], name: after, "examples": len(rows)}
+            if cfg_old["id"] != cfg_new["id"]:
+                served[p]["previous"] = {"scheme": cfg_old["quantization"], name: before}
     for p in a.adapters:
         retarget_file(p, cfg_old, cfg_new, served.get(p))
         print(f"{p}: {cfg_old['id']} -> {cfg_new['id']}")

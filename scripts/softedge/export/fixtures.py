@@ -200,7 +200,8 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
 @torch.no_grad()
 def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, max_tokens: int, max_new: int) -> None:
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
-    and greedy token ids (generation), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
+    and greedy token ids (generation, with the adapter's no-repeat n-gram size), computed by PyTorch doing the int8
+    graph's math (quantize.simulate)."""
     from softedge.artifacts import adapter as adapter_fmt
     from softedge.tuning.readout import label_scores, readout_of
     from softedge.tuning.tasks import encode_prompts, greedy, load_jsonl
@@ -228,7 +229,8 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 c["probabilities"] = {l: round(float(p), 7) for l, p in zip(readout.labels, probs)}
                 c["label"] = readout.labels[int(probs.argmax())]
             else:
-                c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]
+                n = meta["generation"].get("no_repeat_ngram_size", 0)  # the adapter's decoding, as the edge reads it
+                c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n)[0]
                 c["greedy_text"] = tok.decode(c["greedy_ids"])
             entry["cases"].append(c)
         items.append(entry)

@@ -170,9 +170,29 @@ def generation_loss(model, kv, prompts: list[list[int]], outputs: list[list[int]
     )
 
 
+def repeated_ngram_tokens(out: list[int], n: int) -> set[int]:
+    """The tokens that would complete an n-gram already present in `out` (the generated tokens, not the prompt:
+    a definition may well repeat the word it defines). n = 0 bans nothing; the edge's bannedTokens is the twin."""
+    if n <= 0 or len(out) < n - 1:
+        return set()
+    tail = out[len(out) - n + 1 :] if n > 1 else []
+    return {out[i + n - 1] for i in range(len(out) - n + 1) if out[i : i + n - 1] == tail}
+
+
 @torch.no_grad()
-def greedy(model, kv, prompts: list[list[int]], pad: int, eos: int, max_new: int, stop_ids: set[int] = frozenset()):
-    """Greedy decoding with the KV cache (each step feeds only the new token). Returns generated ids per row."""
+def greedy(
+    model,
+    kv,
+    prompts: list[list[int]],
+    pad: int,
+    eos: int,
+    max_new: int,
+    stop_ids: set[int] = frozenset(),
+    no_repeat_ngram: int = 0,
+):
+    """Greedy decoding with the KV cache (each step feeds only the new token). Returns generated ids per row.
+    no_repeat_ngram = n > 0: a token that would repeat an n-gram of the generated text is never picked (small
+    models loop: "a person who is a person who is ...")."""
     B = len(prompts)
     P = 0 if kv is None else kv[0][0].shape[2]
     ids, mask, pos = left_pad(prompts, pad, P)
@@ -180,7 +200,14 @@ def greedy(model, kv, prompts: list[list[int]], pad: int, eos: int, max_new: int
     out = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool)
     for _ in range(max_new):
-        nxt = logits[:, -1].argmax(-1)
+        last = logits[:, -1]
+        if no_repeat_ngram:
+            last = last.clone()
+            for i in range(B):
+                banned = repeated_ngram_tokens(out[i], no_repeat_ngram)
+                if banned:
+                    last[i, list(banned)] = float("-inf")
+        nxt = last.argmax(-1)
         for i in range(B):
             if not done[i]:
                 t = int(nxt[i])

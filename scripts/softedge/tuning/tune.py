@@ -57,6 +57,14 @@ from softedge.data.tokenizer import Tokenizer
 from softedge.tuning.tuners import TUNERS
 
 DEFAULT_LR = {"prompt": 3e-2, "prefix": 3e-3, "full": 3e-4}
+# --no-repeat-ngram auto's candidates. On the definition task greedy decoding loops ("a person who is a person who
+# is ..."); banning repeated token pairs raised dev ROUGE-L from 17.2 to 19.2 (150 dev rows, the P=16 prefix).
+NO_REPEAT_CHOICES = (0, 2, 3, 4)
+
+
+def decode_ngram(a) -> int:
+    """The no-repeat n-gram size in use: before --no-repeat-ngram auto has chosen, plain greedy (0)."""
+    return 0 if a.no_repeat_ngram == "auto" else a.no_repeat_ngram
 
 
 def default_backbone() -> Path:
@@ -78,9 +86,11 @@ def load_backbone(path: Path):
 
 
 @torch.no_grad()
-def evaluate(model, kv_fn, tok, task, rows, template, readout=None, batch=32, max_tokens=128, max_new=32):
+def evaluate(
+    model, kv_fn, tok, task, rows, template, readout=None, batch=32, max_tokens=128, max_new=32, no_repeat_ngram=0
+):
     """kv_fn(B) -> KV prefix for a batch (or None); readout: a Verbalizer or a readout.Head (classification).
-    Classification: accuracy/macro-F1; generation: EM/ROUGE-L."""
+    Classification: accuracy/macro-F1; generation (greedy, no_repeat_ngram as in tasks.greedy): EM/ROUGE-L."""
     model.eval()
     key = "text" if task == "classify" else "input"
     prompts = encode_prompts(tok, template, rows, key, max_tokens)
@@ -92,8 +102,9 @@ def evaluate(model, kv_fn, tok, task, rows, template, readout=None, batch=32, ma
         return classification_metrics([r["label"] for r in rows], pred, readout.labels)
     outs = []
     for i in range(0, len(rows), batch):
+        kv = kv_fn(len(prompts[i : i + batch]))
         outs += greedy(
-            model, kv_fn(len(prompts[i : i + batch])), prompts[i : i + batch], tok.pad_id, tok.eos_id, max_new
+            model, kv, prompts[i : i + batch], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=no_repeat_ngram
         )
     preds = [tok.decode(o).strip() for o in outs]
     em = sum(p == r["output"].strip() for p, r in zip(preds, rows)) / len(rows)
@@ -233,7 +244,17 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
 
     def dev_score():
         return evaluate(
-            model, kv_fn, tok, a.task, dev_subset, a.template, readout, a.batch, a.max_tokens, a.max_new_tokens
+            model,
+            kv_fn,
+            tok,
+            a.task,
+            dev_subset,
+            a.template,
+            readout,
+            a.batch,
+            a.max_tokens,
+            a.max_new_tokens,
+            decode_ngram(a),
         )[metric]
 
     history, step, bad, t0, c0 = [], 0, 0, time.time(), time.process_time()
@@ -352,6 +373,7 @@ class TuneConfig:
     patience: int
     max_tokens: int
     max_new_tokens: int
+    no_repeat_ngram: int | str  # generation: n, or "auto" (chosen on dev after training, from NO_REPEAT_CHOICES)
     dtype: str
     compare_to: Path | None
     device: str
@@ -421,6 +443,12 @@ def parse_args() -> TuneConfig:
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128, help="prompt token budget (the edge's MAX_TOKENS is 128)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument(
+        "--no-repeat-ngram",
+        default="auto",
+        help="generation: never repeat an n-gram of the generated tokens (0 = off; auto = the n in "
+        f"{list(NO_REPEAT_CHOICES)} that scores best on the dev split after training); stored in the adapter",
+    )
     ap.add_argument("--dtype", choices=list(adapter_fmt.DTYPES), default="float16")
     ap.add_argument("--compare-to", type=Path, help="a full fine-tuning run's metrics.json: report the gap")
     ap.add_argument("--device", default="auto", help="auto|cpu|cuda (CPU here; the model is small)")
@@ -444,6 +472,13 @@ def parse_args() -> TuneConfig:
         raise CliError(f"--template must contain {field_} exactly once")
     if a.task != "classify":
         a.readout = None
+    if a.no_repeat_ngram != "auto":
+        try:
+            a.no_repeat_ngram = int(a.no_repeat_ngram)
+        except ValueError:
+            a.no_repeat_ngram = -1
+        if not 0 <= a.no_repeat_ngram <= 8:
+            raise CliError("--no-repeat-ngram must be auto or an integer in [0, 8]")
     a.epochs = a.epochs or (2 if a.readout == "head" else 1)
     a.eval_limit = (400 if a.task == "generate" else 0) if a.eval_limit is None else a.eval_limit
     return TuneConfig(**vars(a))
@@ -503,7 +538,11 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     labels_meta = (
         verb.to_meta() if verb else ([{"name": l, "words": [], "token_ids": []} for l in head.labels] if head else None)
     )
-    gen = {"max_new_tokens": a.max_new_tokens, "stop": ["\n"]} if a.task == "generate" else {}
+    gen = (
+        {"max_new_tokens": a.max_new_tokens, "stop": ["\n"], "no_repeat_ngram_size": decode_ngram(a)}
+        if a.task == "generate"
+        else {}
+    )
     training = {
         "data_sha256": sha256_file(a.train),
         "train_examples": len(train_rows),
@@ -540,6 +579,7 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
             32,
             a.max_tokens,
             a.max_new_tokens,
+            decode_ngram(a),
         )
         storage[dt] = {"bytes": len(buf), metric: m[metric]}
         if dt == a.dtype:
@@ -553,6 +593,21 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
         "adapter_bytes": storage[a.dtype]["bytes"],
         "bytes_ratio_to_backbone_onnx": storage[a.dtype]["bytes"] / onnx_bytes,
     }
+
+
+def choose_no_repeat_ngram(a: TuneConfig, model, tok, kv_fn, dev_rows, log) -> dict:
+    """--no-repeat-ngram auto: the candidate n that decodes the trained model best on the dev rows (ties: the
+    smaller n). Sets a.no_repeat_ngram; returns the dev score of each candidate for metrics.json."""
+    if a.no_repeat_ngram != "auto":
+        return {"no_repeat_ngram_size": a.no_repeat_ngram}
+    subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
+    scores = {}
+    for n in NO_REPEAT_CHOICES:
+        m = evaluate(model, kv_fn, tok, a.task, subset, a.template, None, 32, a.max_tokens, a.max_new_tokens, n)
+        scores[n] = round(m[main_metric(a.task)], 4)
+        log(f"decoding: no-repeat n-gram {n or 'off'}: dev {main_metric(a.task)} {scores[n]:.4f} (on {len(subset)})")
+    a.no_repeat_ngram = max(NO_REPEAT_CHOICES, key=lambda n: (scores[n], -n))
+    return {"no_repeat_ngram_size": a.no_repeat_ngram, "dev": scores}
 
 
 def run_naive_bayes(a: TuneConfig, train_rows, eval_rows, labels) -> None:
@@ -679,7 +734,14 @@ def main():
     else:
         readout, probe = verb, {}
         tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
-    final = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens)
+    if a.task == "generate":
+        probe = {"decoding": choose_no_repeat_ngram(a, model, tok, kv_fn, dev_rows, log)}
+    final = evaluate(
+        model, kv_fn, tok, a.task, eval_rows, a.template, readout, 32, a.max_tokens, a.max_new_tokens, decode_ngram(a)
+    )
+    if a.task == "generate" and decode_ngram(a):  # reported beside, chooses nothing: what plain greedy would score
+        plain = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, None, 32, a.max_tokens, a.max_new_tokens)
+        probe["decoding"]["eval_plain_greedy"] = round(plain[main_metric(a.task)], 4)
     metrics = run_metrics(a, model, bcfg, tuner, rows, labels, tr, probe, final, readout)
     a.out.mkdir(parents=True, exist_ok=True)
     if tuner is not None:
