@@ -145,6 +145,19 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
   const K = readout.bag_tokens ?? 0,
     ids = tensors.bag_ids,
     bw = tensors.bag_weight;
+  // an int8 weight carries one float32 scale per label row (<name>_scale); a float one carries none
+  const rows = (name: string, cols: number): Float32Array => {
+    const x = tensors[name],
+      scale = tensors[`${name}_scale`];
+    if (x.dtype !== "I8") {
+      if (scale) throw bad(`${name}_scale beside a ${x.dtype} ${name}`);
+      return toFloat32(x);
+    }
+    if (scale?.dtype !== "F32" || JSON.stringify(scale.shape) !== JSON.stringify([n])) throw bad(`int8 ${name} needs ${name}_scale [${n}] F32`);
+    const s = toFloat32(scale);
+    if (!s.every((v) => v > 0 && Number.isFinite(v))) throw bad(`${name}_scale must be finite and > 0`);
+    return toFloat32(x).map((v, i) => v * s[Math.floor(i / cols)]);
+  };
   let bagIds: Int32Array = new Int32Array(0),
     bagWeight: Float32Array = new Float32Array(0);
   if (K || ids || bw) {
@@ -158,9 +171,9 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
       throw bad(`bag_ids/bag_weight do not fit bag_tokens=${K} and ${n} labels`);
     bagIds = toInt32(ids);
     if (!bagIds.every((id, k) => k === 0 || id > bagIds[k - 1])) throw bad("bag_ids are not strictly increasing");
-    bagWeight = toFloat32(bw);
+    bagWeight = rows("bag_weight", K);
   }
-  const head = { pooling: readout.pooling, weight: toFloat32(W), bias: toFloat32(b), bagIds, bagWeight } as Head;
+  const head = { pooling: readout.pooling, weight: rows("head_weight", hidden), bias: toFloat32(b), bagIds, bagWeight } as Head;
   if (![head.weight, head.bias, head.bagWeight].every((a) => a.every(Number.isFinite))) throw bad("weights hold NaN or inf");
   return head;
 }

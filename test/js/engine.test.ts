@@ -240,6 +240,32 @@ describe("edge engine vs Python golden outputs", () => {
     });
   });
 
+  it("reads an int8 head through its per-row scales, and refuses one whose scales are missing or mistyped", async () => {
+    const heads = golden.adapters.filter((x: { readout: string }) => x.readout === "head").map((x: { adapter: string }) => x.adapter);
+    const stored = await Promise.all(
+      heads.map(async (f: string) => [f, await parseAdapter(new Uint8Array(readFileSync(ADAPTERS + "/" + f)), cfg)] as const),
+    );
+    // the golden cases hold both storage forms, so the classification test above checks both against PyTorch
+    expect(new Set(stored.map(([, a]) => a.dtype))).toEqual(new Set(["int8", "float16"]));
+    const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + stored.find(([, a]) => a.dtype === "int8")![0]));
+    // renaming keeps the name order, so the checksum over the tensors still holds: only the scale check can refuse
+    const renamed = withHeader(buf, (h) => {
+      h.head_weight_scalf = h.head_weight_scale;
+      delete h.head_weight_scale;
+    });
+    await expect(parseAdapter(renamed, cfg)).rejects.toMatchObject({
+      code: "adapter_corrupt",
+      message: expect.stringContaining("head_weight_scale"),
+    });
+    const mistyped = withHeader(buf, (h) => {
+      h.bag_weight_scale.dtype = "I32";
+    });
+    await expect(parseAdapter(mistyped, cfg)).rejects.toMatchObject({
+      code: "adapter_corrupt",
+      message: expect.stringContaining("bag_weight_scale"),
+    });
+  });
+
   it("refuses a damaged adapter and one packed for another backbone", async () => {
     const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + golden.adapters[0].adapter));
     const flipped = buf.slice();
@@ -252,9 +278,14 @@ describe("edge engine vs Python golden outputs", () => {
 
 /** The same artifact with some metadata entries replaced (the checksum covers the tensors, not the metadata). */
 function withMetadata(buf: Uint8Array, patch: Record<string, string>): Uint8Array {
+  return withHeader(buf, (header) => Object.assign(header.__metadata__, patch));
+}
+
+/** The same artifact with its safetensors header edited (tensor bytes as they are). */
+function withHeader(buf: Uint8Array, edit: (header: Record<string, any>) => void): Uint8Array {
   const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
-  Object.assign(header.__metadata__, patch);
+  edit(header);
   const h = new TextEncoder().encode(JSON.stringify(header));
   const out = new Uint8Array(8 + h.length + buf.length - 8 - n);
   new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);

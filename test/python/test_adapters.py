@@ -145,7 +145,7 @@ def test_backbone_stays_frozen_and_only_the_prefix_learns(tiny_bundle, data, tmp
     kv, meta, _ = A.load(
         tmp_path / "run" / "adapter.safetensors", json.loads((tiny_bundle / "config.json").read_text())
     )
-    assert meta["kind"] == "prefix" and meta["dtype"] == "float16" and kv.shape[3] == 4
+    assert meta["kind"] == "prefix" and meta["dtype"] == "int8" and kv.shape[3] == 4  # tune's default storage
     assert [l["name"] for l in meta["labels"]] == ["color", "fruit"]
     assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -785,7 +785,9 @@ def test_peft_import_brings_a_saved_classifier_as_a_last_token_head(tiny_bundle,
 
 def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path):
     """scripts/py pack: a summary of an artifact; --dtype int8 re-packs it smaller, same metadata and head, the KV
-    prefix within int8's step; refusals are one line and write nothing."""
+    prefix and the head's weights within int8's step; refusals are one line and write nothing."""
+    from softedge.tuning.readout import stored_rows
+
     r = cli(
         "tune",
         "--task",
@@ -804,6 +806,8 @@ def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path
         "3",
         "--prefix-hidden",
         "8",
+        "--dtype",
+        "float16",
     )
     assert r.returncode == 0, r.stderr
     art = tmp_path / "run" / "adapter.safetensors"
@@ -823,8 +827,12 @@ def test_pack_describes_and_repacks_at_another_dtype(tiny_bundle, data, tmp_path
     assert {k: m8[k] for k in ("labels", "template", "training", "readout")} == {
         k: m16[k] for k in ("labels", "template", "training", "readout")
     }
-    assert {k for k in t8 if k.startswith(("head_", "bag_"))} == {k for k in t16 if k.startswith(("head_", "bag_"))}
-    assert all(torch.equal(t8[k], t16[k]) for k in t16 if k.startswith(("head_", "bag_")))
+    weights = [k for k in ("head_weight", "bag_weight") if k in t16]  # a bag only where it helped on dev
+    expect = {k for k in t16 if k.startswith(("head_", "bag_"))} | {f"{k}_scale" for k in weights}
+    assert {k for k in t8 if k.startswith(("head_", "bag_"))} == expect
+    assert all(torch.equal(t8[k], t16[k]) for k in ("head_bias", "bag_ids") if k in t16)
+    for k in weights:  # int8 rows, each within half a step of its row's scale
+        assert ((stored_rows(t8, k) - t16[k].float()).abs() <= t8[f"{k}_scale"][:, None] / 2 + 1e-6).all()
     step = t8["kv_prefix_scale"].float()[..., None, None]  # one int8 step per layer, key/value and head
     assert ((kv8 - kv16).abs() <= step / 2 + 1e-6).all()
     one_line_error(cli("pack", art, "--dtype", "int8"), "--dtype needs --out")
@@ -856,3 +864,48 @@ def test_no_repeat_ngram_bans_only_repeats_of_the_generated_text(tiny_bundle):
     for p_, b in zip(plain, banned):  # identical up to the first repeated pair
         k = next((i for i in range(2, len(p_)) if tuple(p_[i - 1 : i + 1]) in set(zip(p_[: i - 1], p_[1:i]))), len(p_))
         assert b[:k] == p_[:k]
+
+
+def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bundle):
+    from softedge.artifacts import safetensors_io
+    from softedge.tuning.readout import Head
+
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = torch.randn(cfg["num_layers"], 2, cfg["num_kv_heads"], 2, cfg["head_dim"])
+    labels = [{"name": n, "words": [], "token_ids": []} for n in ("x", "y", "z")]
+    torch.manual_seed(1)
+    head = Head(["x", "y", "z"], 32, "mean", [7, 8, 40, 41])
+    with torch.no_grad():
+        head.weight.normal_()
+        head.bag_weight.normal_()
+        head.weight[2] = 0  # an all-zero row: scale 1, not a division by zero
+    f16 = A.pack("prefix", "classify", cfg, kv, template="{text}", labels=labels, head=head)
+    i8 = A.pack("prefix", "classify", cfg, kv, template="{text}", labels=labels, head=head, dtype="int8")
+    _, meta, t = A.parse(i8, cfg)
+    assert A.parse(f16, cfg)[2]["head_weight"].dtype == torch.float16 and "head_weight_scale" not in A.parse(f16)[2]
+    assert t["head_weight"].dtype == torch.int8 and t["bag_weight"].dtype == torch.int8
+    assert list(t["head_weight_scale"].shape) == [3] and t["head_weight_scale"][2] == 1
+    back = Head.from_artifact(t, meta["readout"], ["x", "y", "z"])
+    # symmetric rounding: every weight within half a step of its row's scale
+    assert ((back.weight - head.weight).abs() <= t["head_weight_scale"][:, None] / 2 + 1e-7).all()
+    assert ((back.bag_weight - head.bag_weight).abs() <= t["bag_weight_scale"][:, None] / 2 + 1e-7).all()
+    assert torch.equal(back.bag_ids, head.bag_ids)
+
+    def altered(**change):  # the int8 artifact with tensors replaced or removed (checksum recomputed)
+        tensors, m = safetensors_io.parse(i8)
+        for k, v in change.items():
+            if v is None:
+                tensors.pop(k)
+            else:
+                tensors[k] = v
+        m["checksum"] = A.tensor_checksum(tensors)
+        return safetensors_io.serialize(tensors, m)
+
+    with pytest.raises(A.AdapterError, match="int8 head_weight needs head_weight_scale"):
+        A.parse(altered(head_weight_scale=None), cfg)
+    with pytest.raises(A.AdapterError, match="int8 bag_weight needs bag_weight_scale"):
+        A.parse(altered(bag_weight_scale=torch.ones(2)), cfg)
+    with pytest.raises(A.AdapterError, match="int8 head_weight needs"):
+        A.parse(altered(head_weight_scale=torch.zeros(3)), cfg)
+    with pytest.raises(A.AdapterError, match="head_weight_scale beside a float16"):
+        A.parse(altered(head_weight=torch.zeros(3, 32, dtype=torch.float16)), cfg)

@@ -98,7 +98,9 @@ const damage: [string, () => Promise<Uint8Array> | Uint8Array, number, string][]
     async () => {
       const { header, data } = split(good);
       const d = data.slice();
-      d[header.kv_prefix.data_offsets[0] + 1] = 0x7e; // float16 0x7eXX: NaN
+      if (header.kv_prefix.dtype === "F16")
+        d[header.kv_prefix.data_offsets[0] + 1] = 0x7e; // float16 0x7eXX: NaN
+      else d.set([0x00, 0x00, 0xc0, 0x7f], header.kv_prefix_scale.data_offsets[0]); // an int8 prefix's scale: float32 NaN
       return withChecksum(join(header, d));
     },
     422,

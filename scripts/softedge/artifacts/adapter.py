@@ -2,10 +2,13 @@
 
 tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | int8 (+ kv_prefix_scale [L, 2, kvH])
           prompt_embeddings  [P, d]             the raw soft prompt (prompt tuning only; same dtype, never int8)
-          head_weight        [n_labels, d]      classification head (readout "head"; float16, float32 for float32)
+          head_weight        [n_labels, d]      classification head (readout "head"; the dtype's, float16 for
+                                                int8 adapters written before int8 heads; int8 adds
+                                                head_weight_scale [n_labels] float32, one per row)
           head_bias          [n_labels]         float32
           bag_ids            [K] int32          the head's bag-of-tokens vocabulary (when it has one)
-          bag_weight         [n_labels, K]      one weight per label and bag token (same dtype as head_weight)
+          bag_weight         [n_labels, K]      one weight per label and bag token (stored as head_weight is,
+                                                int8 with bag_weight_scale [n_labels])
 metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
           dtype, template, labels (JSON: name, words, token_ids; no words for a head), generation (JSON),
           training (JSON), readout (JSON {"type": "verbalizer"} or {"type": "head", "pooling": "mean"|"last",
@@ -27,6 +30,9 @@ from softedge.artifacts import safetensors_io
 
 FORMAT, FORMAT_VERSION = "softedge-adapter", "1"
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "int8": torch.int8}
+
+
+HEAD_TENSORS = ("head_weight", "head_weight_scale", "head_bias", "bag_ids", "bag_weight", "bag_weight_scale")
 
 
 class AdapterError(ValueError):
@@ -98,7 +104,7 @@ def pack(
     if head is not None:
         if task != "classify":
             raise AdapterError("a classification head needs task classify")
-        tensors.update(head.tensors(torch.float32 if dtype == "float32" else torch.float16))
+        tensors.update(head.tensors(DTYPES[dtype]))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -168,7 +174,7 @@ def check_readout(meta: dict, tensors: dict[str, torch.Tensor], where: str) -> N
     """A head adapter's tensors fit its labels and its readout metadata; a verbalizer adapter has no head."""
     r, n = meta["readout"], len(meta["labels"])
     if r.get("type") == "verbalizer":
-        if any(k in tensors for k in ("head_weight", "head_bias", "bag_ids", "bag_weight")):
+        if any(k in tensors for k in HEAD_TENSORS):
             raise AdapterError(f"{where}: head tensors in a verbalizer adapter")
         return
     if r.get("type") != "head" or meta["task"] != "classify":
@@ -178,12 +184,26 @@ def check_readout(meta: dict, tensors: dict[str, torch.Tensor], where: str) -> N
     W, b = tensors.get("head_weight"), tensors.get("head_bias")
     if W is None or b is None or W.dim() != 2 or W.shape[0] != n or list(b.shape) != [n]:
         raise AdapterError(f"{where}: head_weight/head_bias do not fit {n} labels")
+    check_row_scales(tensors, n, where)
     K = int(r.get("bag_tokens", 0))
     ids, bw = tensors.get("bag_ids"), tensors.get("bag_weight")
     if K == 0 and ids is None and bw is None:
         return
     if ids is None or bw is None or list(ids.shape) != [K] or list(bw.shape) != [n, K] or ids.dtype != torch.int32:
         raise AdapterError(f"{where}: bag_ids/bag_weight do not fit bag_tokens={K} and {n} labels")
+
+
+def check_row_scales(tensors: dict[str, torch.Tensor], n: int, where: str) -> None:
+    """An int8 head weight has its per-row scales (float32, finite, > 0); a float one has none."""
+    for name in ("head_weight", "bag_weight"):
+        x, s = tensors.get(name), tensors.get(f"{name}_scale")
+        if x is None:
+            continue
+        if x.dtype != torch.int8:
+            if s is not None:
+                raise AdapterError(f"{where}: {name}_scale beside a {str(x.dtype).replace('torch.', '')} {name}")
+        elif s is None or list(s.shape) != [n] or s.dtype != torch.float32 or not bool((s > 0).all()):
+            raise AdapterError(f"{where}: int8 {name} needs {name}_scale [{n}] float32 > 0")
 
 
 def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapter") -> None:

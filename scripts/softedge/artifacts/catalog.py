@@ -67,7 +67,8 @@ def adapter_card(alias: str, data: str, m: dict) -> str:
         "| | |",
         "|---|---|",
         *[f"| {NAMES[k]} (held-out) | {v * 100:.1f}{'' if k == 'rouge' else '%'} |" for k, v in metrics],
-        f"| stored bytes | {m['adapter_bytes']:,} ({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the int8 backbone) |",
+        f"| stored bytes | {m['adapter_bytes']:,}, {stored_dtype(m)} ({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of "
+        "the int8 backbone) |",
         f"| training | {m['steps']} steps, {m['wall_s']:.0f} s on CPU |",
         "",
     ]
@@ -89,6 +90,10 @@ def adapter_card(alias: str, data: str, m: dict) -> str:
             "",
         ]
     return "\n".join(L)
+
+
+def stored_dtype(m: dict) -> str:
+    return m.get("adapter_dtype", "float16")  # runs from before tune recorded it stored float16
 
 
 def readout_cell(m: dict) -> str:
@@ -176,7 +181,7 @@ def main():
         readout = readout_cell(m)
         rows.append(
             f"| `{a.tenant}/{name}` | {data} ({m['eval']['examples']} eval) | {m['method']} | {readout} | "
-            f"{m['virtual_tokens']} | {m['adapter_bytes']:,} ({m['adapter_bytes'] / onnx_bytes * 100:.2f}% of the "
+            f"{m['virtual_tokens']} | {m['adapter_bytes']:,} {stored_dtype(m)} ({m['adapter_bytes'] / onnx_bytes * 100:.2f}% of the "
             f"backbone) | {score} | {parts_cell(m)} | {gap} | {base} |"
         )
         entries.append(

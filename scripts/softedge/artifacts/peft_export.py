@@ -25,8 +25,7 @@ from softedge.artifacts import safetensors_io
 from softedge.backbone.checkpoint import load_bundle_weights
 from softedge.common import CliError, atomic_dir, run_cli
 from softedge.backbone.model import Transformer
-
-HEAD_TENSORS = ("head_weight", "head_bias", "bag_ids", "bag_weight")
+from softedge.tuning.readout import stored_rows
 
 
 def flat_prefix(kv: torch.Tensor) -> torch.Tensor:
@@ -77,7 +76,8 @@ def export_adapter(path: Path, out: Path, base_model: str | None) -> str:
         safetensors_io.save(
             tmp / "adapter_model.safetensors", {"prompt_embeddings": emb.contiguous()}, {"format": "pt"}
         )
-        head = {k: tensors[k] for k in HEAD_TENSORS if k in tensors}
+        head = {k: tensors[k] for k in ("head_bias", "bag_ids") if k in tensors}
+        head.update({k: stored_rows(tensors, k) for k in ("head_weight", "bag_weight") if k in tensors})  # float32
         if head:
             safetensors_io.save(tmp / "softedge_head.safetensors", head, {"readout": json.dumps(meta["readout"])})
     return f"{peft_type} ({P} virtual tokens{', with its classification head' if head else ''})"

@@ -265,6 +265,7 @@ def task_claims(task, kind, mine, results) -> list[str]:
         )
         rows.append(
             f"| {task}: per-task storage is kilobytes, not a model copy ({label}) | {m['adapter_bytes'] / 1024:.0f} KiB "
+            f"{m.get('adapter_dtype', 'float16')} "  # runs before the field existed were stored float16
             f"({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the {stored(m) / 2 ** 20:.1f} MiB int8 backbone) | yes |"
         )
     full, nb = best(results, pick("full", None)), best(results, pick("nb", None))

@@ -87,12 +87,13 @@ class Head(nn.Module):
         return W, b, bw
 
     def tensors(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The artifact's head tensors: weights at `dtype` (float16 or float32), bias float32, token ids int32."""
+        """The artifact's head tensors: weights at `dtype` (float16, float32, or int8 with one float32 scale per
+        label row: <name>_scale), bias float32, token ids int32."""
         W, b, bw = self.folded()
-        out = {"head_weight": W.to(dtype).contiguous(), "head_bias": b.float().contiguous()}
+        out = {**store_rows("head_weight", W, dtype), "head_bias": b.float().contiguous()}
         if self.bag_size:
             out["bag_ids"] = self.bag_ids.to(torch.int32).contiguous()
-            out["bag_weight"] = bw.to(dtype).contiguous()
+            out.update(store_rows("bag_weight", bw, dtype))
         return out
 
     def meta(self) -> dict:
@@ -100,15 +101,31 @@ class Head(nn.Module):
 
     @classmethod
     def from_artifact(cls, tensors: dict[str, torch.Tensor], readout: dict, labels: list[str]) -> "Head":
-        W = tensors["head_weight"].float()
+        W = stored_rows(tensors, "head_weight")
         bag_ids = tensors["bag_ids"].long().tolist() if "bag_ids" in tensors else []
         head = cls(labels, W.shape[1], readout["pooling"], bag_ids)
         with torch.no_grad():
             head.weight.copy_(W)
             head.bias.copy_(tensors["head_bias"].float())
             if bag_ids:
-                head.bag_weight.copy_(tensors["bag_weight"].float())
+                head.bag_weight.copy_(stored_rows(tensors, "bag_weight"))
         return head
+
+
+def store_rows(name: str, x: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A [n, k] weight as stored: at dtype, or int8, symmetric, with one scale per row (per label)."""
+    if dtype != torch.int8:
+        return {name: x.to(dtype).contiguous()}
+    amax = x.abs().amax(1)
+    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()
+    q = torch.clamp(torch.round(x / scale[:, None]), -127, 127).to(torch.int8)
+    return {name: q.contiguous(), f"{name}_scale": scale.contiguous()}
+
+
+def stored_rows(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """store_rows' inverse: the float32 weight."""
+    x = tensors[name]
+    return x.float() * tensors[f"{name}_scale"][:, None] if x.dtype == torch.int8 else x.float()
 
 
 def choose_bag_ids(prompts: list[list[int]], min_rows: int = 2, max_tokens: int = 4096) -> list[int]:
