@@ -1,4 +1,5 @@
 // The Hono environment: bindings, vars, and what the middleware puts on the context.
+import type { BackboneConfig } from "./engine/backbone-config";
 import type { Backbone } from "./store/backbone";
 import type { AdapterStore } from "./store/adapters";
 import type { Storage } from "./store/r2";
@@ -35,6 +36,8 @@ export interface AppEnv {
   Bindings: Bindings;
   Variables: {
     backbone: () => Promise<Backbone>;
+    /** the backbone's config, before its model is loaded: what adapters are checked against */
+    backboneConfig: () => Promise<BackboneConfig>;
     adapters: AdapterStore;
     directory: Directory;
     kv: KvSource;

@@ -7,7 +7,7 @@ import { errorBody, onError } from "./api/errors";
 import { authenticate } from "./auth/middleware";
 import { Directory } from "./auth/tenants";
 import { AdapterCache, AdapterStore } from "./store/adapters";
-import { getBackbone } from "./store/backbone";
+import { getBackbone, getBackboneConfig } from "./store/backbone";
 import { getJson, type Storage } from "./store/r2";
 import { configOf } from "./config";
 import { requestLog } from "./api/request-log";
@@ -47,13 +47,13 @@ app.use("*", async (c, next) => {
   c.set("storage", io);
   c.set("publicTenants", cfg.publicTenants);
   c.set("limits", cfg.limits);
-  c.set("backbone", async () => {
-    backboneId ??= defaultBackbone(cfg.backboneId, io).catch((e) => {
+  const id = () =>
+    (backboneId ??= defaultBackbone(cfg.backboneId, io).catch((e) => {
       backboneId = null;
       throw e;
-    });
-    return getBackbone(io, await backboneId);
-  });
+    }));
+  c.set("backbone", async () => getBackbone(io, await id()));
+  c.set("backboneConfig", async () => getBackboneConfig(io, await id()));
   await next();
 });
 app.route("/", api(authenticate));

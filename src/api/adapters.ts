@@ -62,7 +62,7 @@ adapters.openapi(
     await assertReadable(c, tenant);
     const doc = (await getJson<AliasDoc>(c.var.storage, aliasKey(tenant, name)))?.value;
     if (!doc) throw new DomainError("adapter_not_found", `no adapter ${tenant}/${name}`);
-    const r = await c.var.adapters.resolve(c.var.storage, { tenant, name, version: doc.version }, (await c.var.backbone()).cfg);
+    const r = await c.var.adapters.resolve(c.var.storage, { tenant, name, version: doc.version }, await c.var.backboneConfig());
     const a = r.adapter;
     return c.json(
       {
@@ -133,7 +133,7 @@ adapters.openapi(
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);
     const bytes = new Uint8Array(await c.req.arrayBuffer());
-    const r = await publish(c.var.storage, tenant, name, bytes, (await c.var.backbone()).cfg);
+    const r = await publish(c.var.storage, tenant, name, bytes, await c.var.backboneConfig());
     c.var.adapters.forgetAlias(tenant, name);
     return c.json(r, r.moved ? 201 : 200);
   },
@@ -153,7 +153,7 @@ adapters.openapi(
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);
     const body = (c.req.header("content-type") ?? "").includes("json") ? c.req.valid("json") : {};
-    const r = await rollback(c.var.storage, tenant, name, body.version, (await c.var.backbone()).cfg);
+    const r = await rollback(c.var.storage, tenant, name, body.version, await c.var.backboneConfig());
     c.var.adapters.forgetAlias(tenant, name);
     return c.json(r, 200);
   },

@@ -56,8 +56,8 @@ export async function startGeneration(
   const L = c.var.limits;
   if (input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
   const t0 = performance.now();
-  const bb = await c.var.backbone();
-  const r = await adapterFor(c, await resolverFor(c), adapter, "generate");
+  // the adapter is read and checked against the backbone's config while the model itself loads
+  const [bb, r] = await Promise.all([c.var.backbone(), resolverFor(c).then((res) => adapterFor(c, res, adapter, "generate"))]);
   const maxNew = o.maxNewTokens ?? Math.min(r.adapter.generation.max_new_tokens ?? 32, L.maxNewTokens);
   if (maxNew > L.maxNewTokens) throw new DomainError("max_new_tokens_over_cap", `max_new_tokens is capped at ${L.maxNewTokens}`);
   const t1 = performance.now();
@@ -161,9 +161,11 @@ inference.openapi(
     for (const it of items)
       if (it.text.length > L.maxTextChars) throw new DomainError("text_too_long", `text longer than ${L.maxTextChars} characters`);
     const t0 = performance.now();
-    const bb = await c.var.backbone();
-    const resolver = await resolverFor(c);
-    const resolved = await Promise.all(items.map((it) => adapterFor(c, resolver, it.adapter, "classify")));
+    // the adapters are read and checked against the backbone's config while the model itself loads
+    const [bb, resolved] = await Promise.all([
+      c.var.backbone(),
+      resolverFor(c).then((resolver) => Promise.all(items.map((it) => adapterFor(c, resolver, it.adapter, "classify")))),
+    ]);
     const t1 = performance.now();
     const prompts = items.map((it, i) =>
       encodePromptChecked(bb.tokenizer, resolved[i].adapter.template, "text", it.text, tokenBudget(resolved[i].adapter, L.maxTokens)),

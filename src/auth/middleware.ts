@@ -55,7 +55,7 @@ export const readableBy = (c: Context<AppEnv>) => (owner: string) =>
 
 /** The request's adapter resolver (src/store/resolve.ts): the backbone's config fetched once for all its items. */
 export async function resolverFor(c: Context<AppEnv>): Promise<Resolver> {
-  return { storage: c.var.storage, adapters: c.var.adapters, backbone: (await c.var.backbone()).cfg, canRead: readableBy(c) };
+  return { storage: c.var.storage, adapters: c.var.adapters, backbone: await c.var.backboneConfig(), canRead: readableBy(c) };
 }
 
 /** Writes go to the key's own tenant only. */

@@ -1,6 +1,7 @@
 // The shared backbone: bundle files from R2 (backbones/<id>/), loaded once per isolate. Concurrent cold requests
 // share one load (the promise is cached, not the session); a failed R2 read is not cached, so a later request
-// retries; ORT's own init failure is kept by loadOrt.
+// retries; ORT's own init failure is kept by loadOrt. The config is available on its own before the session, so a
+// request's adapters are read and checked while model.onnx is still downloading.
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
 import type { BackboneConfig } from "../engine/backbone-config";
@@ -16,32 +17,62 @@ export interface Backbone {
   ort: OrtModule;
 }
 
-let loading: Promise<Backbone> | null = null;
+let loading: { cfg: Promise<BackboneConfig>; backbone: Promise<Backbone> } | null = null;
 export const stats = { loads: 0 };
 
-async function load(io: Storage, id: string): Promise<Backbone> {
+/**
+ * Starts the load. The small files come first where it helps: the config as soon as it is read (adapters can be
+ * fetched and checked against it while model.onnx is still arriving) and the tokenizer parsed during that download;
+ * the session last.
+ */
+function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone: Promise<Backbone> } {
   const get = async (name: string) => {
     const bytes = await getBytes(io, `backbones/${id}/${name}`);
     if (!bytes) throw new DomainError("backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
     return bytes;
   };
   const ortReady = initOrt(); // ORT's wasm init overlaps with the reads below
-  ortReady.catch(() => {}); // awaited below; a read that fails first must not leave this rejection unhandled
-  const [cfgBytes, tokBytes, model] = await Promise.all([get("config.json"), get("tokenizer.json"), get("model.onnx")]);
-  const cfg = JSON.parse(new TextDecoder().decode(cfgBytes)) as BackboneConfig;
-  if (cfg.id !== id) throw new DomainError("backbone_unavailable", `backbones/${id}/config.json names ${cfg.id}`);
-  if ((await sha256Hex(model)) !== cfg.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
-  const ort = await ortReady;
-  const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-  const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(tokBytes)), {});
-  stats.loads++;
-  return { cfg, session, tokenizer, ort };
+  const [cfgBytes, tokBytes, model] = [get("config.json"), get("tokenizer.json"), get("model.onnx")];
+  const cfg = cfgBytes.then((b) => {
+    const c = JSON.parse(new TextDecoder().decode(b)) as BackboneConfig;
+    if (c.id !== id) throw new DomainError("backbone_unavailable", `backbones/${id}/config.json names ${c.id}`);
+    return c;
+  });
+  // each is awaited below; one that fails while another is awaited must not count as an unhandled rejection
+  for (const p of [ortReady, tokBytes, model, cfg]) p.catch(() => {});
+  const backbone = (async () => {
+    const c = await cfg;
+    const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)), {});
+    const bytes = await model;
+    if ((await sha256Hex(bytes)) !== c.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
+    const ort = await ortReady;
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    stats.loads++;
+    return { cfg: c, session, tokenizer, ort };
+  })();
+  return { cfg, backbone };
+}
+
+function started(io: Storage, id: string) {
+  if (!loading) {
+    const l = load(io, id);
+    loading = l;
+    // the request that started the load may end first (a publish needs only the config; a client may go away):
+    // waitUntil keeps its reads alive, since workerd cancels a finished request's pending I/O
+    io.waitUntil?.(
+      l.backbone.catch(() => {
+        if (loading === l) loading = null; // a failed load is not cached: a later request retries
+      }),
+    );
+  }
+  return loading;
 }
 
 export function getBackbone(io: Storage, id: string): Promise<Backbone> {
-  loading ??= load(io, id).catch((e) => {
-    loading = null;
-    throw e;
-  });
-  return loading;
+  return started(io, id).backbone;
+}
+
+/** The backbone's config alone: known before the model is read and its session made (adapters check against it). */
+export function getBackboneConfig(io: Storage, id: string): Promise<BackboneConfig> {
+  return started(io, id).cfg;
 }

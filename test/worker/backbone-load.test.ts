@@ -1,0 +1,51 @@
+// The backbone's load order in a fresh isolate (this file's own): the config is available while model.onnx is still
+// being read, so a request's adapters are fetched and checked during the download; the session comes last.
+import { env } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import { getBackbone, getBackboneConfig, stats } from "../../src/store/backbone";
+import type { Storage } from "../../src/store/r2";
+import { seedDefaults, type Catalog } from "./helpers";
+
+let catalog: Catalog;
+beforeAll(async () => {
+  catalog = await seedDefaults();
+});
+
+describe("backbone load", () => {
+  it("gives the config before model.onnx has arrived, and the backbone once it has", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const reads: string[] = [];
+    // the local bucket, with model.onnx's read held back until the test releases it
+    const bucket = new Proxy(env.BUCKET, {
+      get(target, prop) {
+        if (prop !== "get") return Reflect.get(target, prop).bind(target);
+        return async (key: string, ...rest: unknown[]) => {
+          reads.push(key);
+          if (key.endsWith("/model.onnx")) await held;
+          return (target.get as (...a: unknown[]) => Promise<R2ObjectBody | null>)(key, ...rest);
+        };
+      },
+    });
+    const io: Storage = { bucket, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 } };
+    const id = catalog.default_backbone;
+    let loaded = false;
+    const backbone = getBackbone(io, id).then((b) => {
+      loaded = true;
+      return b;
+    });
+    const cfg = await getBackboneConfig(io, id);
+    expect(cfg.id).toBe(id);
+    expect(reads).toContain(`backbones/${id}/model.onnx`); // requested up front, still held
+    expect(loaded).toBe(false);
+    expect(stats.loads).toBe(0);
+    release();
+    const b = await backbone;
+    expect(b.cfg).toBe(cfg);
+    expect(b.tokenizer.encode("hello").ids.length).toBeGreaterThan(0);
+    expect(stats.loads).toBe(1);
+    expect(await getBackbone(io, id)).toBe(b); // cached: one load per isolate
+  });
+});
