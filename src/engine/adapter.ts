@@ -97,6 +97,8 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   }
   if (!kv.every(Number.isFinite)) throw new AdapterError("adapter_corrupt", "kv_prefix holds NaN or inf");
   const generation = json<Adapter["generation"]>(m.generation, "generation", {});
+  if (typeof generation !== "object" || generation === null || Array.isArray(generation))
+    throw new AdapterError("adapter_corrupt", "metadata generation is not a JSON object");
   const n = generation.no_repeat_ngram_size;
   if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= 8))
     throw new AdapterError("adapter_corrupt", "generation.no_repeat_ngram_size must be an integer in [0, 8]");

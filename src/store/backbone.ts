@@ -57,13 +57,12 @@ function started(io: Storage, id: string) {
   if (!loading) {
     const l = load(io, id);
     loading = l;
+    const settled = l.backbone.catch(() => {
+      if (loading === l) loading = null; // a failed load is not cached: a later request retries
+    });
     // the request that started the load may end first (a publish needs only the config; a client may go away):
     // waitUntil keeps its reads alive, since workerd cancels a finished request's pending I/O
-    io.waitUntil?.(
-      l.backbone.catch(() => {
-        if (loading === l) loading = null; // a failed load is not cached: a later request retries
-      }),
-    );
+    io.waitUntil?.(settled);
   }
   return loading;
 }

@@ -31,6 +31,8 @@ interface GCase {
   probabilities?: Record<string, number>;
   label?: string;
   greedy_ids?: number[];
+  plain_greedy_ids?: number[];
+  no_repeat_ngram_size?: number;
 }
 
 describe("edge engine vs Python golden outputs", () => {
@@ -172,13 +174,20 @@ describe("edge engine vs Python golden outputs", () => {
     expect(gens.length).toBeGreaterThan(0);
     for (const a of gens)
       for (const c of a.cases as GCase[]) {
-        const ids: number[] = [];
-        for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
-          maxNewTokens: golden.max_new_tokens,
-          noRepeatNgram: adapters[a.adapter].generation.no_repeat_ngram_size,
-        }))
-          ids.push(s.token);
-        expect(ids).toEqual(c.greedy_ids);
+        const n = adapters[a.adapter].generation.no_repeat_ngram_size ?? 0;
+        expect(n).toBe(c.no_repeat_ngram_size);
+        for (const [size, want] of [
+          [n, c.greedy_ids],
+          [0, c.plain_greedy_ids],
+        ] as const) {
+          const ids: number[] = [];
+          for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
+            maxNewTokens: golden.max_new_tokens,
+            noRepeatNgram: size,
+          }))
+            ids.push(s.token);
+          expect(ids).toEqual(want);
+        }
       }
   });
 
@@ -268,6 +277,8 @@ describe("edge engine vs Python golden outputs", () => {
 
   it("refuses a damaged adapter and one packed for another backbone", async () => {
     const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + golden.adapters[0].adapter));
+    for (const generation of ["null", "[]", '{"no_repeat_ngram_size": 9}', '{"no_repeat_ngram_size": true}'])
+      await expect(parseAdapter(withMetadata(buf, { generation }), cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });
     const flipped = buf.slice();
     flipped[flipped.length - 3] ^= 0x40;
     await expect(parseAdapter(flipped, cfg)).rejects.toMatchObject({ code: "adapter_corrupt" });

@@ -907,5 +907,22 @@ def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bu
         A.parse(altered(bag_weight_scale=torch.ones(2)), cfg)
     with pytest.raises(A.AdapterError, match="int8 head_weight needs"):
         A.parse(altered(head_weight_scale=torch.zeros(3)), cfg)
+    with pytest.raises(A.AdapterError, match="finite and > 0"):
+        A.parse(altered(bag_weight_scale=torch.tensor([1.0, float("inf"), 1.0])), cfg)
     with pytest.raises(A.AdapterError, match="head_weight_scale beside a float16"):
         A.parse(altered(head_weight=torch.zeros(3, 32, dtype=torch.float16)), cfg)
+
+
+def test_generation_metadata_is_checked(tiny_bundle):
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], 2, cfg["head_dim"])
+    ok = A.pack("prefix", "generate", cfg, kv, template="{input}", generation={"no_repeat_ngram_size": 3})
+    assert A.parse(ok, cfg)[1]["generation"]["no_repeat_ngram_size"] == 3
+    for bad in ({"no_repeat_ngram_size": 9}, {"no_repeat_ngram_size": True}, {"no_repeat_ngram_size": 2.5}):
+        with pytest.raises(A.AdapterError, match="no_repeat_ngram_size must be an integer"):
+            A.parse(A.pack("prefix", "generate", cfg, kv, template="{input}", generation=bad), cfg)
+    from softedge.artifacts import safetensors_io
+
+    tensors, meta = safetensors_io.parse(ok)
+    with pytest.raises(A.AdapterError, match="'generation' is not a JSON object"):
+        A.parse(safetensors_io.serialize(tensors, {**meta, "generation": "null"}), cfg)

@@ -97,7 +97,13 @@ describe("API in workerd", () => {
     const gen = async (extra: object) =>
       (await (await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: 24, ...extra })).json()) as any;
     expect((await gen({ no_repeat_ngram_size: stored })).text).toBe((await gen({})).text);
+    // a request's 0 turns the adapter's setting off: plain greedy, as PyTorch decodes it
+    const off: any = await (
+      await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: golden.max_new_tokens, stop: ["\u0000"], no_repeat_ngram_size: 0 })
+    ).json();
+    expect(off.text).toBe(c.plain_greedy_text.trim());
     const looping = a.cases.find((x: any) => new Set(x.greedy_ids).size < x.greedy_ids.length);
+    expect(looping).toBeDefined();
     const asStored: any = await (await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens })).json();
     const once: any = await (
       await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens, no_repeat_ngram_size: 1 })

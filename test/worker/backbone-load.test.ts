@@ -12,6 +12,23 @@ beforeAll(async () => {
 });
 
 describe("backbone load", () => {
+  // runs first: the next test's load (stats.loads 0 -> 1) is the retry after this failed one
+  it("does not keep a failed load: the next request loads again (no waitUntil needed)", async () => {
+    const id = catalog.default_backbone;
+    const missing = new Proxy(env.BUCKET, {
+      get(target, prop) {
+        if (prop !== "get") return Reflect.get(target, prop).bind(target);
+        return async (key: string, ...rest: unknown[]) =>
+          key.endsWith("/model.onnx") ? null : (target.get as (...a: unknown[]) => Promise<R2ObjectBody | null>)(key, ...rest);
+      },
+    });
+    const io: Storage = { bucket: missing, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 } };
+    expect((await getBackboneConfig(io, id)).id).toBe(id); // the config alone is there
+    await expect(getBackbone(io, id)).rejects.toMatchObject({ code: "backbone_unavailable" });
+    await new Promise((r) => setTimeout(r, 0)); // the failed load lets go of its slot
+    expect(stats.loads).toBe(0);
+  });
+
   it("gives the config before model.onnx has arrived, and the backbone once it has", async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => {

@@ -159,8 +159,10 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
             out[k] = json.loads(meta.get(k, "{}") or "{}")
         except json.JSONDecodeError:
             raise AdapterError(f"{where}: metadata {k!r} is not valid JSON") from None
-    n = out["generation"].get("no_repeat_ngram_size", 0) if isinstance(out["generation"], dict) else None
-    if not (isinstance(n, int) and 0 <= n <= 8):
+    if not isinstance(out["generation"], dict):
+        raise AdapterError(f"{where}: metadata 'generation' is not a JSON object")
+    n = out["generation"].get("no_repeat_ngram_size", 0)
+    if type(n) is not int or not 0 <= n <= 8:  # a JSON true is a bool in Python, not a size
         raise AdapterError(f"{where}: generation.no_repeat_ngram_size must be an integer in [0, 8]")
     out["readout"] = out["readout"] or {"type": "verbalizer"}
     check_readout(out, tensors, where)
@@ -202,8 +204,8 @@ def check_row_scales(tensors: dict[str, torch.Tensor], n: int, where: str) -> No
         if x.dtype != torch.int8:
             if s is not None:
                 raise AdapterError(f"{where}: {name}_scale beside a {str(x.dtype).replace('torch.', '')} {name}")
-        elif s is None or list(s.shape) != [n] or s.dtype != torch.float32 or not bool((s > 0).all()):
-            raise AdapterError(f"{where}: int8 {name} needs {name}_scale [{n}] float32 > 0")
+        elif s is None or list(s.shape) != [n] or s.dtype != torch.float32 or not bool(((s > 0) & s.isfinite()).all()):
+            raise AdapterError(f"{where}: int8 {name} needs {name}_scale [{n}] float32, finite and > 0")
 
 
 def check_backbone(meta: dict, kv_shape, backbone_cfg: dict, where: str = "adapter") -> None:

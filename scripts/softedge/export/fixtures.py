@@ -232,6 +232,9 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 n = meta["generation"].get("no_repeat_ngram_size", 0)  # the adapter's decoding, as the edge reads it
                 c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n)[0]
                 c["greedy_text"] = tok.decode(c["greedy_ids"])
+                c["no_repeat_ngram_size"] = n
+                plain = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]  # what a request's 0 gives
+                c["plain_greedy_ids"], c["plain_greedy_text"] = plain, tok.decode(plain)
             entry["cases"].append(c)
         items.append(entry)
     write_json(

@@ -599,7 +599,8 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
 
 def choose_no_repeat_ngram(a: TuneConfig, model, tok, kv_fn, dev_rows, log) -> dict:
     """--no-repeat-ngram auto: the candidate n that decodes the trained model best on the dev rows (ties: the
-    smaller n). Sets a.no_repeat_ngram; returns the dev score of each candidate for metrics.json."""
+    smaller n), on the same dev rows as early stopping (the first --eval-limit). Sets a.no_repeat_ngram; returns
+    the dev score of each candidate for metrics.json."""
     if a.no_repeat_ngram != "auto":
         return {"no_repeat_ngram_size": a.no_repeat_ngram}
     subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
