@@ -71,7 +71,8 @@ export function pickToken(logits: Float32Array, o: GenerateOptions, rand: () => 
   const draw = rand();
   for (const level of [1e-2, 1e-4, 1e-7, 0]) {
     const above: number[] = [];
-    for (let v = 0; v < V; v++) if (w[v] >= level) above.push(v);
+    const floor = level || Number.MIN_VALUE; // weight 0 (a banned token's -Infinity) is never a candidate
+    for (let v = 0; v < V; v++) if (w[v] >= floor) above.push(v);
     if (above.length < topK && topK < V && level > 0) continue; // the top k reach below this level
     above.sort((a, b) => logits[b] - logits[a] || a - b); // as a stable sort of all the tokens orders them
     let idx = above.slice(0, topK);
@@ -108,6 +109,8 @@ export function pickTokenSorted(logits: Float32Array, o: GenerateOptions, rand: 
   if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
   const m = logits[idx[0]];
   let p = idx.map((i) => Math.exp((logits[i] - m) / o.temperature!));
+  const live = p.findIndex((x) => x === 0); // sorted, so the weight-0 tokens (banned: -Infinity) come last
+  if (live > 0) [idx, p] = [idx.slice(0, live), p.slice(0, live)];
   const z = p.reduce((a, x) => a + x, 0);
   p = p.map((x) => x / z);
   if (o.topP && o.topP < 1) {

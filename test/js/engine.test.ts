@@ -102,6 +102,16 @@ describe("edge engine vs Python golden outputs", () => {
     expect(planPasses([300], 256)).toEqual([[0]]); // longer than the budget still runs
   });
 
+  it("never samples a banned token (logit -Infinity), whatever the draw", () => {
+    const rng = prng(5);
+    const logits = Float32Array.from({ length: cfg.vocab_size }, (_, i) => (i % 2 ? Number.NEGATIVE_INFINITY : rng() * 4));
+    for (const o of [{ temperature: 1 }, { temperature: 8 }, { temperature: 1, topP: 0.9999 }, { temperature: 1, topK: 8000 }])
+      for (const draw of [0, rng(), rng(), 1 - 1e-12, 1 - 2 ** -53]) {
+        expect(pickToken(logits, { maxNewTokens: 1, ...o }, () => draw) % 2, JSON.stringify({ o, draw })).toBe(0);
+        expect(pickTokenSorted(logits, { maxNewTokens: 1, ...o }, () => draw) % 2, JSON.stringify({ o, draw })).toBe(0);
+      }
+  });
+
   it("samples what the full sort of the vocabulary samples, for the same draw", () => {
     const rng = prng(11);
     const normal = () => Math.sqrt(-2 * Math.log(rng() || 1e-12)) * Math.cos(2 * Math.PI * rng());
