@@ -139,7 +139,9 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
         "",
         "Written by `npm run compare` (scripts/softedge/tuning/compare.py). Every run is `scripts/py tune` with its defaults "
         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
-        "selection on a dev split of the training file). Rows whose run has not finished say so.",
+        "selection on a dev split of the training file, which also picks a generation run's no-repeat n-gram size). "
+        "Stored bytes: each run's metrics at float16 and int8 (runs from before int8 heads stored the head at float16 "
+        "in both). Rows whose run has not finished say so.",
         "",
     ]
     claims = []
