@@ -10,7 +10,8 @@ tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | in
           bag_weight         [n_labels, K]      one weight per label and bag token (stored as head_weight is,
                                                 int8 with bag_weight_scale [n_labels])
 metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
-          dtype, template, labels (JSON: name, words, token_ids; no words for a head), generation (JSON),
+          dtype, template, labels (JSON: name, words, token_ids; no words for a head), generation (JSON object:
+          max_new_tokens, stop, no_repeat_ngram_size 0-8, the edge's defaults),
           training (JSON), readout (JSON {"type": "verbalizer"} or {"type": "head", "pooling": "mean"|"last",
           "bag_tokens": K}; absent = verbalizer), created, checksum = sha256 over the tensors' raw bytes, in name order.
 
