@@ -570,6 +570,13 @@ def test_retarget_moves_adapters_to_a_requantised_bundle_of_the_same_weights(tin
     assert (
         served["scheme"] == "dynamic-row" and served["previous"]["scheme"] == "weight-only" and served["examples"] == 6
     )
+    # the same bundle on both sides: nothing moves, the served figure is recorded (an adapter trained on it)
+    moved = art.read_bytes()
+    r = cli("retarget", "--from", dyn, "--to", dyn, art, "--data-dir", tmp_path / "data")
+    assert r.returncode == 0, r.stderr
+    assert art.read_bytes() == moved
+    again = json.loads((tmp_path / "a.metrics.json").read_text())["served"]
+    assert again == {k: v for k, v in served.items() if k != "previous"}
     art.write_bytes(before)
     (tmp_path / "a.metrics.json").write_text(json.dumps({"backbone": cfg["id"]}))
     r = cli("retarget", "--from", tiny_bundle, "--to", nbits, art)
