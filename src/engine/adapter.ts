@@ -166,7 +166,7 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
     if (
       !ids ||
       !bw ||
-      ids.dtype !== "I32" ||
+      (ids.dtype !== "I32" && ids.dtype !== "I16") ||
       JSON.stringify(ids.shape) !== JSON.stringify([K]) ||
       JSON.stringify(bw.shape) !== JSON.stringify([n, K])
     )

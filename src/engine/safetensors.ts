@@ -1,7 +1,7 @@
 // safetensors reader for the edge: an 8-byte little-endian header length, a JSON header, raw little-endian data.
 // Validates the header against the buffer, so a truncated or lying file fails with a reason, never a crash.
 
-export type DType = "F32" | "F16" | "I8" | "I32" | "I64" | "U8";
+export type DType = "F32" | "F16" | "I8" | "I16" | "I32" | "I64" | "U8";
 export interface RawTensor {
   dtype: DType;
   shape: number[];
@@ -12,7 +12,7 @@ export interface Parsed {
   metadata: Record<string, string>;
 }
 
-const SIZES: Record<DType, number> = { F32: 4, F16: 2, I8: 1, I32: 4, I64: 8, U8: 1 };
+const SIZES: Record<DType, number> = { F32: 4, F16: 2, I8: 1, I16: 2, I32: 4, I64: 8, U8: 1 };
 const MAX_HEADER = 1 << 20;
 
 export class SafetensorsError extends Error {}
@@ -74,10 +74,11 @@ export function toFloat32(t: RawTensor): Float32Array {
   return out;
 }
 
-/** An I32 tensor's values (copying: the file's bytes may be unaligned). */
+/** An I32 or I16 tensor's values as int32 (copying: the file's bytes may be unaligned). */
 export function toInt32(t: RawTensor): Int32Array {
-  if (t.dtype !== "I32") throw new SafetensorsError(`cannot read ${t.dtype} as int32`);
   const dv = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+  if (t.dtype === "I16") return Int32Array.from({ length: t.bytes.byteLength / 2 }, (_, i) => dv.getInt16(2 * i, true));
+  if (t.dtype !== "I32") throw new SafetensorsError(`cannot read ${t.dtype} as int32`);
   const out = new Int32Array(t.bytes.byteLength / 4);
   for (let i = 0; i < out.length; i++) out[i] = dv.getInt32(4 * i, true);
   return out;

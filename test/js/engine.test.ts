@@ -3,6 +3,7 @@
 // greedy generation; and a batch mixing every adapter answers exactly as single requests.
 import { parityTolerance } from "../parity-tolerance";
 import { describe, expect, it, beforeAll } from "vitest";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-web";
@@ -285,6 +286,18 @@ describe("edge engine vs Python golden outputs", () => {
     });
   });
 
+  it("reads bag ids stored as int16 (since stop 20) and as int32 (artifacts before) alike", async () => {
+    const bufs = golden.adapters
+      .filter((x: { readout: string }) => x.readout === "head")
+      .map((x: { adapter: string }) => new Uint8Array(readFileSync(ADAPTERS + "/" + x.adapter)));
+    const buf = bufs.find((b: Uint8Array) => headerOf(b).bag_ids?.dtype === "I16"); // what tune writes now
+    expect(buf).toBeDefined();
+    const narrow = await parseAdapter(buf, cfg);
+    const wide = await parseAdapter(withWideBagIds(buf), cfg);
+    expect(narrow.head!.bagIds.length).toBeGreaterThan(0);
+    expect(Array.from(wide.head!.bagIds)).toEqual(Array.from(narrow.head!.bagIds));
+  });
+
   it("refuses a damaged adapter and one packed for another backbone", async () => {
     const buf = new Uint8Array(readFileSync(ADAPTERS + "/" + golden.adapters[0].adapter));
     for (const generation of ["null", "[]", '{"no_repeat_ngram_size": 9}', '{"no_repeat_ngram_size": true}'])
@@ -312,5 +325,39 @@ function withHeader(buf: Uint8Array, edit: (header: Record<string, any>) => void
   new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
   out.set(h, 8);
   out.set(buf.subarray(8 + n), 8 + h.length);
+  return out;
+}
+
+/** A safetensors file's header (tensor names -> dtype, shape, offsets; __metadata__). */
+function headerOf(buf: Uint8Array): Record<string, any> {
+  const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
+  return JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+}
+
+/** The same artifact with bag_ids re-stored as int32 (the form before stop 20): tensors re-laid, checksum redone. */
+function withWideBagIds(buf: Uint8Array): Uint8Array {
+  const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
+  const header = headerOf(buf);
+  const data = buf.subarray(8 + n);
+  const names = Object.keys(header).filter((k) => k !== "__metadata__");
+  const bytes: Record<string, Uint8Array> = {};
+  for (const k of names) bytes[k] = data.subarray(...(header[k].data_offsets as [number, number]));
+  const ids = header.bag_ids;
+  const dv = new DataView(bytes.bag_ids.buffer, bytes.bag_ids.byteOffset, bytes.bag_ids.byteLength);
+  bytes.bag_ids = new Uint8Array(Int32Array.from({ length: ids.shape[0] }, (_, i) => dv.getInt16(2 * i, true)).buffer);
+  ids.dtype = "I32";
+  let at = 0;
+  for (const k of names) {
+    header[k].data_offsets = [at, at + bytes[k].length];
+    at += bytes[k].length;
+  }
+  const sha = createHash("sha256");
+  for (const k of [...names].sort()) sha.update(bytes[k]);
+  header.__metadata__.checksum = sha.digest("hex");
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.length + at);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  for (const k of names) out.set(bytes[k], 8 + h.length + header[k].data_offsets[0]);
   return out;
 }

@@ -896,7 +896,7 @@ def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bu
     # symmetric rounding: every weight within half a step of its row's scale
     assert ((back.weight - head.weight).abs() <= t["head_weight_scale"][:, None] / 2 + 1e-7).all()
     assert ((back.bag_weight - head.bag_weight).abs() <= t["bag_weight_scale"][:, None] / 2 + 1e-7).all()
-    assert torch.equal(back.bag_ids, head.bag_ids)
+    assert torch.equal(back.bag_ids, head.bag_ids) and t["bag_ids"].dtype == torch.int16  # the vocabulary fits
 
     def altered(**change):  # the int8 artifact with tensors replaced or removed (checksum recomputed)
         tensors, m = safetensors_io.parse(i8)
@@ -914,6 +914,10 @@ def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bu
         A.parse(altered(bag_weight_scale=torch.ones(2)), cfg)
     with pytest.raises(A.AdapterError, match="int8 head_weight needs"):
         A.parse(altered(head_weight_scale=torch.zeros(3)), cfg)
+    # token ids: an int32 copy (artifacts before int16 ids) still reads; other integer types do not
+    assert torch.equal(A.parse(altered(bag_ids=t["bag_ids"].to(torch.int32)), cfg)[2]["bag_ids"].long(), head.bag_ids)
+    with pytest.raises(A.AdapterError, match="bag_ids must be int16 or int32"):
+        A.parse(altered(bag_ids=t["bag_ids"].to(torch.int64)), cfg)
     with pytest.raises(A.AdapterError, match="finite and > 0"):
         A.parse(altered(bag_weight_scale=torch.tensor([1.0, float("inf"), 1.0])), cfg)
     with pytest.raises(A.AdapterError, match="head_weight_scale beside a float16"):

@@ -6,7 +6,8 @@ tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | in
                                                 int8 adapters written before int8 heads; int8 adds
                                                 head_weight_scale [n_labels] float32, one per row)
           head_bias          [n_labels]         float32
-          bag_ids            [K] int32          the head's bag-of-tokens vocabulary (when it has one)
+          bag_ids            [K] int16          the head's bag-of-tokens vocabulary (when it has one; int32 for a
+                                                vocabulary of 32,768 or more, and in artifacts before stop 20)
           bag_weight         [n_labels, K]      one weight per label and bag token (stored as head_weight is,
                                                 int8 with bag_weight_scale [n_labels])
 metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
@@ -192,8 +193,10 @@ def check_readout(meta: dict, tensors: dict[str, torch.Tensor], where: str) -> N
     ids, bw = tensors.get("bag_ids"), tensors.get("bag_weight")
     if K == 0 and ids is None and bw is None:
         return
-    if ids is None or bw is None or list(ids.shape) != [K] or list(bw.shape) != [n, K] or ids.dtype != torch.int32:
+    if ids is None or bw is None or list(ids.shape) != [K] or list(bw.shape) != [n, K]:
         raise AdapterError(f"{where}: bag_ids/bag_weight do not fit bag_tokens={K} and {n} labels")
+    if ids.dtype not in (torch.int16, torch.int32):
+        raise AdapterError(f"{where}: bag_ids must be int16 or int32, not {str(ids.dtype).replace('torch.', '')}")
 
 
 def check_row_scales(tensors: dict[str, torch.Tensor], n: int, where: str) -> None:

@@ -88,11 +88,13 @@ class Head(nn.Module):
 
     def tensors(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The artifact's head tensors: weights at `dtype` (float16, float32, or int8 with one float32 scale per
-        label row: <name>_scale), bias float32, token ids int32."""
+        label row: <name>_scale), bias float32, token ids int16 (int32 for a vocabulary of 32,768 or more)."""
         W, b, bw = self.folded()
         out = {**store_rows("head_weight", W, dtype), "head_bias": b.float().contiguous()}
         if self.bag_size:
-            out["bag_ids"] = self.bag_ids.to(torch.int32).contiguous()
+            # token ids: int16 while the vocabulary fits (half the bytes of int32; older artifacts hold int32)
+            wide = int(self.bag_ids.max()) >= 2**15
+            out["bag_ids"] = self.bag_ids.to(torch.int32 if wide else torch.int16).contiguous()
             out.update(store_rows("bag_weight", bw, dtype))
         return out
 
