@@ -318,7 +318,7 @@ function withMetadata(buf: Uint8Array, patch: Record<string, string>): Uint8Arra
 /** The same artifact with its safetensors header edited (tensor bytes as they are). */
 function withHeader(buf: Uint8Array, edit: (header: Record<string, any>) => void): Uint8Array {
   const n = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
+  const header = headerOf(buf);
   edit(header);
   const h = new TextEncoder().encode(JSON.stringify(header));
   const out = new Uint8Array(8 + h.length + buf.length - 8 - n);

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from softedge.artifacts.catalog import stored_dtype
 from softedge.common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
 
 DEFAULT_P = 16
@@ -267,7 +268,7 @@ def task_claims(task, kind, mine, results) -> list[str]:
         )
         rows.append(
             f"| {task}: per-task storage is kilobytes, not a model copy ({label}) | {m['adapter_bytes'] / 1024:.0f} KiB "
-            f"{m.get('adapter_dtype', 'float16')} "  # runs before the field existed were stored float16
+            f"{stored_dtype(m)} "
             f"({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the {stored(m) / 2 ** 20:.1f} MiB int8 backbone) | yes |"
         )
     full, nb = best(results, pick("full", None)), best(results, pick("nb", None))

@@ -63,6 +63,11 @@ DEFAULT_LR = {"prompt": 3e-2, "prefix": 3e-3, "full": 3e-4}
 NO_REPEAT_CHOICES = (0, 2, 3, 4)
 
 
+def model_selection_rows(a, dev_rows: list[dict]) -> list[dict]:
+    """The dev rows that choose (the training step kept, the no-repeat n-gram size): the first --eval-limit."""
+    return dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
+
+
 def decode_ngram(a) -> int:
     """The no-repeat n-gram size in use: before --no-repeat-ngram auto has chosen, plain greedy (0)."""
     return 0 if a.no_repeat_ngram == "auto" else a.no_repeat_ngram
@@ -234,7 +239,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         g["base_lr"] = g["lr"]
     steps_per_epoch = math.ceil(len(train_rows) / a.batch)
     total = min(a.steps or 10**9, a.epochs * steps_per_epoch)
-    dev_subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
+    dev_subset = model_selection_rows(a, dev_rows)
     rng = random.Random(a.seed)
     owners = [m for m in (tuner if tuner is not None else model, head) if m is not None]
     trained = sum(p.numel() for m in owners for p in m.parameters())
@@ -603,7 +608,7 @@ def choose_no_repeat_ngram(a: TuneConfig, model, tok, kv_fn, dev_rows, log) -> d
     the dev score of each candidate for metrics.json."""
     if a.no_repeat_ngram != "auto":
         return {"no_repeat_ngram_size": a.no_repeat_ngram}
-    subset = dev_rows[: a.eval_limit] if a.eval_limit else dev_rows
+    subset = model_selection_rows(a, dev_rows)
     scores = {}
     for n in NO_REPEAT_CHOICES:
         m = evaluate(model, kv_fn, tok, a.task, subset, a.template, None, 32, a.max_tokens, a.max_new_tokens, n)
