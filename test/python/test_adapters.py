@@ -211,6 +211,8 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
         "8",
         "--dtype",
         "float32",
+        "--size-budget",
+        "0",  # the tiny backbone's 1% would leave no room for a bag (the next test covers the budget)
     )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -245,6 +247,50 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     with torch.no_grad():
         s = label_scores(model, A.tensor_to_kv(kv, 2), prompts, head, tok.pad_id)
     assert s.shape == (2, 2) and torch.isfinite(s).all()
+
+
+def test_size_budget_cuts_the_bag_so_the_stored_adapter_fits(tiny_bundle, data, tmp_path):
+    """--size-budget: the bag gets what the KV prefix and the head leave of that fraction of model.onnx."""
+    import random
+
+    rng = random.Random(0)
+    words = "ox elm fig kit log mud nut owl pig rug sky tin urn van web yak zoo ant bee cod dew eel".split()
+    rows = [{"text": f"{c} {' '.join(rng.sample(words, 4))}", "label": c} for c in ("apple", "red") * 60]
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["--task", "classify", "--train", tmp_path / "many.jsonl", "--backbone", tiny_bundle, "--steps", "2"]
+    args += ["--virtual-tokens", "3", "--prefix-hidden", "8", "--bag", "on"]
+    r = cli("tune", *args, "--size-budget", "0", "--out", tmp_path / "free")
+    assert r.returncode == 0, r.stderr
+    free = json.loads((tmp_path / "free" / "metrics.json").read_text())
+    k_free = free["bag_tokens"]
+    assert k_free > 20 and free["bag_budget"] == {"tokens": 4096, "cap": 4096}
+    # a budget a quarter of that bag under it (int8: a weight per label and an int16 id, 4 bytes a token)
+    onnx = (tiny_bundle / "model.onnx").stat().st_size
+    budget = (free["adapter_bytes"] - 4 * (k_free // 4)) / onnx
+    r = cli("tune", *args, "--size-budget", f"{budget:.6f}", "--out", tmp_path / "cut")
+    assert r.returncode == 0, r.stderr
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert 0 < cut["bag_tokens"] < k_free and cut["bag_budget"]["tokens"] == cut["bag_tokens"]
+    assert cut["adapter_bytes"] <= cut["bag_budget"]["limit_bytes"] == int(budget * onnx)
+    assert "bag of tokens: at most" in r.stdout
+    # a budget the rest of the adapter already fills: no bag at all, the states alone
+    r = cli("tune", *args, "--size-budget", "0.0001", "--out", tmp_path / "none")
+    assert r.returncode == 0, r.stderr
+    none = json.loads((tmp_path / "none" / "metrics.json").read_text())
+    assert none["bag_tokens"] == 0 and {t["part"] for t in none["probe_end"]["trials"]} == {"pooled"}
+    one_line_error(cli("tune", *args, "--size-budget", "1.5", "--out", tmp_path / "bad"), "--size-budget")
+
+
+def test_bag_keeps_the_tokens_that_say_most_about_the_label():
+    from softedge.tuning.readout import choose_bag_ids
+
+    # token 1: in every prompt (template); 2: always with label 0; 3: in half of each label's rows (frequent but
+    # uninformative); 4: mostly label 1; 5: in one row only
+    prompts = [[1, 2, 3], [1, 2], [1, 2, 3, 5], [1, 2], [1, 3, 4], [1, 4], [1, 3, 4], [1]]
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert choose_bag_ids(prompts, y, 4096) == [2, 3, 4]  # 1 (everywhere) and 5 (one row) never
+    assert choose_bag_ids(prompts, y, 2) == [2, 4]  # the label-bearing tokens before the frequent one
+    assert choose_bag_ids(prompts, y, 1) == [2] and choose_bag_ids(prompts, y, 0) == []
 
 
 def test_head_folding_keeps_the_scores():

@@ -142,7 +142,9 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
         "selection on a dev split of the training file, which also picks a generation run's no-repeat n-gram size). "
         "Stored bytes: each run's metrics at float16 and int8 (runs from before int8 heads stored the head at float16 "
-        "in both). Rows whose run has not finished say so.",
+        "in both). Rows whose run has not finished say so. A head row marked † holds runs from before the bag's "
+        "tokens were chosen by what they say about the label and cut to fit tune's --size-budget (the adapter within "
+        "1% of the backbone): their bag is the 4,096 most frequent tokens, whatever the size.",
         "",
     ]
     claims = []
@@ -168,6 +170,8 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
             score = f"{name} {statistics.mean(vals):.1f}" + (
                 f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
             )
+            if readout == "head" and any("bag_budget" not in m for m in done):
+                score += " †"
             m = done[0]
             bb = m.get("backbone_params") or 0
             tp = m.get("trained_params")

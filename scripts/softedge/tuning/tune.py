@@ -2,7 +2,7 @@
 
     scripts/py tune --task classify --train spam/train.jsonl            # the defaults: prefix tuning + a head
     scripts/py tune --task classify --train F [--eval F] [--dev F] --method prompt|prefix --out DIR \
-                    [--readout head|verbalizer] [--pooling mean|last] [--bag auto|on|off] [--virtual-tokens 16] ...
+                    [--readout head|verbalizer] [--pooling mean|last] [--bag auto|on|off] [--size-budget 0.01] ...
     scripts/py tune ... --method full     # baseline: full fine-tuning of the backbone, same data, same readout
     scripts/py tune ... --method nb       # classification baseline: multinomial naive Bayes on bag of words
 
@@ -169,11 +169,12 @@ def fit_head(a: TuneConfig, model, tok, kv_fn, train_rows, dev_rows, labels, log
     model.eval()
     d = model.cfg.d_model
     prompts = encode_prompts(tok, a.template, train_rows, "text", a.max_tokens)
-    bag_ids = choose_bag_ids(prompts, max_tokens=a.bag_tokens) if any(PARTS[p][1] for p in parts) else []
+    y = torch.tensor([labels.index(r["label"]) for r in train_rows])
+    bag_ids = choose_bag_ids(prompts, y.tolist(), a.bag_tokens) if any(PARTS[p][1] for p in parts) else []
+    parts = [p for p in parts if bag_ids or not PARTS[p][1]] or ["pooled"]  # no room for a bag: the states alone
     t0 = time.time()
     full = Head(labels, d, a.pooling, bag_ids)
     tr, dv = head_features(model, kv_fn, tok, train_rows, a, full), head_features(model, kv_fn, tok, dev_rows, a, full)
-    y = torch.tensor([labels.index(r["label"]) for r in train_rows])
     ydev = torch.tensor([labels.index(r["label"]) for r in dev_rows])
     trials, best_of = [], {}
     for part in parts:
@@ -360,7 +361,8 @@ class TuneConfig:
     readout: str | None  # head | verbalizer; None for generation
     pooling: str
     bag: str  # auto | on | off
-    bag_tokens: int
+    bag_tokens: int  # the cap; cut further by size_budget where an adapter is packed
+    size_budget: float  # the stored adapter's bytes / the backbone's model.onnx bytes (0: no budget)
     bag_scale: str  # standard | raw
     verbalizer: str | None
     virtual_tokens: int
@@ -417,6 +419,13 @@ def parse_args() -> TuneConfig:
     )
     ap.add_argument("--bag-tokens", type=int, default=4096, help="size cap of the bag-of-tokens vocabulary")
     ap.add_argument(
+        "--size-budget",
+        type=float,
+        default=0.01,
+        help="prompt/prefix with a head: the stored adapter's bytes at most this fraction of the backbone's "
+        "model.onnx; the bag-of-tokens term gets what the rest leaves, fewer tokens where needed (0 = no budget)",
+    )
+    ap.add_argument(
         "--bag-scale",
         choices=["standard", "raw"],
         default="standard",
@@ -469,6 +478,8 @@ def parse_args() -> TuneConfig:
         raise CliError("--device cuda asked for, but no CUDA device is available")
     if a.compare_to and not a.compare_to.is_file():
         raise CliError(f"--compare-to {a.compare_to}: no such metrics file (train the full fine-tuning run first)")
+    if not 0 <= a.size_budget < 1 or a.bag_tokens < 0:
+        raise CliError("--size-budget must be in [0, 1) and --bag-tokens >= 0")
     for name in ("eval_frac", "dev_frac"):
         if not 0 < getattr(a, name) < 0.5:
             raise CliError(f"--{name.replace('_', '-')} must be in (0, 0.5)")
@@ -534,11 +545,9 @@ def load_verbalizer(a: TuneConfig, labels, tok) -> Verbalizer:
     return Verbalizer.build(labels, tok, mapping)
 
 
-def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
-    """Packs the adapter at each storage dtype, scores each packed form on the eval rows, writes the chosen one."""
+def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, n_train: int, steps: int, final: dict, dtype: str):
+    """The adapter's artifact (bytes) at a storage dtype."""
     metric = main_metric(a.task)
-    kv = adapter_fmt.kv_to_tensor(tuner.kv_prefix(model, 1))
-    prompt = tuner.prompt if a.method == "prompt" else None
     head = readout if isinstance(readout, Head) else None
     verb = readout if isinstance(readout, Verbalizer) else None
     labels_meta = (
@@ -551,27 +560,56 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     )
     training = {
         "data_sha256": sha256_file(a.train),
-        "train_examples": len(train_rows),
-        "steps": tr["steps"],
+        "train_examples": n_train,
+        "steps": steps,
         "eval": {metric: final[metric]},
         "method": a.method,
         "max_tokens": a.max_tokens,
     }
+    return adapter_fmt.pack(
+        a.method,
+        a.task,
+        bcfg,
+        adapter_fmt.kv_to_tensor(tuner.kv_prefix(model, 1)),
+        dtype=dtype,
+        prompt=tuner.prompt if a.method == "prompt" else None,
+        template=a.template,
+        labels=labels_meta,
+        generation=gen,
+        training=training,
+        head=head,
+    )
+
+
+def bag_token_budget(a: TuneConfig, model, bcfg, bundle: Path, tuner, labels: list[str], n_train: int) -> dict:
+    """--size-budget: how many bag tokens the stored adapter can hold within that fraction of the backbone's
+    model.onnx, next to its KV prefix (or soft prompt) and the head's pooled-state weights. Sizes depend on shapes
+    only, so an untrained adapter measures them: packed with no bag, a two- and a three-token bag (the vocabulary's
+    last ids, so the ids are as wide as they can be), the differences are a token's cost (one weight per label and
+    its id) and a bag's fixed cost (its scales and header entries)."""
+    if not a.size_budget or tuner is None or a.readout != "head":
+        return {"tokens": a.bag_tokens, "cap": a.bag_tokens}
+    limit = int(a.size_budget * (bundle / "model.onnx").stat().st_size)
+    zero = {main_metric(a.task): 0.0}
+    size = lambda ids: len(  # noqa: E731
+        pack_adapter(a, model, bcfg, tuner, Head(labels, model.cfg.d_model, a.pooling, ids), n_train, 0, zero, a.dtype)
+    )
+    V = model.cfg.vocab_size
+    base, two, three = size([]), size([V - 2, V - 1]), size([V - 3, V - 2, V - 1])
+    per_token = three - two
+    room = limit - base - (two - base - 2 * per_token) - 64  # 64: header digits that differ in the final pack
+    tokens = max(0, min(a.bag_tokens, room // per_token))
+    return {"tokens": tokens, "cap": a.bag_tokens, "size_budget": a.size_budget, "limit_bytes": limit}
+
+
+def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
+    """Packs the adapter at each storage dtype, scores each packed form on the eval rows, writes the chosen one."""
+    metric = main_metric(a.task)
+    head = readout if isinstance(readout, Head) else None
+    verb = readout if isinstance(readout, Verbalizer) else None
     storage = {}
     for dt in ("float32", "float16", "int8"):
-        buf = adapter_fmt.pack(
-            a.method,
-            a.task,
-            bcfg,
-            kv,
-            dtype=dt,
-            prompt=prompt,
-            template=a.template,
-            labels=labels_meta,
-            generation=gen,
-            training=training,
-            head=head,
-        )
+        buf = pack_adapter(a, model, bcfg, tuner, readout, len(train_rows), tr["steps"], final, dt)
         kvd, meta, tensors = adapter_fmt.parse(buf, bcfg)
         packed = Head.from_artifact(tensors, meta["readout"], head.labels) if head else verb
         m = evaluate(
@@ -738,7 +776,15 @@ def main():
     verb = load_verbalizer(a, labels, tok) if a.task == "classify" else None
     tuner, kv_fn = make_tuner(a, model, verb, prefix_init_ids(a, tok, train_rows))
     if a.readout == "head":
+        budget = bag_token_budget(a, model, bcfg, bundle, tuner, labels, len(train_rows))
+        if budget["tokens"] < budget["cap"]:
+            log(
+                f"bag of tokens: at most {budget['tokens']:,} (--size-budget {a.size_budget:g} of the backbone: "
+                f"{budget['limit_bytes']:,} bytes stored; --bag-tokens {budget['cap']:,})"
+            )
+        a.bag_tokens = budget["tokens"]
         readout, tr, probe = tune_with_head(a, model, tok, kv_fn, tuner, rows, labels, log)
+        probe["bag_budget"] = budget
     else:
         readout, probe = verb, {}
         tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
