@@ -584,22 +584,22 @@ def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, n_train: int, steps
 def bag_token_budget(a: TuneConfig, model, bcfg, bundle: Path, tuner, labels: list[str], n_train: int) -> dict:
     """--size-budget: how many bag tokens the stored adapter can hold within that fraction of the backbone's
     model.onnx, next to its KV prefix (or soft prompt) and the head's pooled-state weights. Sizes depend on shapes
-    only, so an untrained adapter measures them: packed with no bag, a two- and a three-token bag (the vocabulary's
-    last ids, so the ids are as wide as they can be), the differences are a token's cost (one weight per label and
-    its id) and a bag's fixed cost (its scales and header entries)."""
+    only, so the untrained adapter is packed with bags of trial sizes (the vocabulary's last ids, as wide as ids get):
+    the largest that fits, by bisection, since the safetensors header's padding makes the cost per token uneven."""
     if not a.size_budget or tuner is None or a.readout != "head":
         return {"tokens": a.bag_tokens, "cap": a.bag_tokens}
     limit = int(a.size_budget * (bundle / "model.onnx").stat().st_size)
-    zero = {main_metric(a.task): 0.0}
-    size = lambda ids: len(  # noqa: E731
-        pack_adapter(a, model, bcfg, tuner, Head(labels, model.cfg.d_model, a.pooling, ids), n_train, 0, zero, a.dtype)
-    )
-    V = model.cfg.vocab_size
-    base, two, three = size([]), size([V - 2, V - 1]), size([V - 3, V - 2, V - 1])
-    per_token = three - two
-    room = limit - base - (two - base - 2 * per_token) - 64  # 64: header digits that differ in the final pack
-    tokens = max(0, min(a.bag_tokens, room // per_token))
-    return {"tokens": tokens, "cap": a.bag_tokens, "size_budget": a.size_budget, "limit_bytes": limit}
+    V, zero = model.cfg.vocab_size, {main_metric(a.task): 0.0}
+
+    def fits(k: int) -> bool:  # 64 bytes spare: the final pack's metadata holds the eval figure and step count
+        head = Head(labels, model.cfg.d_model, a.pooling, list(range(V - k, V)))
+        return len(pack_adapter(a, model, bcfg, tuner, head, n_train, 0, zero, a.dtype)) + 64 <= limit
+
+    lo, hi = 0, min(a.bag_tokens, V)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return {"tokens": lo, "cap": a.bag_tokens, "size_budget": a.size_budget, "limit_bytes": limit}
 
 
 def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, train_rows, eval_rows, tr, final) -> dict:
