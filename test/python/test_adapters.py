@@ -278,6 +278,7 @@ def test_size_budget_cuts_the_bag_so_the_stored_adapter_fits(tiny_bundle, data, 
     assert r.returncode == 0, r.stderr
     none = json.loads((tmp_path / "none" / "metrics.json").read_text())
     assert none["bag_tokens"] == 0 and {t["part"] for t in none["probe_end"]["trials"]} == {"pooled"}
+    assert "warning: the adapter without a bag of tokens already fills --size-budget" in r.stderr
     one_line_error(cli("tune", *args, "--size-budget", "1.5", "--out", tmp_path / "bad"), "--size-budget")
 
 

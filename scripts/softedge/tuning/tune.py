@@ -782,6 +782,13 @@ def main():
                 f"bag of tokens: at most {budget['tokens']:,} (--size-budget {a.size_budget:g} of the backbone: "
                 f"{budget['limit_bytes']:,} bytes stored; --bag-tokens {budget['cap']:,})"
             )
+        if not budget["tokens"] and a.bag != "off":
+            print(
+                "warning: the adapter without a bag of tokens already fills --size-budget, so it gets none; "
+                "--dtype int8, fewer --virtual-tokens or a larger --size-budget (0 = none) would leave room",
+                file=sys.stderr,
+                flush=True,
+            )
         a.bag_tokens = budget["tokens"]
         readout, tr, probe = tune_with_head(a, model, tok, kv_fn, tuner, rows, labels, log)
         probe["bag_budget"] = budget
