@@ -147,9 +147,9 @@ def choose_bag_ids(prompts: list[list[int]], y: list[int], max_tokens: int = 409
     candidates = torch.nonzero((df >= min_rows) & (df < n)).flatten()
     if not len(candidates):
         return []
-    joint = rows_with[:, candidates] / n  # P(label, present)
-    absent = (torch.bincount(torch.tensor(y), minlength=n_labels)[:, None] - rows_with[:, candidates]) / n
-    p_label = joint + absent  # [label, 1] broadcast: P(label)
+    p_label = torch.bincount(torch.tensor(y), minlength=n_labels)[:, None] / n  # [label, 1]
+    joint = rows_with[:, candidates] / n  # P(label, present) [label, candidate]
+    absent = p_label - joint  # P(label, absent)
     p_present = joint.sum(0, keepdim=True)
     mi = sum(
         torch.where(pj > 0, pj * (pj / (pt * p_label)).log(), torch.zeros_like(pj))

@@ -545,9 +545,20 @@ def load_verbalizer(a: TuneConfig, labels, tok) -> Verbalizer:
     return Verbalizer.build(labels, tok, mapping)
 
 
-def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, n_train: int, steps: int, final: dict, dtype: str):
+def training_meta(a: TuneConfig, n_train: int, steps: int, score: float) -> dict:
+    """The artifact's `training` metadata (the data file hashed once per call, not per pack)."""
+    return {
+        "data_sha256": sha256_file(a.train),
+        "train_examples": n_train,
+        "steps": steps,
+        "eval": {main_metric(a.task): score},
+        "method": a.method,
+        "max_tokens": a.max_tokens,
+    }
+
+
+def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, training: dict, dtype: str) -> bytes:
     """The adapter's artifact (bytes) at a storage dtype."""
-    metric = main_metric(a.task)
     head = readout if isinstance(readout, Head) else None
     verb = readout if isinstance(readout, Verbalizer) else None
     labels_meta = (
@@ -558,14 +569,6 @@ def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, n_train: int, steps
         if a.task == "generate"
         else {}
     )
-    training = {
-        "data_sha256": sha256_file(a.train),
-        "train_examples": n_train,
-        "steps": steps,
-        "eval": {metric: final[metric]},
-        "method": a.method,
-        "max_tokens": a.max_tokens,
-    }
     return adapter_fmt.pack(
         a.method,
         a.task,
@@ -586,14 +589,14 @@ def bag_token_budget(a: TuneConfig, model, bcfg, bundle: Path, tuner, labels: li
     model.onnx, next to its KV prefix (or soft prompt) and the head's pooled-state weights. Sizes depend on shapes
     only, so the untrained adapter is packed with bags of trial sizes (the vocabulary's last ids, as wide as ids get):
     the largest that fits, by bisection, since the safetensors header's padding makes the cost per token uneven."""
-    if not a.size_budget or tuner is None or a.readout != "head":
+    if not a.size_budget or tuner is None or a.readout != "head" or a.bag == "off":
         return {"tokens": a.bag_tokens, "cap": a.bag_tokens}
     limit = int(a.size_budget * (bundle / "model.onnx").stat().st_size)
-    V, zero = model.cfg.vocab_size, {main_metric(a.task): 0.0}
+    V, training = model.cfg.vocab_size, training_meta(a, n_train, 0, 0.0)
 
     def fits(k: int) -> bool:  # 64 bytes spare: the final pack's metadata holds the eval figure and step count
         head = Head(labels, model.cfg.d_model, a.pooling, list(range(V - k, V)))
-        return len(pack_adapter(a, model, bcfg, tuner, head, n_train, 0, zero, a.dtype)) + 64 <= limit
+        return len(pack_adapter(a, model, bcfg, tuner, head, training, a.dtype)) + 64 <= limit
 
     lo, hi = 0, min(a.bag_tokens, V)
     while lo < hi:
@@ -608,8 +611,9 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
     head = readout if isinstance(readout, Head) else None
     verb = readout if isinstance(readout, Verbalizer) else None
     storage = {}
+    training = training_meta(a, len(train_rows), tr["steps"], final[metric])
     for dt in ("float32", "float16", "int8"):
-        buf = pack_adapter(a, model, bcfg, tuner, readout, len(train_rows), tr["steps"], final, dt)
+        buf = pack_adapter(a, model, bcfg, tuner, readout, training, dt)
         kvd, meta, tensors = adapter_fmt.parse(buf, bcfg)
         packed = Head.from_artifact(tensors, meta["readout"], head.labels) if head else verb
         m = evaluate(
@@ -782,7 +786,7 @@ def main():
                 f"bag of tokens: at most {budget['tokens']:,} (--size-budget {a.size_budget:g} of the backbone: "
                 f"{budget['limit_bytes']:,} bytes stored; --bag-tokens {budget['cap']:,})"
             )
-        if not budget["tokens"] and a.bag != "off":
+        if not budget["tokens"] and budget["cap"] and a.bag != "off":
             print(
                 "warning: the adapter without a bag of tokens already fills --size-budget, so it gets none; "
                 "--dtype int8, fewer --virtual-tokens or a larger --size-budget (0 = none) would leave room",
