@@ -51,10 +51,13 @@ export async function startGeneration(
     seed?: number;
     stop?: string[];
     noRepeatNgram?: number;
+    numBeams?: number;
   },
 ) {
   const L = c.var.limits;
   if (input.length > L.maxTextChars) throw new DomainError("text_too_long", `input longer than ${L.maxTextChars} characters`);
+  if ((o.numBeams ?? 1) > 1 && o.temperature)
+    throw new DomainError("invalid_request", "num_beams > 1 is beam search, which is greedy: leave temperature at 0 or out");
   const t0 = performance.now();
   // the adapter is read and checked against the backbone's config while the model itself loads
   const [bb, r] = await Promise.all([c.var.backbone(), resolverFor(c).then((res) => adapterFor(c, res, adapter, "generate"))]);
@@ -79,6 +82,7 @@ export async function startGeneration(
     seed: o.seed,
     stop: o.stop ?? r.adapter.generation.stop ?? [],
     noRepeatNgram: o.noRepeatNgram ?? r.adapter.generation.no_repeat_ngram_size ?? 0,
+    numBeams: o.numBeams ?? (o.temperature ? 1 : (r.adapter.generation.num_beams ?? 1)), // the adapter's, for greedy requests
   });
   return { r, ids, truncated, steps, maxNew, record, t0, t1, t2 };
 }
@@ -230,6 +234,7 @@ inference.openapi(
       seed: b.seed,
       stop: b.stop,
       noRepeatNgram: b.no_repeat_ngram_size,
+      numBeams: b.num_beams,
     });
     const meta = { adapter: r.ref, version: r.version, truncated };
     // tokens (kept for existing clients) = usage.completion_tokens

@@ -61,6 +61,17 @@ export const GenerateRequest = z
       .max(8)
       .optional()
       .openapi({ description: "never repeat an n-gram of the generated text (0: off); default: the adapter's setting" }),
+    num_beams: z
+      .number()
+      .int()
+      .min(1)
+      .max(8)
+      .optional()
+      .openapi({
+        description:
+          "beam search with this many beams (1: one sequence); greedy only, so not with a temperature above 0; default: the adapter's " +
+          "setting when the request is greedy. A stream then sends its tokens together when the search ends",
+      }),
     stream: z.boolean().optional(),
   })
   .strict()
@@ -130,6 +141,7 @@ export const AdapterInfo = z
       max_new_tokens: z.number().int().optional(),
       stop: z.array(z.string()).optional(),
       no_repeat_ngram_size: z.number().int().optional(),
+      num_beams: z.number().int().optional(),
     }),
     training: Training,
     readout: Readout,

@@ -30,7 +30,7 @@ export interface Adapter {
   dtype: string;
   template: string;
   labels: Label[];
-  generation: { max_new_tokens?: number; stop?: string[]; no_repeat_ngram_size?: number };
+  generation: { max_new_tokens?: number; stop?: string[]; no_repeat_ngram_size?: number; num_beams?: number };
   training: Record<string, unknown>;
   checksum: string;
   /** [L, 2, kvH, P, D] float32 */
@@ -102,6 +102,9 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   const n = generation.no_repeat_ngram_size;
   if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= 8))
     throw new AdapterError("adapter_corrupt", "generation.no_repeat_ngram_size must be an integer in [0, 8]");
+  const k = generation.num_beams;
+  if (k !== undefined && !(Number.isInteger(k) && k >= 1 && k <= 8))
+    throw new AdapterError("adapter_corrupt", "generation.num_beams must be an integer in [1, 8]");
   const labels = json<Label[]>(m.labels, "labels", []);
   const readout = json<{ type?: string; pooling?: string; bag_tokens?: number }>(m.readout, "readout", { type: "verbalizer" });
   if (m.task === "classify" && (!Array.isArray(labels) || labels.length < 2 || typeof labels[0]?.name !== "string"))

@@ -1,7 +1,8 @@
 // Short generation with the KV cache: the prompt runs once, then each step feeds only the new token.
 // Greedy by default; sampling with temperature, top-k, top-p and a seed (a small deterministic PRNG, so a seeded
 // request repeats exactly). Stops at </s>, at max_new_tokens, or when the text ends with a stop string. With
-// noRepeatNgram = n, a token that would repeat an n-gram of the generated text is never picked.
+// noRepeatNgram = n, a token that would repeat an n-gram of the generated text is never picked. With numBeams = K > 1
+// (and no temperature): beam search, whose steps come out together once the search has ended.
 import type * as ORT from "onnxruntime-web";
 import type { Adapter } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
@@ -15,6 +16,7 @@ export interface GenerateOptions {
   seed?: number;
   stop?: string[];
   noRepeatNgram?: number; // 0 or absent: off
+  numBeams?: number; // 1 or absent: one sequence (greedy or sampled); K > 1: beam search (greedy only)
 }
 export interface GenerateStep {
   token: number;
@@ -141,6 +143,11 @@ export async function* generate(
   decode: (ids: number[]) => string,
   o: GenerateOptions,
 ): AsyncGenerator<GenerateStep> {
+  if ((o.numBeams ?? 1) > 1) {
+    if (o.temperature) throw new Error("beam search is greedy: numBeams > 1 takes no temperature");
+    yield* beamSearch(ort, session, cfg, adapter, ids, decode, o);
+    return;
+  }
   const rand = prng(o.seed ?? 0);
   const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
   let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
@@ -163,5 +170,112 @@ export async function* generate(
     }
     yield { token: t, text };
     if (step + 1 < o.maxNewTokens) state = await continueBatch(ort, session, cfg, state, [0], [[t]]);
+  }
+}
+
+interface Hypothesis {
+  tokens: number[];
+  score: number; // sum of the tokens' log-probabilities
+  cut?: number; // the text ends at this index: a stop string starts there
+}
+
+/** The `k` best tokens of a log-probability row, best first (ties: the lower token id); -Infinity is never one. */
+export function topTokens(lp: Float64Array, k: number): number[] {
+  const best: number[] = [];
+  for (let v = 0; v < lp.length; v++) {
+    const x = lp[v];
+    if (x === Number.NEGATIVE_INFINITY || (best.length === k && x <= lp[best[k - 1]])) continue;
+    let i = best.length;
+    while (i > 0 && lp[best[i - 1]] < x) i--; // strictly: an equal value stays behind the lower token id
+    best.splice(i, 0, v);
+    if (best.length > k) best.pop();
+  }
+  return best;
+}
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let m = Number.NEGATIVE_INFINITY;
+  for (const x of logits) if (x > m) m = x;
+  let z = 0;
+  for (const x of logits) z += Math.exp(x - m);
+  const lz = m + Math.log(z);
+  const out = new Float64Array(logits.length);
+  for (let v = 0; v < logits.length; v++) out[v] = logits[v] - lz;
+  return out;
+}
+
+/**
+ * Beam search over K = numBeams hypotheses, scored by the sum of log-probabilities (no length penalty), batched as
+ * K rows of one backbone run per step. The twin of beam_search in scripts/softedge/tuning/tasks.py, step for step:
+ * each live hypothesis offers its 2K best tokens; candidates rank by score, then hypothesis, then token; </s> or a
+ * stop string among the first K ranks ends a hypothesis, the first K others live on. The search ends when K
+ * hypotheses have ended and none scores below the best live one (scores only fall), or at maxNewTokens, where the
+ * live ones join the ended. The answer is one of the ended hypotheses or grows from a live one, so the tokens that
+ * all of them share are settled: they are yielded as soon as they are, and a stream gets the text in pieces.
+ */
+async function* beamSearch(
+  ort: Ort,
+  session: ORT.InferenceSession,
+  cfg: BackboneConfig,
+  adapter: Adapter | null,
+  ids: number[],
+  decode: (ids: number[]) => string,
+  o: GenerateOptions,
+): AsyncGenerator<GenerateStep> {
+  const K = o.numBeams!,
+    V = cfg.vocab_size;
+  const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
+  let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
+  let live: Hypothesis[] = [{ tokens: [], score: 0 }];
+  let ended: Hypothesis[] = [];
+  let sent = 0; // tokens yielded: settled ones
+  const step = (tokens: number[], i: number): GenerateStep => ({ token: tokens[i], text: decode(tokens.slice(0, i + 1)) });
+  for (let pos = 0; pos < o.maxNewTokens; pos++) {
+    const cands: { score: number; from: number; token: number }[] = [];
+    live.forEach((h, b) => {
+      const lp = logSoftmax(state.logits.subarray(b * V, (b + 1) * V));
+      for (const t of bannedTokens(h.tokens, o.noRepeatNgram ?? 0)) lp[t] = Number.NEGATIVE_INFINITY;
+      for (const t of topTokens(lp, 2 * K)) cands.push({ score: h.score + lp[t], from: b, token: t });
+    });
+    cands.sort((x, y) => y.score - x.score || x.from - y.from || x.token - y.token);
+    const next: (Hypothesis & { from: number })[] = [];
+    for (const [rank, c] of cands.entries()) {
+      const tokens = [...live[c.from].tokens, c.token];
+      let cut = -1;
+      if (c.token !== cfg.eos_token_id && o.stop?.length) {
+        const text = decode(tokens);
+        const hits = o.stop.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+        if (hits.length) cut = Math.min(...hits);
+      }
+      if (c.token === cfg.eos_token_id || cut >= 0) {
+        if (rank < K) ended.push(c.token === cfg.eos_token_id ? { tokens: live[c.from].tokens, score: c.score } : { tokens, score: c.score, cut });
+      } else if (next.push({ tokens, score: c.score, from: c.from }) === K) break;
+    }
+    ended = ended.sort((x, y) => y.score - x.score).slice(0, K); // a stable sort: earlier-ended first on ties
+    if (!next.length || (ended.length >= K && ended[K - 1].score >= next[0].score)) {
+      live = [];
+      break;
+    }
+    live = next;
+    if (pos + 1 === o.maxNewTokens) break;
+    const all = [...live, ...ended];
+    let settled = sent;
+    while (settled < live[0].tokens.length && all.every((h) => h.tokens.length > settled && h.tokens[settled] === live[0].tokens[settled])) settled++;
+    for (; sent < settled; sent++) yield step(live[0].tokens, sent); // live tokens hold no stop string
+    state = await continueBatch(
+      ort,
+      session,
+      cfg,
+      state,
+      next.map((h) => h.from),
+      next.map((h) => [h.tokens[h.tokens.length - 1]]),
+    );
+  }
+  let best: Hypothesis | undefined = ended[0];
+  for (const h of live) if (!best || h.score > best.score) best = h; // ties: the ended one, as max() in Python
+  if (!best) return; // every token banned: nothing to say
+  for (let i = sent; i < best.tokens.length; i++) {
+    const s = step(best.tokens, i);
+    yield i === best.tokens.length - 1 && best.cut !== undefined ? { ...s, text: s.text.slice(0, best.cut), stopped: true } : s;
   }
 }

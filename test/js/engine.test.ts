@@ -11,7 +11,7 @@ import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapt
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
 import { planPasses, runBatch } from "../../src/engine/batch";
-import { bannedTokens, generate, pickToken, pickTokenSorted, prng } from "../../src/engine/generate";
+import { bannedTokens, generate, pickToken, pickTokenSorted, prng, topTokens } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -34,6 +34,8 @@ interface GCase {
   greedy_ids?: number[];
   plain_greedy_ids?: number[];
   no_repeat_ngram_size?: number;
+  num_beams?: number;
+  beam_ids?: number[];
 }
 
 describe("edge engine vs Python golden outputs", () => {
@@ -200,6 +202,68 @@ describe("edge engine vs Python golden outputs", () => {
           expect(ids).toEqual(want);
         }
       }
+  });
+
+  it("decodes with the adapter's beams as PyTorch's beam search does; a stop string ends a beam", async () => {
+    const a = golden.adapters.find((x: { task: string }) => x.task === "generate");
+    const k = adapters[a.adapter].generation.num_beams ?? 1;
+    expect(k).toBeGreaterThan(1); // the tuner chose beams on its dev split for the default adapter
+    const run = async (c: GCase, o: object) => {
+      const steps = [];
+      for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
+        maxNewTokens: golden.max_new_tokens,
+        noRepeatNgram: c.no_repeat_ngram_size,
+        ...o,
+      }))
+        steps.push(s);
+      return steps;
+    };
+    let differs = 0,
+      stopped = 0,
+      early = 0;
+    const realRun = session.run.bind(session);
+    let runs = 0;
+    session.run = ((...x: Parameters<typeof realRun>) => (runs++, realRun(...x))) as typeof realRun;
+    for (const c of a.cases as GCase[]) {
+      expect(c.num_beams).toBe(k);
+      runs = 0;
+      let firstAt = -1;
+      const steps = [];
+      for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
+        maxNewTokens: golden.max_new_tokens,
+        noRepeatNgram: c.no_repeat_ngram_size,
+        numBeams: k,
+      })) {
+        if (firstAt < 0) firstAt = runs;
+        steps.push(s);
+      }
+      expect(steps.map((s) => s.token)).toEqual(c.beam_ids);
+      expect(steps.at(-1)?.text).toBe(tok.decode(c.beam_ids!));
+      for (const s of steps) expect(tok.decode(c.beam_ids!).startsWith(s.text)).toBe(true);
+      if (firstAt >= 0 && firstAt < runs) early++; // settled tokens come out while the search goes on
+      if (c.beam_ids!.join() !== c.greedy_ids!.join()) differs++;
+      // a stop string: the answer ends where the string starts, and that last step says it stopped
+      const space = await run(c, { numBeams: k, stop: [" "] });
+      expect(space.at(-1)?.text ?? "").not.toContain(" ");
+      if (space.at(-1)?.stopped) stopped++;
+    }
+    expect(differs).toBeGreaterThan(0); // beams leave greedy's path on some golden case
+    expect(stopped).toBeGreaterThan(0);
+    expect(early).toBeGreaterThan(0);
+    session.run = realRun;
+    await expect(run((a.cases as GCase[])[0], { numBeams: 2, temperature: 1 })).rejects.toThrow(/greedy/);
+  });
+
+  it("picks the k best tokens, ties to the lower id, never a banned one", () => {
+    const lp = Float64Array.from([-1, -0.5, -3, -0.5, Number.NEGATIVE_INFINITY, -0.1, -2]);
+    expect(topTokens(lp, 3)).toEqual([5, 1, 3]);
+    expect(topTokens(lp, 1)).toEqual([5]);
+    expect(topTokens(lp, 10)).toEqual([5, 1, 3, 0, 6, 2]);
+    const big = Float64Array.from({ length: 500 }, (_, i) => Math.sin(i * 7.3));
+    const want = Array.from(big.keys())
+      .sort((x, y) => big[y] - big[x] || x - y)
+      .slice(0, 8);
+    expect(topTokens(big, 8)).toEqual(want);
   });
 
   it("bans exactly the tokens that would repeat an n-gram of the generated text", () => {

@@ -367,6 +367,19 @@ def test_generation_and_baselines(tiny_bundle, data, tmp_path):
     assert m["decoding"]["dev"][str(n)] == max(m["decoding"]["dev"].values())
     _, meta, _ = A.load(tmp_path / "gen" / "adapter.safetensors")
     assert meta["generation"]["no_repeat_ngram_size"] == n
+    # --num-beams auto: then each beam count, with that n; the winner (ties: fewer beams) stored beside it
+    beams = m["decoding"]["dev_beams"]
+    assert set(beams) == {"1", "2", "4"} and beams["1"] == m["decoding"]["dev"][str(n)]
+    k = m["decoding"]["num_beams"]
+    assert beams[str(k)] == max(beams.values()) and all(int(j) >= k for j, v in beams.items() if v == beams[str(k)])
+    assert meta["generation"]["num_beams"] == k
+    for flag, value, why in (
+        ("--no-repeat-ngram", "two", "--no-repeat-ngram must be auto or an integer"),
+        ("--num-beams", "9", "--num-beams must be auto or an integer in [1, 8]"),
+    ):
+        bad = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--out", tmp_path / "x", flag, value)
+        assert bad.returncode != 0 and why in bad.stderr
+        assert not (tmp_path / "x").exists()
     bad = cli(
         "tune", "--task", "generate", "--train", data / "gen.jsonl", "--out", tmp_path / "x", "--no-repeat-ngram", "two"
     )
@@ -920,6 +933,38 @@ def test_no_repeat_ngram_bans_only_repeats_of_the_generated_text(tiny_bundle):
         assert b[:k] == p_[:k]
 
 
+def test_beam_search_is_greedy_with_one_beam_and_finds_likelier_text_with_more(tiny_bundle):
+    from softedge.backbone.checkpoint import load_bundle_weights
+    from softedge.tuning.tasks import beam_search, greedy, left_pad
+
+    model, _, _ = load_bundle_weights(tiny_bundle)
+    model.eval()
+
+    def logprob(prompt, out, eos):
+        """log P(out, then </s> unless it ran to the limit) under the model: what beam search maximises"""
+        seq = prompt + out + ([eos] if len(out) < 12 else [])
+        ids, mask, pos = left_pad([seq], 0, 0)
+        with torch.no_grad():
+            lp = torch.log_softmax(model(ids, mask, pos, None)[0][0].double(), -1)
+        return sum(lp[i - 1, seq[i]].item() for i in range(len(prompt), len(seq)))
+
+    prompts = [[5, 9, 11], [7, 8], [3, 4, 5, 6], [12], [20, 21], [30, 4, 9]]
+    wider = 0
+    for p_ in prompts:
+        g = greedy(model, None, [p_], 0, 2, 12)[0]
+        assert beam_search(model, None, p_, 0, 2, 12, 1) == g
+        assert (
+            beam_search(model, None, p_, 0, 2, 12, 1, no_repeat_ngram=2)
+            == greedy(model, None, [p_], 0, 2, 12, no_repeat_ngram=2)[0]
+        )
+        b = beam_search(model, None, p_, 0, 2, 12, 4)
+        assert logprob(p_, b, 2) >= logprob(p_, g, 2) - 1e-9
+        wider += b != g
+        nb = beam_search(model, None, p_, 0, 2, 12, 4, no_repeat_ngram=2)
+        assert len(set(zip(nb, nb[1:]))) == len(nb) - 1
+    assert wider, "4 beams were expected to leave greedy's path on some prompt"
+
+
 def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bundle):
     from softedge.artifacts import safetensors_io
     from softedge.tuning.readout import Head
@@ -978,6 +1023,11 @@ def test_generation_metadata_is_checked(tiny_bundle):
     assert A.parse(ok, cfg)[1]["generation"]["no_repeat_ngram_size"] == 3
     for bad in ({"no_repeat_ngram_size": 9}, {"no_repeat_ngram_size": True}, {"no_repeat_ngram_size": 2.5}):
         with pytest.raises(A.AdapterError, match="no_repeat_ngram_size must be an integer"):
+            A.parse(A.pack("prefix", "generate", cfg, kv, template="{input}", generation=bad), cfg)
+    beams = A.pack("prefix", "generate", cfg, kv, template="{input}", generation={"num_beams": 4})
+    assert A.parse(beams, cfg)[1]["generation"]["num_beams"] == 4
+    for bad in ({"num_beams": 0}, {"num_beams": 9}, {"num_beams": True}, {"num_beams": 2.0}):
+        with pytest.raises(A.AdapterError, match="num_beams must be an integer in"):
             A.parse(A.pack("prefix", "generate", cfg, kv, template="{input}", generation=bad), cfg)
     from softedge.artifacts import safetensors_io
 

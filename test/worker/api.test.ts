@@ -63,14 +63,22 @@ describe("API in workerd", () => {
     }
   });
 
-  it("generates greedily as the Python side does, with finish reason and token counts; streaming yields the same", async () => {
+  it("generates as the Python side does (the adapter's beams; greedy), with finish reason and token counts; streaming yields the same", async () => {
     const a = golden.adapters.find((x: any) => x.task === "generate");
-    for (const c of a.cases.slice(0, 3)) {
-      const body = { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: ["\u0000"] };
+    for (const [c, beams] of a.cases.slice(0, 4).map((c: any, i: number) => [c, i % 2 === 0])) {
+      // the adapter's decoding (its beams) by default, greedy with num_beams 1
+      const body = {
+        adapter: byFile[a.adapter],
+        input: c.input,
+        max_new_tokens: golden.max_new_tokens,
+        stop: ["\u0000"],
+        ...(beams ? {} : { num_beams: 1 }),
+      };
+      const want = beams ? c.beam_ids : c.greedy_ids;
       const j: any = await (await post("/v1/generate", body)).json();
-      expect(j.text).toBe(c.greedy_text.trim());
-      expect(j.finish_reason).toBe(c.greedy_ids.length < golden.max_new_tokens ? "stop" : "length");
-      expect(j.usage).toEqual({ prompt_tokens: c.prompt_ids.length, completion_tokens: c.greedy_ids.length });
+      expect(j.text).toBe((beams ? c.beam_text : c.greedy_text).trim());
+      expect(j.finish_reason).toBe(want.length < golden.max_new_tokens ? "stop" : "length");
+      expect(j.usage).toEqual({ prompt_tokens: c.prompt_ids.length, completion_tokens: want.length });
       const sse = await (await post("/v1/generate", { ...body, stream: true })).text();
       const events = [...sse.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
       const streamed = events
@@ -84,7 +92,7 @@ describe("API in workerd", () => {
     // a stop string ends it with "stop", and cuts the text before the string
     const c = a.cases.find((x: any) => x.greedy_text.trim().includes(" "));
     const j: any = await (
-      await post("/v1/generate", { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: [" "] })
+      await post("/v1/generate", { adapter: byFile[a.adapter], input: c.input, max_new_tokens: golden.max_new_tokens, stop: [" "], num_beams: 1 })
     ).json();
     expect(j.finish_reason).toBe("stop");
     expect(c.greedy_text.trim().startsWith(j.text)).toBe(true);
@@ -94,25 +102,47 @@ describe("API in workerd", () => {
     const info: any = await (await call("GET", `/v1/adapters/${alias}`, { key })).json();
     const stored = info.generation.no_repeat_ngram_size;
     expect(stored).toBeGreaterThan(0); // the tuner chose one on its dev split
+    expect(info.generation.num_beams).toBe(c.num_beams); // and its beams
     const gen = async (extra: object) =>
       (await (await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: 24, ...extra })).json()) as any;
     expect((await gen({ no_repeat_ngram_size: stored })).text).toBe((await gen({})).text);
     // a request's 0 turns the adapter's setting off: plain greedy, as PyTorch decodes it
     const off: any = await (
-      await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: golden.max_new_tokens, stop: ["\u0000"], no_repeat_ngram_size: 0 })
+      await post("/v1/generate", {
+        adapter: alias,
+        input: c.input,
+        max_new_tokens: golden.max_new_tokens,
+        stop: ["\u0000"],
+        no_repeat_ngram_size: 0,
+        num_beams: 1,
+      })
     ).json();
     expect(off.text).toBe(c.plain_greedy_text.trim());
     const looping = a.cases.find((x: any) => new Set(x.greedy_ids).size < x.greedy_ids.length);
     expect(looping).toBeDefined();
-    const asStored: any = await (await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens })).json();
+    const asStored: any = await (
+      await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens, num_beams: 1 })
+    ).json();
     const once: any = await (
-      await post("/v1/generate", { adapter: alias, input: looping.input, max_new_tokens: golden.max_new_tokens, no_repeat_ngram_size: 1 })
+      await post("/v1/generate", {
+        adapter: alias,
+        input: looping.input,
+        max_new_tokens: golden.max_new_tokens,
+        no_repeat_ngram_size: 1,
+        num_beams: 1,
+      })
     ).json();
     expect(asStored.text).toBe(looping.greedy_text.trim());
     expect(once.text).not.toBe(asStored.text); // the default answer repeats a token, which n = 1 bans
-    const r = await post("/v1/generate", { adapter: alias, input: c.input, no_repeat_ngram_size: 9 });
-    expect(r.status).toBe(400);
-    expect(((await r.json()) as any).error.code).toBe("invalid_request");
+    for (const bad of [{ no_repeat_ngram_size: 9 }, { num_beams: 9 }, { num_beams: 0 }, { num_beams: 2, temperature: 0.7 }]) {
+      const r = await post("/v1/generate", { adapter: alias, input: c.input, ...bad });
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as any).error.code).toBe("invalid_request");
+    }
+    // a sampled request leaves the adapter's beams aside (they are greedy), and is answered
+    const sampled = await post("/v1/generate", { adapter: alias, input: c.input, max_new_tokens: 8, temperature: 0.7, seed: 3 });
+    expect(sampled.status).toBe(200);
+    expect(((await sampled.json()) as any).text.length).toBeGreaterThan(0);
   });
 
   it("lists adapters and describes one", async () => {
@@ -308,7 +338,14 @@ describe("request log and request id", () => {
     vi.spyOn(bb.session, "run").mockImplementation(((...a: Parameters<typeof run>) =>
       ++calls > 3 ? Promise.reject(new Error("simulated")) : run(...a)) as typeof run);
     const a = golden.adapters.find((x: any) => x.task === "generate");
-    const r = await post("/v1/generate", { adapter: byFile[a.adapter], input: "volcano", max_new_tokens: 12, stream: true, stop: ["\u0000"] });
+    const r = await post("/v1/generate", {
+      adapter: byFile[a.adapter],
+      input: "volcano",
+      max_new_tokens: 12,
+      stream: true,
+      stop: ["\u0000"],
+      num_beams: 1,
+    });
     const events = [...(await r.text()).matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => [m[1], JSON.parse(m[2])]);
     expect(r.status).toBe(200);
     expect(events.filter((e) => e[0] === "token").length).toBeGreaterThan(0);

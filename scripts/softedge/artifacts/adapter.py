@@ -12,7 +12,7 @@ tensors   kv_prefix          [L, 2, kvH, P, D]  float16 (default) | float32 | in
                                                 int8 with bag_weight_scale [n_labels])
 metadata  format, format_version, kind (prompt|prefix), task (classify|generate), backbone (id), num_virtual_tokens,
           dtype, template, labels (JSON: name, words, token_ids; no words for a head), generation (JSON object:
-          max_new_tokens, stop, no_repeat_ngram_size 0-8, the edge's defaults),
+          max_new_tokens, stop, no_repeat_ngram_size 0-8, num_beams 1-8, the edge's defaults),
           training (JSON), readout (JSON {"type": "verbalizer"} or {"type": "head", "pooling": "mean"|"last",
           "bag_tokens": K}; absent = verbalizer), created, checksum = sha256 over the tensors' raw bytes, in name order.
 
@@ -166,6 +166,9 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     n = out["generation"].get("no_repeat_ngram_size", 0)
     if type(n) is not int or not 0 <= n <= 8:  # a JSON true is a bool in Python, not a size
         raise AdapterError(f"{where}: generation.no_repeat_ngram_size must be an integer in [0, 8]")
+    k = out["generation"].get("num_beams", 1)
+    if type(k) is not int or not 1 <= k <= 8:
+        raise AdapterError(f"{where}: generation.num_beams must be an integer in [1, 8]")
     out["readout"] = out["readout"] or {"type": "verbalizer"}
     check_readout(out, tensors, where)
     kvf = decode_kv(tensors)

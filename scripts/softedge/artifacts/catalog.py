@@ -83,9 +83,15 @@ def adapter_card(alias: str, data: str, m: dict) -> str:
     if d and d.get("dev"):
         tried = ", ".join(f"{'off' if n == '0' else n} {v * 100:.1f}" for n, v in d["dev"].items())
         plain = d.get("eval_plain_greedy")
+        k = d.get("num_beams", 1)
+        how = f"beam search with {k} beams" if k > 1 else "greedy"
+        beams = ", ".join(f"{j} {v * 100:.1f}" for j, v in d.get("dev_beams", {}).items())
         L += [
-            f"Decoding: greedy, never repeating a {d['no_repeat_ngram_size']}-gram of the generated tokens (the "
-            f"edge's default for this adapter), chosen on the dev rows (ROUGE-L by no-repeat n-gram size: {tried})"
+            f"Decoding: {how}, never repeating a {d['no_repeat_ngram_size']}-gram of the generated tokens (the "
+            f"edge's default for this adapter), chosen on the dev rows (ROUGE-L by no-repeat n-gram size, greedy: "
+            f"{tried}"
+            + (f"; then by beams: {beams}" if beams else "")
+            + ")"
             + (f"; plain greedy scores {plain * 100:.1f} on the held-out rows." if plain is not None else "."),
             "",
         ]

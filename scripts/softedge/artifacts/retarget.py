@@ -80,6 +80,7 @@ def served_metric(ref, tok, artifact: tuple, eval_rows: list[dict]) -> tuple[str
         meta.get("training", {}).get("max_tokens", 128),
         meta.get("generation", {}).get("max_new_tokens", 32),
         meta.get("generation", {}).get("no_repeat_ngram_size", 0),
+        meta.get("generation", {}).get("num_beams", 1),
     )
     name = main_metric(meta["task"])
     return name, m[name]

@@ -200,11 +200,11 @@ def write_backbone(bundle: Path, out: Path, heldout: Path, windows: int, seq: in
 @torch.no_grad()
 def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, max_tokens: int, max_new: int) -> None:
     """What the edge must answer for the default adapters: prompt token ids, label probabilities (classification)
-    and greedy token ids (generation, with the adapter's no-repeat n-gram size), computed by PyTorch doing the int8
-    graph's math (quantize.simulate)."""
+    and generated token ids (generation: the adapter's decoding, its beams and no-repeat n-gram size; greedy with
+    that size; plain greedy), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
     from softedge.artifacts import adapter as adapter_fmt
     from softedge.tuning.readout import label_scores, readout_of
-    from softedge.tuning.tasks import encode_prompts, greedy, load_jsonl
+    from softedge.tuning.tasks import beam_search, encode_prompts, greedy, load_jsonl
     from softedge.data.tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
@@ -233,6 +233,9 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n)[0]
                 c["greedy_text"] = tok.decode(c["greedy_ids"])
                 c["no_repeat_ngram_size"] = n
+                k = meta["generation"].get("num_beams", 1)
+                beams = beam_search(ref, past, ids, tok.pad_id, tok.eos_id, max_new, k, n) if k > 1 else c["greedy_ids"]
+                c["num_beams"], c["beam_ids"], c["beam_text"] = k, beams, tok.decode(beams)
                 plain = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]  # what a request's 0 gives
                 c["plain_greedy_ids"], c["plain_greedy_text"] = plain, tok.decode(plain)
             entry["cases"].append(c)

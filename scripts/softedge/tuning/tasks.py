@@ -223,6 +223,75 @@ def greedy(
     return out
 
 
+@torch.no_grad()
+def beam_search(
+    model, kv, prompt: list[int], pad: int, eos: int, max_new: int, num_beams: int, no_repeat_ngram: int = 0
+) -> list[int]:
+    """Beam search for one prompt, scored by the sum of token log-probabilities (no length penalty: on the
+    definition task's dev split a penalty of 0.5 or 1 lowered ROUGE-L). The edge's beamSearch (src/engine/
+    generate.ts) is the twin, step for step: each beam offers its 2K best tokens (log-softmax in float64; ties:
+    the lower token id), the candidates are ranked by score, then beam, then token; </s> among the first K ranks
+    ends a hypothesis, the first K others go on. The search ends when K hypotheses have ended and none scores below
+    the best live beam (scores only fall), or at max_new, where the live beams join the ended ones. Returns the best
+    hypothesis's tokens. num_beams = 1 is greedy decoding. No stop strings here, as in greedy()."""
+    K = num_beams
+    P = 0 if kv is None else kv[0][0].shape[2]
+    ids, mask, pos = left_pad([prompt], pad, P)
+    logits, past = model(ids, mask, pos, kv, last_only=True)
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    ended: list[tuple[list[int], float]] = []
+    for step in range(max_new):
+        lps = torch.log_softmax(logits[:, -1].double(), -1)
+        cands = []
+        for b, (toks, score) in enumerate(beams):
+            row = lps[b]
+            banned = repeated_ngram_tokens(toks, no_repeat_ngram)
+            if banned:
+                row = row.clone()
+                row[list(banned)] = float("-inf")
+            vals, idx = torch.sort(row, descending=True, stable=True)
+            for v, t in zip(vals[: 2 * K].tolist(), idx[: 2 * K].tolist()):
+                if v != float("-inf"):
+                    cands.append((score + v, b, t))
+        cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+        live = []
+        for rank, (score, b, t) in enumerate(cands):
+            if t == eos:
+                if rank < K:
+                    ended.append((beams[b][0], score))
+            else:
+                live.append((beams[b][0] + [t], score, b))
+                if len(live) == K:
+                    break
+        ended = sorted(ended, key=lambda e: -e[1])[:K]
+        if not live or (len(ended) >= K and ended[-1][1] >= live[0][1]):
+            beams = []
+            break
+        beams = [(toks, score) for toks, score, _ in live]
+        if step + 1 == max_new:
+            break
+        rows = torch.tensor([b for *_, b in live])
+        past = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in past]
+        mask = torch.cat([mask[rows], torch.ones(len(live), 1, dtype=torch.long)], 1)
+        pos = pos[rows, -1:] + 1
+        logits, past = model(torch.tensor([[toks[-1]] for toks, _ in beams]), mask, pos, past, last_only=True)
+    if not ended and not beams:
+        return []  # every token banned: nothing to say
+    best = max(ended + beams, key=lambda e: e[1])  # max keeps the first of equal scores: ended before live
+    return best[0]
+
+
+def decode_rows(model, kv_fn, prompts, pad, eos, max_new, no_repeat_ngram=0, num_beams=1, batch=32):
+    """Generated ids per prompt: batched greedy decoding, or beam search row by row."""
+    if num_beams > 1:
+        return [beam_search(model, kv_fn(1), p, pad, eos, max_new, num_beams, no_repeat_ngram) for p in prompts]
+    outs = []
+    for i in range(0, len(prompts), batch):
+        kv = kv_fn(len(prompts[i : i + batch]))
+        outs += greedy(model, kv, prompts[i : i + batch], pad, eos, max_new, no_repeat_ngram=no_repeat_ngram)
+    return outs
+
+
 def lcs(a: list, b: list) -> int:
     if not a or not b:
         return 0
