@@ -15,7 +15,7 @@ import { parseRef, type AdapterRef } from "../store/refs";
 import type { Adapter } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
 import type { Phases } from "../engine/batch";
-import { finishReason, generate, type GenerateStep } from "../engine/generate";
+import { finishReason, generate, withoutStopStart, type GenerateStep } from "../engine/generate";
 import { encodePromptChecked } from "../engine/prompt";
 import type { Resolved } from "../store/adapters";
 
@@ -74,17 +74,18 @@ export async function startGeneration(
   });
   const t2 = performance.now();
   const decode = (x: number[]) => bb.tokenizer.decode(x, { skip_special_tokens: true });
+  const stops = o.stop ?? r.adapter.generation.stop ?? [];
   const steps = generate(bb.ort, bb.session, bb.cfg, r.adapter, ids, decode, {
     maxNewTokens: maxNew,
     temperature: o.temperature,
     topK: o.topK,
     topP: o.topP,
     seed: o.seed,
-    stop: o.stop ?? r.adapter.generation.stop ?? [],
+    stop: stops,
     noRepeatNgram: o.noRepeatNgram ?? r.adapter.generation.no_repeat_ngram_size ?? 0,
     numBeams: o.numBeams ?? (o.temperature ? 1 : (r.adapter.generation.num_beams ?? 1)), // the adapter's, for greedy requests
   });
-  return { r, ids, truncated, steps, maxNew, record, t0, t1, t2 };
+  return { r, ids, truncated, steps, stops, maxNew, record, t0, t1, t2 };
 }
 
 type Sse = Parameters<Parameters<typeof streamSSE>[1]>[0];
@@ -92,7 +93,9 @@ type Sse = Parameters<Parameters<typeof streamSSE>[1]>[0];
 /**
  * A generation as server-sent events, in the frames the route chooses: each text delta, then the end; a failure
  * after the 200 has gone out becomes an error frame in the API's error shape, never a silent close. The request's
- * log line waits for the stream's end (request-log.ts).
+ * log line waits for the stream's end (request-log.ts). Text that may be the start of a stop string is held back
+ * until the next step settles it (a stop cuts the text where the string starts), so what was sent is never
+ * taken back: the deltas always join to the final text.
  */
 export function streamSteps(
   c: Context<AppEnv>,
@@ -103,6 +106,7 @@ export function streamSteps(
     done(s: Sse, text: string, last: GenerateStep | undefined): Promise<void>;
     error(s: Sse, body: ReturnType<typeof errorBody>): Promise<void>;
   },
+  stops: string[],
 ) {
   let ended!: () => void;
   record.done = new Promise<void>((r) => (ended = r));
@@ -113,11 +117,14 @@ export function streamSteps(
       for await (const st of steps) {
         record.generated_tokens++;
         last = st;
-        const delta = st.text.slice(sent.length);
-        sent = st.text;
+        const visible = st.stopped ? st.text : withoutStopStart(st.text, stops);
+        const delta = visible.slice(sent.length);
+        sent = visible;
         if (delta) await frames.delta(s, delta);
       }
-      await frames.done(s, sent, last);
+      const text = last?.text ?? "";
+      if (text.length > sent.length) await frames.delta(s, text.slice(sent.length)); // what was held back
+      await frames.done(s, text, last);
     } catch (e) {
       const code = e instanceof DomainError ? e.code : "internal";
       if (code === "internal") console.error("generation stream failed", e);
@@ -226,7 +233,7 @@ inference.openapi(
   }),
   async (c) => {
     const b = c.req.valid("json");
-    const { r, ids, truncated, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.adapter, b.input, {
+    const { r, ids, truncated, steps, stops, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.adapter, b.input, {
       maxNewTokens: b.max_new_tokens,
       temperature: b.temperature,
       topK: b.top_k,
@@ -245,12 +252,18 @@ inference.openapi(
     });
     if (b.stream) {
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
-      return streamSteps(c, steps, record, {
-        delta: (s, text) => s.writeSSE({ event: "token", data: JSON.stringify({ text }) }),
-        done: (s, text, last) =>
-          s.writeSSE({ event: "done", data: JSON.stringify({ text: text.trim(), ...counts(record.generated_tokens, last), ...meta }) }),
-        error: (s, body) => s.writeSSE({ event: "error", data: JSON.stringify(body) }),
-      }) as never;
+      return streamSteps(
+        c,
+        steps,
+        record,
+        {
+          delta: (s, text) => s.writeSSE({ event: "token", data: JSON.stringify({ text }) }),
+          done: (s, text, last) =>
+            s.writeSSE({ event: "done", data: JSON.stringify({ text: text.trim(), ...counts(record.generated_tokens, last), ...meta }) }),
+          error: (s, body) => s.writeSSE({ event: "error", data: JSON.stringify(body) }),
+        },
+        stops,
+      ) as never;
     }
     const last = await collectSteps(steps, record);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });

@@ -18,7 +18,12 @@ const CompletionRequest = z
     model: AdapterRef.openapi({ example: "demo/define-prefix", description: "the adapter: tenant/name or tenant/name@version" }),
     prompt: z.union([z.string().min(1), z.array(z.string().min(1)).length(1)]).openapi({ example: "volcano" }),
     max_tokens: z.number().int().min(1).optional().openapi({ description: "default 16, capped at MAX_NEW_TOKENS" }),
-    temperature: z.number().min(0).max(2).optional().openapi({ description: "default 1, as OpenAI's; 0 is greedy" }),
+    temperature: z
+      .number()
+      .min(0)
+      .max(2)
+      .optional()
+      .openapi({ description: "default 1, as OpenAI's; 0 is greedy (with the adapter's beams, when it has them)" }),
     top_p: z.number().gt(0).max(1).optional(),
     stop: Stop.nullable().optional(),
     seed: Seed.optional(),
@@ -65,7 +70,7 @@ openai.openapi(
   async (c) => {
     const b = c.req.valid("json");
     const stop = b.stop == null ? undefined : typeof b.stop === "string" ? [b.stop] : b.stop;
-    const { ids, steps, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.model, Array.isArray(b.prompt) ? b.prompt[0] : b.prompt, {
+    const { ids, steps, stops, maxNew, record, t0, t1, t2 } = await startGeneration(c, b.model, Array.isArray(b.prompt) ? b.prompt[0] : b.prompt, {
       maxNewTokens: b.max_tokens ?? Math.min(16, c.var.limits.maxNewTokens),
       temperature: b.temperature ?? 1,
       topP: b.top_p,
@@ -83,14 +88,20 @@ openai.openapi(
       timing(c, { adapter: t1 - t0, tokenize: t2 - t1 });
       const frame = (text: string, finish: "stop" | "length" | null, extra = {}) =>
         JSON.stringify({ ...head, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }], ...extra });
-      return streamSteps(c, steps, record, {
-        delta: (s, text) => s.writeSSE({ data: frame(text, null) }),
-        done: async (s, _text, last) => {
-          await s.writeSSE({ data: frame("", finishReason(record.generated_tokens, last, maxNew), { usage: usage(record.generated_tokens) }) });
-          await s.writeSSE({ data: "[DONE]" });
+      return streamSteps(
+        c,
+        steps,
+        record,
+        {
+          delta: (s, text) => s.writeSSE({ data: frame(text, null) }),
+          done: async (s, _text, last) => {
+            await s.writeSSE({ data: frame("", finishReason(record.generated_tokens, last, maxNew), { usage: usage(record.generated_tokens) }) });
+            await s.writeSSE({ data: "[DONE]" });
+          },
+          error: (s, body) => s.writeSSE({ data: JSON.stringify(body) }),
         },
-        error: (s, body) => s.writeSSE({ data: JSON.stringify(body) }),
-      }) as never;
+        stops,
+      ) as never;
     }
     const last = await collectSteps(steps, record);
     timing(c, { adapter: t1 - t0, tokenize: t2 - t1, inference: performance.now() - t2 });

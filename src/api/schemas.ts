@@ -70,7 +70,7 @@ export const GenerateRequest = z
       .openapi({
         description:
           "beam search with this many beams (1: one sequence); greedy only, so not with a temperature above 0; default: the adapter's " +
-          "setting when the request is greedy. A stream then sends its tokens together when the search ends",
+          "setting when the request is greedy. A stream sends the tokens every remaining beam agrees on, as soon as they are settled",
       }),
     stream: z.boolean().optional(),
   })

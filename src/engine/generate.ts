@@ -2,7 +2,7 @@
 // Greedy by default; sampling with temperature, top-k, top-p and a seed (a small deterministic PRNG, so a seeded
 // request repeats exactly). Stops at </s>, at max_new_tokens, or when the text ends with a stop string. With
 // noRepeatNgram = n, a token that would repeat an n-gram of the generated text is never picked. With numBeams = K > 1
-// (and no temperature): beam search, whose steps come out together once the search has ended.
+// (and no temperature): beam search, whose tokens come out as soon as every beam agrees on them.
 import type * as ORT from "onnxruntime-web";
 import type { Adapter } from "./adapter";
 import type { BackboneConfig } from "./backbone-config";
@@ -41,6 +41,19 @@ export function bannedTokens(out: number[], n: number): number[] {
     if (k === n - 1) banned.push(out[i + n - 1]);
   }
   return banned;
+}
+
+/** `text` less its longest end that could begin a stop string (a proper prefix of one): what a stream may send
+ * before the next token settles whether a stop string starts there. Grows with the text, never shrinks. */
+export function withoutStopStart(text: string, stops: string[]): string {
+  let keep = text.length;
+  for (const s of stops)
+    for (let n = Math.min(s.length - 1, text.length); n > 0; n--)
+      if (text.endsWith(s.slice(0, n))) {
+        keep = Math.min(keep, text.length - n);
+        break;
+      }
+  return text.slice(0, keep);
 }
 
 /** mulberry32: tiny, fast, deterministic */
@@ -194,13 +207,15 @@ export function topTokens(lp: Float64Array, k: number): number[] {
 }
 
 function logSoftmax(logits: Float32Array): Float64Array {
+  // (x - max) - log(sum(exp(x - max))), in float64 as beam_search does in PyTorch; the sums' order differs, so the
+  // last bits may too: only exact or near ties between candidates could go another way
   let m = Number.NEGATIVE_INFINITY;
   for (const x of logits) if (x > m) m = x;
   let z = 0;
   for (const x of logits) z += Math.exp(x - m);
-  const lz = m + Math.log(z);
+  const lz = Math.log(z);
   const out = new Float64Array(logits.length);
-  for (let v = 0; v < logits.length; v++) out[v] = logits[v] - lz;
+  for (let v = 0; v < logits.length; v++) out[v] = logits[v] - m - lz;
   return out;
 }
 

@@ -11,7 +11,7 @@ import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapt
 import type { BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
 import { planPasses, runBatch } from "../../src/engine/batch";
-import { bannedTokens, generate, pickToken, pickTokenSorted, prng, topTokens } from "../../src/engine/generate";
+import { bannedTokens, generate, pickToken, pickTokenSorted, prng, topTokens, withoutStopStart } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -36,6 +36,8 @@ interface GCase {
   no_repeat_ngram_size?: number;
   num_beams?: number;
   beam_ids?: number[];
+  beam_ids_4_tokens?: number[];
+  beam_ids_stop_space?: number[];
 }
 
 describe("edge engine vs Python golden outputs", () => {
@@ -204,54 +206,62 @@ describe("edge engine vs Python golden outputs", () => {
       }
   });
 
-  it("decodes with the adapter's beams as PyTorch's beam search does; a stop string ends a beam", async () => {
+  it("decodes with the adapter's beams as PyTorch's beam search does, to </s>, to max_new_tokens and to a stop string", async () => {
     const a = golden.adapters.find((x: { task: string }) => x.task === "generate");
-    const k = adapters[a.adapter].generation.num_beams ?? 1;
+    const adapter = adapters[a.adapter];
+    const k = adapter.generation.num_beams ?? 1;
     expect(k).toBeGreaterThan(1); // the tuner chose beams on its dev split for the default adapter
+    const realRun = session.run.bind(session);
+    let runs = 0;
     const run = async (c: GCase, o: object) => {
-      const steps = [];
-      for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
+      const steps: { token: number; text: string; stopped?: true; runs: number }[] = [];
+      for await (const s of generate(ort, session, cfg, adapter, c.prompt_ids, (x) => tok.decode(x), {
         maxNewTokens: golden.max_new_tokens,
         noRepeatNgram: c.no_repeat_ngram_size,
+        stop: adapter.generation.stop,
+        numBeams: Math.max(k, 2),
         ...o,
       }))
-        steps.push(s);
+        steps.push({ ...s, runs });
       return steps;
     };
     let differs = 0,
-      stopped = 0,
-      early = 0;
-    const realRun = session.run.bind(session);
-    let runs = 0;
+      early = 0,
+      stopped = 0;
     session.run = ((...x: Parameters<typeof realRun>) => (runs++, realRun(...x))) as typeof realRun;
-    for (const c of a.cases as GCase[]) {
-      expect(c.num_beams).toBe(k);
-      runs = 0;
-      let firstAt = -1;
-      const steps = [];
-      for await (const s of generate(ort, session, cfg, adapters[a.adapter], c.prompt_ids, (x) => tok.decode(x), {
-        maxNewTokens: golden.max_new_tokens,
-        noRepeatNgram: c.no_repeat_ngram_size,
-        numBeams: k,
-      })) {
-        if (firstAt < 0) firstAt = runs;
-        steps.push(s);
+    try {
+      for (const c of a.cases as GCase[]) {
+        expect(c.num_beams).toBe(k);
+        runs = 0;
+        const steps = await run(c, {});
+        expect(steps.map((s) => s.token)).toEqual(c.beam_ids);
+        expect(steps.at(-1)?.text).toBe(tok.decode(c.beam_ids!));
+        for (const s of steps) expect(tok.decode(c.beam_ids!).startsWith(s.text)).toBe(true);
+        if (steps.length && steps[0].runs < runs) early++; // settled tokens come out while the search goes on
+        if (c.beam_ids!.join() !== c.greedy_ids!.join()) differs++;
+        // the search's other ends against PyTorch: at max_new_tokens, and at a stop string (its text cut there)
+        expect((await run(c, { maxNewTokens: 4 })).map((s) => s.token)).toEqual(c.beam_ids_4_tokens);
+        const space = await run(c, { stop: [" "] });
+        expect(space.map((s) => s.token)).toEqual(c.beam_ids_stop_space);
+        expect(space.at(-1)?.text ?? "").not.toContain(" ");
+        if (space.at(-1)?.stopped) stopped++;
       }
-      expect(steps.map((s) => s.token)).toEqual(c.beam_ids);
-      expect(steps.at(-1)?.text).toBe(tok.decode(c.beam_ids!));
-      for (const s of steps) expect(tok.decode(c.beam_ids!).startsWith(s.text)).toBe(true);
-      if (firstAt >= 0 && firstAt < runs) early++; // settled tokens come out while the search goes on
-      if (c.beam_ids!.join() !== c.greedy_ids!.join()) differs++;
-      // a stop string: the answer ends where the string starts, and that last step says it stopped
-      const space = await run(c, { numBeams: k, stop: [" "] });
-      expect(space.at(-1)?.text ?? "").not.toContain(" ");
-      if (space.at(-1)?.stopped) stopped++;
+    } finally {
+      session.run = realRun;
     }
     expect(differs).toBeGreaterThan(0); // beams leave greedy's path on some golden case
-    expect(stopped).toBeGreaterThan(0);
     expect(early).toBeGreaterThan(0);
-    session.run = realRun;
+    expect(stopped).toBeGreaterThan(0);
     await expect(run((a.cases as GCase[])[0], { numBeams: 2, temperature: 1 })).rejects.toThrow(/greedy/);
+  });
+
+  it("holds back only what could begin a stop string", () => {
+    expect(withoutStopStart("a mountain", ["\n"])).toBe("a mountain");
+    expect(withoutStopStart("a moun", ["mount"])).toBe("a ");
+    expect(withoutStopStart("a mo", ["o!"])).toBe("a m");
+    expect(withoutStopStart("a mo", ["mount", "o!"])).toBe("a "); // the longest such end
+    expect(withoutStopStart("a mountain", ["mount"])).toBe("a mountain"); // a whole stop string is the cut's business
+    expect(withoutStopStart("", ["ab"])).toBe("");
   });
 
   it("picks the k best tokens, ties to the lower id, never a banned one", () => {

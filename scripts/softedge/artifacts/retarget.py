@@ -81,6 +81,7 @@ def served_metric(ref, tok, artifact: tuple, eval_rows: list[dict]) -> tuple[str
         meta.get("generation", {}).get("max_new_tokens", 32),
         meta.get("generation", {}).get("no_repeat_ngram_size", 0),
         meta.get("generation", {}).get("num_beams", 1),
+        stop=tuple(meta.get("generation", {}).get("stop", [])),
     )
     name = main_metric(meta["task"])
     return name, m[name]

@@ -204,7 +204,7 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
     that size; plain greedy), computed by PyTorch doing the int8 graph's math (quantize.simulate)."""
     from softedge.artifacts import adapter as adapter_fmt
     from softedge.tuning.readout import label_scores, readout_of
-    from softedge.tuning.tasks import beam_search, encode_prompts, greedy, load_jsonl
+    from softedge.tuning.tasks import StopStrings, beam_search, encode_prompts, greedy, load_jsonl
     from softedge.data.tokenizer import Tokenizer
 
     model, _ = load_weights(bundle / "weights.safetensors")
@@ -229,15 +229,26 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 c["probabilities"] = {l: round(float(p), 7) for l, p in zip(readout.labels, probs)}
                 c["label"] = readout.labels[int(probs.argmax())]
             else:
-                n = meta["generation"].get("no_repeat_ngram_size", 0)  # the adapter's decoding, as the edge reads it
-                c["greedy_ids"] = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n)[0]
-                c["greedy_text"] = tok.decode(c["greedy_ids"])
+                gen = meta["generation"]
+                n, k = gen.get("no_repeat_ngram_size", 0), gen.get("num_beams", 1)  # the adapter's, as the edge reads
+                stop = StopStrings(tok.decode, tuple(gen.get("stop", [])))
+
+                def beams(k_, max_new_=max_new, stop_=stop, ids=ids, n=n):
+                    return beam_search(ref, past, ids, tok.pad_id, tok.eos_id, max_new_, k_, n, stop_)
+
+                c["greedy_ids"] = greedy(
+                    ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n, stop=stop
+                )[0]
+                c["greedy_text"] = stop.text(c["greedy_ids"])
                 c["no_repeat_ngram_size"] = n
-                k = meta["generation"].get("num_beams", 1)
-                beams = beam_search(ref, past, ids, tok.pad_id, tok.eos_id, max_new, k, n) if k > 1 else c["greedy_ids"]
-                c["num_beams"], c["beam_ids"], c["beam_text"] = k, beams, tok.decode(beams)
-                plain = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new)[0]  # what a request's 0 gives
-                c["plain_greedy_ids"], c["plain_greedy_text"] = plain, tok.decode(plain)
+                plain = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, stop=stop)[0]  # a request's 0
+                c["plain_greedy_ids"], c["plain_greedy_text"] = plain, stop.text(plain)
+                c["num_beams"] = k
+                c["beam_ids"] = beams(k) if k > 1 else c["greedy_ids"]
+                c["beam_text"] = stop.text(c["beam_ids"])
+                # the search's other ends, with the adapter's beams (at least 2): max_new reached, a stop string
+                c["beam_ids_4_tokens"] = beams(max(k, 2), 4)
+                c["beam_ids_stop_space"] = beams(max(k, 2), max_new, StopStrings(tok.decode, (" ",)))
             entry["cases"].append(c)
         items.append(entry)
     write_json(

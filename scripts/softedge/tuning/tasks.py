@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -179,6 +180,25 @@ def repeated_ngram_tokens(out: list[int], n: int) -> set[int]:
     return {out[i + n - 1] for i in range(len(out) - n + 1) if out[i : i + n - 1] == tail}
 
 
+@dataclass(frozen=True)
+class StopStrings:
+    """Stop strings as the edge applies them: generation ends with the token whose decoded text first contains one
+    (that token is kept in the ids), and the text is cut where the string starts."""
+
+    decode: Callable[[list[int]], str]
+    strings: tuple[str, ...]
+
+    def cut(self, ids: list[int]) -> int | None:
+        text = self.decode(ids)
+        hits = [i for i in (text.find(s) for s in self.strings) if i >= 0]
+        return min(hits) if hits else None
+
+    def text(self, ids: list[int]) -> str:
+        text = self.decode(ids)
+        at = self.cut(ids)
+        return text if at is None else text[:at]
+
+
 @torch.no_grad()
 def greedy(
     model,
@@ -189,10 +209,11 @@ def greedy(
     max_new: int,
     stop_ids: set[int] = frozenset(),
     no_repeat_ngram: int = 0,
+    stop: StopStrings | None = None,
 ):
     """Greedy decoding with the KV cache (each step feeds only the new token). Returns generated ids per row.
     no_repeat_ngram = n > 0: a token that would repeat an n-gram of the generated text is never picked (small
-    models loop: "a person who is a person who is ...")."""
+    models loop: "a person who is a person who is ..."). stop: as the edge's stop strings."""
     B = len(prompts)
     P = 0 if kv is None else kv[0][0].shape[2]
     ids, mask, pos = left_pad(prompts, pad, P)
@@ -215,6 +236,8 @@ def greedy(
                     done[i] = True
                 else:
                     out[i].append(t)
+                    if stop is not None and stop.cut(out[i]) is not None:
+                        done[i] = True
         if done.all():
             break
         mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long)], 1)
@@ -225,15 +248,25 @@ def greedy(
 
 @torch.no_grad()
 def beam_search(
-    model, kv, prompt: list[int], pad: int, eos: int, max_new: int, num_beams: int, no_repeat_ngram: int = 0
+    model,
+    kv,
+    prompt: list[int],
+    pad: int,
+    eos: int,
+    max_new: int,
+    num_beams: int,
+    no_repeat_ngram: int = 0,
+    stop: StopStrings | None = None,
 ) -> list[int]:
     """Beam search for one prompt, scored by the sum of token log-probabilities (no length penalty: on the
     definition task's dev split a penalty of 0.5 or 1 lowered ROUGE-L). The edge's beamSearch (src/engine/
     generate.ts) is the twin, step for step: each beam offers its 2K best tokens (log-softmax in float64; ties:
-    the lower token id), the candidates are ranked by score, then beam, then token; </s> among the first K ranks
-    ends a hypothesis, the first K others go on. The search ends when K hypotheses have ended and none scores below
-    the best live beam (scores only fall), or at max_new, where the live beams join the ended ones. Returns the best
-    hypothesis's tokens. num_beams = 1 is greedy decoding. No stop strings here, as in greedy()."""
+    the lower token id), the candidates are ranked by score, then beam, then token; </s> or a stop string among the
+    first K ranks ends a hypothesis, the first K others go on. The search ends when K hypotheses have ended and
+    none scores below the best live beam (scores only fall), or at max_new, where the live beams join the ended
+    ones. Returns the best hypothesis's tokens (with the one that completed a stop string). num_beams = 1 is greedy
+    decoding. The log-softmax is not bit-identical to the edge's (summation order), so only exact or near ties
+    could go another way there."""
     K = num_beams
     P = 0 if kv is None else kv[0][0].shape[2]
     ids, mask, pos = left_pad([prompt], pad, P)
@@ -256,11 +289,12 @@ def beam_search(
         cands.sort(key=lambda c: (-c[0], c[1], c[2]))
         live = []
         for rank, (score, b, t) in enumerate(cands):
-            if t == eos:
+            toks = beams[b][0] + [t]
+            if t == eos or (stop is not None and stop.cut(toks) is not None):
                 if rank < K:
-                    ended.append((beams[b][0], score))
+                    ended.append((beams[b][0] if t == eos else toks, score))
             else:
-                live.append((beams[b][0] + [t], score, b))
+                live.append((toks, score, b))
                 if len(live) == K:
                     break
         ended = sorted(ended, key=lambda e: -e[1])[:K]
@@ -281,14 +315,14 @@ def beam_search(
     return best[0]
 
 
-def decode_rows(model, kv_fn, prompts, pad, eos, max_new, no_repeat_ngram=0, num_beams=1, batch=32):
+def decode_rows(model, kv_fn, prompts, pad, eos, max_new, no_repeat_ngram=0, num_beams=1, batch=32, stop=None):
     """Generated ids per prompt: batched greedy decoding, or beam search row by row."""
     if num_beams > 1:
-        return [beam_search(model, kv_fn(1), p, pad, eos, max_new, num_beams, no_repeat_ngram) for p in prompts]
+        return [beam_search(model, kv_fn(1), p, pad, eos, max_new, num_beams, no_repeat_ngram, stop) for p in prompts]
     outs = []
     for i in range(0, len(prompts), batch):
         kv = kv_fn(len(prompts[i : i + batch]))
-        outs += greedy(model, kv, prompts[i : i + batch], pad, eos, max_new, no_repeat_ngram=no_repeat_ngram)
+        outs += greedy(model, kv, prompts[i : i + batch], pad, eos, max_new, no_repeat_ngram=no_repeat_ngram, stop=stop)
     return outs
 
 

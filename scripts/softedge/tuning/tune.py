@@ -46,6 +46,7 @@ from softedge.common import (
 from softedge.tuning.readout import POOLINGS, Head, choose_bag_ids, label_scores, probe_trials, prompt_features
 from softedge.tuning.tasks import (
     TEMPLATES,
+    StopStrings,
     Verbalizer,
     classification_metrics,
     encode_prompts,
@@ -65,6 +66,7 @@ NO_REPEAT_CHOICES = (0, 2, 3, 4)
 # the P=16 prefix, n = 2) beam search moved ROUGE-L from 18.7 (greedy) to 19.7 with 2 beams, 19.4 with 3, 19.3 with 4
 # and 18.6 with 8 (wider beams end on shorter, blander definitions).
 BEAM_CHOICES = (1, 2, 4)
+GENERATION_STOP = ("\n",)  # a generation adapter's stop strings (the edge's default for it); evaluation cuts there too
 
 
 def model_selection_rows(a, dev_rows: list[dict]) -> list[dict]:
@@ -114,10 +116,11 @@ def evaluate(
     max_new=32,
     no_repeat_ngram=0,
     num_beams=1,
+    stop: tuple[str, ...] = (),
 ):
     """kv_fn(B) -> KV prefix for a batch (or None); readout: a Verbalizer or a readout.Head (classification).
     Classification: accuracy/macro-F1; generation (greedy, or beam search with num_beams > 1; no_repeat_ngram as in
-    tasks.greedy): EM/ROUGE-L."""
+    tasks.greedy; the text cut at a stop string as the edge cuts it): EM/ROUGE-L."""
     model.eval()
     key = "text" if task == "classify" else "input"
     prompts = encode_prompts(tok, template, rows, key, max_tokens)
@@ -127,8 +130,9 @@ def evaluate(
             s = label_scores(model, kv_fn(len(prompts[i : i + batch])), prompts[i : i + batch], readout, tok.pad_id)
             pred += [readout.labels[j] for j in s.argmax(1).tolist()]
         return classification_metrics([r["label"] for r in rows], pred, readout.labels)
-    outs = decode_rows(model, kv_fn, prompts, tok.pad_id, tok.eos_id, max_new, no_repeat_ngram, num_beams, batch)
-    preds = [tok.decode(o).strip() for o in outs]
+    cut = StopStrings(tok.decode, tuple(stop))
+    outs = decode_rows(model, kv_fn, prompts, tok.pad_id, tok.eos_id, max_new, no_repeat_ngram, num_beams, batch, cut)
+    preds = [cut.text(o).strip() for o in outs]
     em = sum(p == r["output"].strip() for p, r in zip(preds, rows)) / len(rows)
     rl = sum(rouge_l(p, r["output"]) for p, r in zip(preds, rows)) / len(rows)
     return {
@@ -278,6 +282,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
             a.max_tokens,
             a.max_new_tokens,
             decode_ngram(a),
+            stop=GENERATION_STOP,
         )[metric]
 
     history, step, bad, t0, c0 = [], 0, 0, time.time(), time.process_time()
@@ -597,7 +602,7 @@ def pack_adapter(a: TuneConfig, model, bcfg, tuner, readout, training: dict, dty
     gen = (
         {
             "max_new_tokens": a.max_new_tokens,
-            "stop": ["\n"],
+            "stop": list(GENERATION_STOP),
             "no_repeat_ngram_size": decode_ngram(a),
             "num_beams": decode_beams(a),
         }
@@ -664,6 +669,7 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
             a.max_new_tokens,
             decode_ngram(a),
             decode_beams(a),
+            stop=GENERATION_STOP,
         )
         storage[dt] = {"bytes": len(buf), metric: m[metric]}
         if dt == a.dtype:
@@ -689,7 +695,21 @@ def choose_decoding(a: TuneConfig, model, tok, kv_fn, dev_rows, log) -> dict:
     metric = main_metric(a.task)
 
     def dev(n: int, k: int) -> float:
-        m = evaluate(model, kv_fn, tok, a.task, subset, a.template, None, 32, a.max_tokens, a.max_new_tokens, n, k)
+        m = evaluate(
+            model,
+            kv_fn,
+            tok,
+            a.task,
+            subset,
+            a.template,
+            None,
+            32,
+            a.max_tokens,
+            a.max_new_tokens,
+            n,
+            k,
+            stop=GENERATION_STOP,
+        )
         return round(m[metric], 4)
 
     out = {}
@@ -864,9 +884,22 @@ def main():
         a.max_new_tokens,
         decode_ngram(a),
         decode_beams(a),
+        stop=GENERATION_STOP,
     )
     if a.task == "generate" and (decode_ngram(a) or decode_beams(a) > 1):  # beside, chooses nothing: plain greedy
-        plain = evaluate(model, kv_fn, tok, a.task, eval_rows, a.template, None, 32, a.max_tokens, a.max_new_tokens)
+        plain = evaluate(
+            model,
+            kv_fn,
+            tok,
+            a.task,
+            eval_rows,
+            a.template,
+            None,
+            32,
+            a.max_tokens,
+            a.max_new_tokens,
+            stop=GENERATION_STOP,
+        )
         probe["decoding"]["eval_plain_greedy"] = round(plain[main_metric(a.task)], 4)
     metrics = run_metrics(a, model, bcfg, tuner, rows, labels, tr, probe, final, readout)
     a.out.mkdir(parents=True, exist_ok=True)
