@@ -26,6 +26,8 @@ from softedge.artifacts.catalog import stored_dtype
 from softedge.common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
 
 DEFAULT_P = 16
+BUILT_IN = ("spam", "wordnet-topic", "wordnet-define")  # the tasks the defaults were chosen on; others are unseen
+CLEAR_WIN = 1.0  # points: an unseen task's default adapter "beats naive Bayes clearly" by at least this (seed mean)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
         "1% of the backbone): their bag is the 4,096 most frequent tokens, whatever the size.",
         "",
     ]
-    claims = []
+    claims, targets = [], []
     for task, (kind, train, ev) in tasks.items():
         mine = [r for r in runs if r.task == task]
         L += [
@@ -187,11 +189,22 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
         if png:
             L += [f"![{task}: held-out metric against P]({png.name})", ""]
         claims += task_claims(task, kind, mine, results)
+        targets += target_rows(task, kind, mine, results)
     claims.append(
         "| different adapters (and readouts) share one batch | each item of a mixed batch answers as it does alone, "
         "within 1e-4 (test/js/engine.test.ts, test/worker/api.test.ts: asserted in every npm test) | yes |"
     )
     L += [
+        "## The targets of the adapter-quality issue",
+        "",
+        f"For the CLI's default adapter (prefix tuning, P={DEFAULT_P}, its head for classification): the mean over the "
+        "seeds, so that nothing here was chosen on the eval file. Tasks other than spam, wordnet-topic and "
+        "wordnet-define were never used to choose a default.",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *targets,
+        "",
         "## The seed's claims against these numbers",
         "",
         "| claim | measured | agrees? |",
@@ -276,15 +289,80 @@ def task_claims(task, kind, mine, results) -> list[str]:
             f"({m['bytes_ratio_to_backbone_onnx'] * 100:.2f}% of the {stored(m) / 2 ** 20:.1f} MiB int8 backbone) | yes |"
         )
     full, nb = best(results, pick("full", None)), best(results, pick("nb", None))
-    if pf and full:
+    d = seed_mean(results, default_runs(mine, kind))
+    if d and full:
         rows.append(
-            f"| {task}: the best prefix adapter vs full fine-tuning | {metric_of(pf)[1] * 100:.1f} vs "
-            f"{metric_of(full)[1] * 100:.1f} | {'at least as good' if metric_of(pf)[1] >= metric_of(full)[1] else 'behind'} |"
+            f"| {task}: the default prefix adapter vs full fine-tuning | {d[0]:.1f} vs {metric_of(full)[1] * 100:.1f} | "
+            f"{'at least as good' if d[0] >= metric_of(full)[1] * 100 else 'behind'} |"
         )
-    if pf and nb:
+    if d and nb:
         rows.append(
-            f"| {task}: the best prefix adapter vs naive Bayes | {metric_of(pf)[1] * 100:.1f} vs "
-            f"{metric_of(nb)[1] * 100:.1f} | {'beats it' if metric_of(pf)[1] > metric_of(nb)[1] else 'does not beat it'} |"
+            f"| {task}: the default prefix adapter vs naive Bayes | {d[0]:.1f} vs {metric_of(nb)[1] * 100:.1f} | "
+            f"{'beats it' if d[0] > metric_of(nb)[1] * 100 else 'does not beat it'} |"
+        )
+    return rows
+
+
+def default_runs(mine, kind) -> list[Run]:
+    """The CLI's default: prefix tuning at the default P (with a head for classification), every seed."""
+    readout = "head" if kind == "classify" else None
+    return [r for r in mine if r.method == "prefix" and r.p == DEFAULT_P and r.readout == readout]
+
+
+def seed_mean(results, rs) -> tuple[float, float, int] | None:
+    """(mean, spread, runs) of the finished runs' held-out metric, in points; None when none has finished."""
+    vals = [metric_of(results[r])[1] * 100 for r in rs if results.get(r)]
+    if not vals:
+        return None
+    return statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
+
+
+def target_rows(task, kind, mine, results) -> list[str]:
+    """The issue's targets for the CLI's default adapter (the seed mean at the default P: nothing chosen on the
+    eval file), each with the measured value and by how much it is met or missed."""
+    rs = [r for r in default_runs(mine, kind) if results.get(r)]
+    d = seed_mean(results, rs)
+    if d is None:
+        return []
+    mean, sd, n = d
+    shown = f"{mean:.1f}" + (f" ± {sd:.1f} over {n} seeds" if n > 1 else " (one seed)")
+    one = lambda method: best(results, [r for r in mine if r.method == method])  # noqa: E731
+    full, nb = one("full"), one("nb")
+    pts = lambda m: metric_of(m)[1] * 100  # noqa: E731
+    met = lambda ok, gap: "met" if ok else f"missed by {gap:.1f} points"  # noqa: E731
+    rows = []
+    if task == "spam" and full and nb:
+        bar = max(97.5, pts(full), pts(nb))
+        rows.append(
+            f"| spam: >= 97.5% and at least full fine-tuning ({pts(full):.1f}) and naive Bayes ({pts(nb):.1f}) | "
+            f"{shown} | {met(mean >= bar, bar - mean)} |"
+        )
+    if task == "wordnet-topic":
+        rows.append(f"| wordnet-topic: >= 70% | {shown} | {met(mean >= 70, 70 - mean)} |")
+    if task == "wordnet-define":
+        rows.append(f"| wordnet-define: ROUGE-L >= 20 | {shown} | {met(mean >= 20, 20 - mean)} |")
+    if task not in BUILT_IN and kind == "classify" and nb:
+        lead = mean - pts(nb)
+        rows.append(
+            f"| {task} (not tuned on): beats naive Bayes ({pts(nb):.1f}) clearly, by >= {CLEAR_WIN:.0f} point | "
+            f"{shown} ({lead:+.1f}) | {met(lead >= CLEAR_WIN, CLEAR_WIN - lead)} |"
+        )
+    ratio = max(results[r].get("bytes_ratio_to_backbone_onnx", 0) for r in rs) * 100
+    rows.append(
+        f"| {task}: prefix adapter stored within 1% of the int8 backbone | {ratio:.2f}% at most | "
+        f"{met(ratio <= 1.0, ratio - 1.0)} |"
+    )
+    name = metric_of(results[rs[0]])[0]
+    changes = [
+        abs(m["storage"]["int8"][name] - m["storage"]["float32"][name]) * 100
+        for m in (results[r] for r in rs)
+        if (m.get("storage") or {}).get("int8", {}).get(name) is not None
+    ]
+    if changes:
+        worst = max(changes)
+        rows.append(
+            f"| {task}: int8 storage moves the metric by <= 0.5 points (against float32) | {worst:.2f} at most | "
+            f"{met(worst <= 0.5, worst - 0.5)} |"
         )
     return rows
 
