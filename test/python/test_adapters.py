@@ -1,6 +1,7 @@
 """Issue 3 on a tiny random backbone: tuners, the compiled prompt, the tuning CLI and its baselines, the adapter
 artifact, PEFT import, and bad input."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -686,6 +687,15 @@ def test_compare_runs_the_grid_resumes_and_reports(tiny_bundle, data, tmp_path):
         assert row in report, row
     assert "not run yet" not in report and "± " in report  # two seeds at the default P: mean and spread
     assert "prefix tuning is 0.1-1.0% of the backbone's parameters" in report
+    # the issue's targets for the default adapter: "colors" was never tuned on, so it must beat naive Bayes clearly
+    target = re.search(
+        r"\| colors \(not tuned on\): beats naive Bayes \(([\d.]+)\) clearly.*\| ([\d.]+) ± [\d.]+ over 2 seeds.*\| (.*) \|",
+        report,
+    )
+    assert target, report
+    lead = float(target[2]) - float(target[1])
+    assert target[3] == ("met" if lead >= 1 else f"missed by {1 - lead:.1f} points")
+    assert "| colors: prefix adapter stored within 1% of the int8 backbone |" in report
     assert (tmp_path / "out" / "compare-colors.png").read_bytes()[:4] == b"\x89PNG"
     again = cli("compare", *args)
     assert again.returncode == 0 and "training" not in again.stdout  # finished runs are reused
