@@ -147,6 +147,12 @@ export function pickTokenSorted(logits: Float32Array, o: GenerateOptions, rand: 
   return idx[i];
 }
 
+/** The prompt's pass (behind the adapter's KV prefix): the first logits and the cache the steps continue from. */
+function promptPass(ort: Ort, session: ORT.InferenceSession, cfg: BackboneConfig, adapter: Adapter | null, ids: number[]) {
+  const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
+  return runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
+}
+
 export async function* generate(
   ort: Ort,
   session: ORT.InferenceSession,
@@ -162,8 +168,7 @@ export async function* generate(
     return;
   }
   const rand = prng(o.seed ?? 0);
-  const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
-  let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
+  let state = await promptPass(ort, session, cfg, adapter, ids);
   const out: number[] = [];
   for (let step = 0; step < o.maxNewTokens; step++) {
     let logits = state.logits.subarray(0, cfg.vocab_size);
@@ -239,8 +244,7 @@ async function* beamSearch(
 ): AsyncGenerator<GenerateStep> {
   const K = o.numBeams!,
     V = cfg.vocab_size;
-  const item = { ids, kv: adapter?.kv ?? null, virtualTokens: adapter?.virtualTokens ?? 0 };
-  let state = await runBatch(ort, session, cfg, [item], undefined, { logits: true, presents: true, hidden: false });
+  let state = await promptPass(ort, session, cfg, adapter, ids);
   let live: Hypothesis[] = [{ tokens: [], score: 0 }];
   let ended: Hypothesis[] = [];
   let sent = 0; // tokens yielded: settled ones

@@ -143,6 +143,28 @@ def evaluate(
     }
 
 
+def evaluate_run(a, model, kv_fn, tok, rows, readout=None, batch=32, ngram=None, beams=None) -> dict:
+    """evaluate() with this run's task, template, token budgets and stop strings, decoding as chosen so far unless
+    ngram/beams say otherwise."""
+    ngram = decode_ngram(a) if ngram is None else ngram
+    beams = decode_beams(a) if beams is None else beams
+    return evaluate(
+        model,
+        kv_fn,
+        tok,
+        a.task,
+        rows,
+        a.template,
+        readout,
+        batch,
+        a.max_tokens,
+        a.max_new_tokens,
+        ngram,
+        beams,
+        stop=GENERATION_STOP,
+    )
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -270,20 +292,7 @@ def train(a: TuneConfig, model, tok, train_rows, dev_rows, readout, tuner, kv_fn
         return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in owners]
 
     def dev_score():
-        return evaluate(
-            model,
-            kv_fn,
-            tok,
-            a.task,
-            dev_subset,
-            a.template,
-            readout,
-            a.batch,
-            a.max_tokens,
-            a.max_new_tokens,
-            decode_ngram(a),
-            stop=GENERATION_STOP,
-        )[metric]
+        return evaluate_run(a, model, kv_fn, tok, dev_subset, readout, a.batch, beams=1)[metric]
 
     history, step, bad, t0, c0 = [], 0, 0, time.time(), time.process_time()
     best, best_state = -1.0, None
@@ -656,21 +665,7 @@ def pack_and_measure(a: TuneConfig, model, tok, bcfg, bundle, tuner, readout, tr
         buf = pack_adapter(a, model, bcfg, tuner, readout, training, dt)
         kvd, meta, tensors = adapter_fmt.parse(buf, bcfg)
         packed = Head.from_artifact(tensors, meta["readout"], head.labels) if head else verb
-        m = evaluate(
-            model,
-            lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B),
-            tok,
-            a.task,
-            eval_rows,
-            a.template,
-            packed,
-            32,
-            a.max_tokens,
-            a.max_new_tokens,
-            decode_ngram(a),
-            decode_beams(a),
-            stop=GENERATION_STOP,
-        )
+        m = evaluate_run(a, model, lambda B, kvd=kvd: adapter_fmt.tensor_to_kv(kvd, B), tok, eval_rows, packed)
         storage[dt] = {"bytes": len(buf), metric: m[metric]}
         if dt == a.dtype:
             with atomic_path(a.out / "adapter.safetensors") as tmp:
@@ -695,22 +690,7 @@ def choose_decoding(a: TuneConfig, model, tok, kv_fn, dev_rows, log) -> dict:
     metric = main_metric(a.task)
 
     def dev(n: int, k: int) -> float:
-        m = evaluate(
-            model,
-            kv_fn,
-            tok,
-            a.task,
-            subset,
-            a.template,
-            None,
-            32,
-            a.max_tokens,
-            a.max_new_tokens,
-            n,
-            k,
-            stop=GENERATION_STOP,
-        )
-        return round(m[metric], 4)
+        return round(evaluate_run(a, model, kv_fn, tok, subset, ngram=n, beams=k)[metric], 4)
 
     out = {}
     if a.no_repeat_ngram == "auto":
@@ -871,35 +851,9 @@ def main():
         tr = train(a, model, tok, train_rows, dev_rows, readout, tuner, kv_fn)
     if a.task == "generate":
         probe = {"decoding": choose_decoding(a, model, tok, kv_fn, dev_rows, log)}
-    final = evaluate(
-        model,
-        kv_fn,
-        tok,
-        a.task,
-        eval_rows,
-        a.template,
-        readout,
-        32,
-        a.max_tokens,
-        a.max_new_tokens,
-        decode_ngram(a),
-        decode_beams(a),
-        stop=GENERATION_STOP,
-    )
+    final = evaluate_run(a, model, kv_fn, tok, eval_rows, readout)
     if a.task == "generate" and (decode_ngram(a) or decode_beams(a) > 1):  # beside, chooses nothing: plain greedy
-        plain = evaluate(
-            model,
-            kv_fn,
-            tok,
-            a.task,
-            eval_rows,
-            a.template,
-            None,
-            32,
-            a.max_tokens,
-            a.max_new_tokens,
-            stop=GENERATION_STOP,
-        )
+        plain = evaluate_run(a, model, kv_fn, tok, eval_rows, ngram=0, beams=1)
         probe["decoding"]["eval_plain_greedy"] = round(plain[main_metric(a.task)], 4)
     metrics = run_metrics(a, model, bcfg, tuner, rows, labels, tr, probe, final, readout)
     a.out.mkdir(parents=True, exist_ok=True)
