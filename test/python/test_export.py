@@ -57,21 +57,20 @@ def test_int8_graph_stores_int8_weights_and_is_smaller(tiny_model, scheme):
     ops = {n.op_type for n in q.graph.node}
     assert ("DequantizeLinear" in ops) == (scheme == "weight-only-dql")
     assert ("MatMulInteger" in ops) == scheme.startswith("dynamic-row")
-    if scheme in quantize.MIXED:  # the kept modules (o_proj and/or down_proj) folded weight-only; the rest dynamic
+    if scheme in quantize.MIXED:  # o_proj and down_proj folded weight-only; q, k, v, gate, up dynamic
         weights = {i.name for i in fp.graph.initializer if np.prod(i.dims) >= quantize.MIN_ELEMENTS}  # the quantised
         module = {
             n.output[0]: n.name.split("/")[-2] for n in fp.graph.node if n.op_type == "MatMul" and n.input[1] in weights
         }
         made_by = {o: n.op_type for n in q.graph.node for o in n.output}  # dynamic: a rescaling Mul; folded: MatMul
         dynamic = {m for o, m in module.items() if made_by[o] == "Mul"}
-        kept = set(quantize.KEPT_WEIGHT_ONLY[scheme]) - {"lm_head"}
-        assert dynamic and dynamic <= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"} - kept
-        assert {m for o, m in module.items() if made_by[o] == "MatMul"} == kept
+        assert dynamic and dynamic <= {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
+        assert {m for o, m in module.items() if made_by[o] == "MatMul"} == {"o_proj", "down_proj"}
         # the tied head: MatMulNBits over the table, or (i8head) two integer matmuls over its transpose
         head_ops = {n.op_type for n in q.graph.node if n.output[0] == "logits" or "MatMulNBits" == n.op_type}
         assert ("MatMulNBits" in head_ops) == (scheme == "dynamic-row-mixed")
         integer = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
-        assert len(integer) == sum(made_by[o] == "Mul" for o in module) + 2 * (scheme in quantize.I8HEAD)
+        assert len(integer) == sum(made_by[o] == "Mul" for o in module) + 2 * (scheme == "dynamic-row-mixed-i8head")
     if scheme == "weight-only":  # Cast+Mul of constants only, so ORT folds them at load
         assert "DequantizeLinear" not in ops and "MatMulInteger" not in ops
     if scheme == "weight-only-nbits":  # weights stay uint8 in memory; no weight-sized Cast for ORT to fold

@@ -34,10 +34,6 @@ zero point 0). Two schemes, chosen by measuring in ONNX Runtime Web (npm run ben
                a decode step). The head's input is quantised per row in two terms, x ~ s1 q1 + s2 q2 (q2 quantises
                the residual of q1: error ~1/(127 * 254) of max |x|), so the logits keep weight-only accuracy; the
                transposed uint8 matrix that MatMulInteger reads is folded once at session creation (+2 MB).
-  dynamic-row-down-i8head  dynamic-row-mixed-i8head with o_proj dynamic too: only down_proj (and the head) stay
-               weight-only. On the default backbone o_proj's input cost no top-1 agreement (98.19% against 98.14%,
-               PyTorch simulation, 64x64 held-out tokens); one fewer matrix to fold at session creation, and an
-               integer multiply in place of an fp32 one.
 
 Embedding tables (Gather) are quantised per row; a tied output head (Transpose of the table) reuses the same int8
 table, so tying still stores the vocabulary matrix once.
@@ -57,17 +53,15 @@ SCHEMES = (
     "dynamic-row",
     "dynamic-row-mixed",
     "dynamic-row-mixed-i8head",
-    "dynamic-row-down-i8head",
 )
-# the mixed schemes: the modules each leaves weight-only (folded), a tied head included; the rest dynamic-row
-KEPT_WEIGHT_ONLY = {
-    "dynamic-row-mixed": ("o_proj", "down_proj", "lm_head"),
-    "dynamic-row-mixed-i8head": ("o_proj", "down_proj", "lm_head"),
-    "dynamic-row-down-i8head": ("down_proj", "lm_head"),
-}
-MIXED = tuple(KEPT_WEIGHT_ONLY)
-I8HEAD = ("dynamic-row-mixed-i8head", "dynamic-row-down-i8head")  # the tied head as two integer matmuls
-NBITS_TABLES = ("weight-only-nbits", "weight-only-nbits-embed") + MIXED  # tables (and a tied head) kept int8
+MIXED = ("dynamic-row-mixed", "dynamic-row-mixed-i8head")  # o_proj and down_proj kept weight-only
+KEPT_WEIGHT_ONLY = ("o_proj", "down_proj", "lm_head")  # dynamic-row-mixed: modules left weight-only (a tied head too)
+NBITS_TABLES = (
+    "weight-only-nbits",
+    "weight-only-nbits-embed",
+    "dynamic-row-mixed",
+    "dynamic-row-mixed-i8head",
+)  # tables (and a tied head) kept int8
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 MIN_ELEMENTS = 1024  # smaller matrices are not worth the extra nodes
 
@@ -267,7 +261,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             e = G.weight(prod.input[0]) if w is None and prod is not None and prod.op_type == "Transpose" else None
             if e is not None:
                 tq, s, bs = nbits_table(prod.input[0], e)
-                if scheme in I8HEAD:
+                if scheme == "dynamic-row-mixed-i8head":
                     integer_head(node, tq, s, *e.shape)
                 else:
                     matmul_nbits(node, tq, s, e.shape[1], bs)
@@ -289,7 +283,7 @@ def quantize(proto: onnx.ModelProto, scheme: str = "weight-only") -> onnx.ModelP
             replaced.add(id(prod))
         # dynamic-row-mixed: the export names a block's MatMul /model/blocks.<i>/<attn|mlp>/<module>/MatMul
         module = node.name.split("/")[-2] if node.name.count("/") >= 2 else ""
-        kept = scheme in MIXED and (w is None or module in KEPT_WEIGHT_ONLY[scheme])  # w None: the tied head
+        kept = scheme in MIXED and (w is None or module in KEPT_WEIGHT_ONLY)  # w None: the tied head
         if scheme in ("weight-only", "weight-only-nbits-embed") or kept:
             # Cast+Mul of constants: ONNX Runtime folds this into an fp32 weight once, at session creation
             wf = G.node("Cast", [wq], wname, to=TensorProto.FLOAT)
@@ -420,7 +414,7 @@ def simulate(model, scheme: str):
     src = copy.deepcopy(model).eval()
     for name, mod in list(ref.named_modules()):
         for child_name, child in list(mod.named_children()):
-            if mixed and child_name in KEPT_WEIGHT_ONLY[scheme]:
+            if mixed and child_name in KEPT_WEIGHT_ONLY:
                 continue  # stays the dequantised weight-only linear
             if isinstance(child, torch.nn.Linear) and child.weight.numel() >= MIN_ELEMENTS:
                 orig = src.get_submodule(f"{name}.{child_name}" if name else child_name)
@@ -429,6 +423,6 @@ def simulate(model, scheme: str):
     if W.size >= MIN_ELEMENTS and scheme != "dynamic-row-mixed":
         q, s = quantize_array(W, axis=0)  # the table's per-row scales serve the tied head's columns
         wq_t, ws = torch.from_numpy(q.astype(np.float32)).t(), torch.from_numpy(s)
-        head = _two_term_head if scheme in I8HEAD else _dyn_row_matmul
+        head = _two_term_head if scheme == "dynamic-row-mixed-i8head" else _dyn_row_matmul
         ref.output_fn = lambda h: head(h, wq_t, ws)
     return ref
