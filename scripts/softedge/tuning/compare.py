@@ -142,7 +142,7 @@ def report(tasks, runs: list[Run], results: dict[Run, dict], out: Path) -> str:
         "",
         "Written by `npm run compare` (scripts/softedge/tuning/compare.py). Every run is `scripts/py tune` with its defaults "
         "except the row's method, readout, P and seed; every figure is on the eval file, which chose nothing (model "
-        "selection on a dev split of the training file, which also picks a generation run's no-repeat n-gram size). "
+        "selection on a dev split of the training file, which also picks a generation run's no-repeat n-gram size and beam count). "
         "Stored bytes: each run's metrics at float16 and int8 (runs from before int8 heads stored the head at float16 "
         "in both). Rows whose run has not finished say so. A head row marked † holds runs from before the bag's "
         "tokens were chosen by what they say about the label and cut to fit tune's --size-budget (the adapter within "
