@@ -43,6 +43,12 @@ export function bannedTokens(out: number[], n: number): number[] {
   return banned;
 }
 
+/** Where the first stop string in `text` starts (the text is cut there), or -1 when none is in it. */
+export function stopAt(text: string, stops: string[] = []): number {
+  const hits = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+  return hits.length ? Math.min(...hits) : -1;
+}
+
 /** `text` less its longest end that could begin a stop string (a proper prefix of one): what a stream may send
  * before the next token settles whether a stop string starts there. Grows with the text, never shrinks. */
 export function withoutStopStart(text: string, stops: string[]): string {
@@ -181,9 +187,9 @@ export async function* generate(
     if (t === cfg.eos_token_id) return;
     out.push(t);
     const text = decode(out);
-    const hit = (o.stop ?? []).map((s) => text.indexOf(s)).filter((i) => i >= 0);
-    if (hit.length) {
-      yield { token: t, text: text.slice(0, Math.min(...hit)), stopped: true };
+    const cut = stopAt(text, o.stop);
+    if (cut >= 0) {
+      yield { token: t, text: text.slice(0, cut), stopped: true };
       return;
     }
     yield { token: t, text };
@@ -260,12 +266,7 @@ async function* beamSearch(
     const next: (Hypothesis & { from: number })[] = [];
     for (const [rank, c] of cands.entries()) {
       const tokens = [...live[c.from].tokens, c.token];
-      let cut = -1;
-      if (c.token !== cfg.eos_token_id && o.stop?.length) {
-        const text = decode(tokens);
-        const hits = o.stop.map((s) => text.indexOf(s)).filter((i) => i >= 0);
-        if (hits.length) cut = Math.min(...hits);
-      }
+      const cut = c.token !== cfg.eos_token_id && o.stop?.length ? stopAt(decode(tokens), o.stop) : -1;
       if (c.token === cfg.eos_token_id || cut >= 0) {
         if (rank < K) ended.push(c.token === cfg.eos_token_id ? { tokens: live[c.from].tokens, score: c.score } : { tokens, score: c.score, cut });
       } else if (next.push({ tokens, score: c.score, from: c.from }) === K) break;

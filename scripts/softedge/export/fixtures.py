@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -232,9 +233,7 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 gen = meta["generation"]
                 n, k = gen.get("no_repeat_ngram_size", 0), gen.get("num_beams", 1)  # the adapter's, as the edge reads
                 stop = StopStrings(tok.decode, tuple(gen.get("stop", [])))
-
-                def beams(k_, max_new_=max_new, stop_=stop, ids=ids, n=n):
-                    return beam_search(ref, past, ids, tok.pad_id, tok.eos_id, max_new_, k_, n, stop_)
+                search = partial(beam_search, ref, past, ids, tok.pad_id, tok.eos_id)  # (max_new, beams, n, stop)
 
                 c["greedy_ids"] = greedy(
                     ref, past, [ids], tok.pad_id, tok.eos_id, max_new, no_repeat_ngram=n, stop=stop
@@ -244,11 +243,11 @@ def write_golden(bundle: Path, cases: list[str], out: Path, per_adapter: int, ma
                 plain = greedy(ref, past, [ids], tok.pad_id, tok.eos_id, max_new, stop=stop)[0]  # a request's 0
                 c["plain_greedy_ids"], c["plain_greedy_text"] = plain, stop.text(plain)
                 c["num_beams"] = k
-                c["beam_ids"] = beams(k) if k > 1 else c["greedy_ids"]
+                c["beam_ids"] = search(max_new, k, n, stop) if k > 1 else c["greedy_ids"]
                 c["beam_text"] = stop.text(c["beam_ids"])
                 # the search's other ends, with the adapter's beams (at least 2): max_new reached, a stop string
-                c["beam_ids_4_tokens"] = beams(max(k, 2), 4)
-                c["beam_ids_stop_space"] = beams(max(k, 2), max_new, StopStrings(tok.decode, (" ",)))
+                c["beam_ids_4_tokens"] = search(4, max(k, 2), n, stop)
+                c["beam_ids_stop_space"] = search(max_new, max(k, 2), n, StopStrings(tok.decode, (" ",)))
             entry["cases"].append(c)
         items.append(entry)
     write_json(

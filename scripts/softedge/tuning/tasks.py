@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -189,14 +189,18 @@ class StopStrings:
     strings: tuple[str, ...]
 
     def cut(self, ids: list[int]) -> int | None:
-        text = self.decode(ids)
-        hits = [i for i in (text.find(s) for s in self.strings) if i >= 0]
-        return min(hits) if hits else None
+        """Where the first stop string in the decoded text starts, or None."""
+        return self._at(self.decode(ids))
 
     def text(self, ids: list[int]) -> str:
+        """The decoded text, cut where a stop string starts."""
         text = self.decode(ids)
-        at = self.cut(ids)
+        at = self._at(text)
         return text if at is None else text[:at]
+
+    def _at(self, text: str) -> int | None:
+        hits = [i for i in (text.find(s) for s in self.strings) if i >= 0]
+        return min(hits) if hits else None
 
 
 @torch.no_grad()
