@@ -10,7 +10,7 @@
 #                                                         under the 16 MB bundle limit); copies the run to $OUT when set,
 #                                                         the weights split into 15 MB parts (files back are <= 16 MiB)
 #   bash scripts/pretrain-gpu.sh unpack DIR [DEST]        here: DIR (the files that came back) -> .cache/runs/gpu
-# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR override the defaults.
+# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR, EVAL_EVERY override the defaults.
 #   bash scripts/package-backbone.sh .cache/runs/gpu softedge-llama-13m   then compare the probe suites
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -224,8 +224,8 @@ def main():
             "PyTorch's on the training weights; where the int8 graph the edge serves computes different math "
             "(dynamic activation quantisation), the same eval rows scored on that graph's math follow it "
             "(written by `scripts/py retarget`). Bytes are the stored artifact at its dtype (int8, tune's default: "
-            "KV prefix, head and bag with per-row scales). Generation decodes greedily, never repeating an n-gram of "
-            "its own output, with the n the adapter stores (chosen on dev; its card has each candidate's score).\n\n"
+            "KV prefix, head and bag with per-row scales). Generation decodes with the beam count and the no-repeat "
+            "n-gram size the adapter stores, both chosen on dev (its card has each candidate's score).\n\n"
             + "\n".join(table)
             + "\n"
         )

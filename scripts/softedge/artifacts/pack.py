@@ -7,7 +7,7 @@ The artifact is validated first (checksum, shapes, readout; against its backbone
 catalog's bundle is the one it names). Re-packing re-encodes the stored tensors only: the KV prefix (int8 keeps one
 scale per layer, key/value and head), the soft prompt and the head follow adapter.pack's rules; metadata, labels,
 template and training record stay. `scripts/py tune` reports what each dtype does to the eval metric (metrics.json,
-"storage"); int8 moved no default adapter's metric by more than 0.1 point.
+"storage"); int8 moved no default adapter's metric by more than 0.15 point.
 """
 from __future__ import annotations
 

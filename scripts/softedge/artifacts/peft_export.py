@@ -5,8 +5,8 @@
 
 adapter   a PEFT folder (adapter_config.json + adapter_model.safetensors): PROMPT_TUNING with the raw soft prompt
           [P, d] for a prompt adapter, PREFIX_TUNING with the KV prefix [P, L*2*kvH*D] (no projection) for a prefix
-          adapter: the layouts scripts/py import-peft reads. A classification head has no PEFT counterpart for a
-          causal LM: it goes to softedge_head.safetensors beside them (import-peft restores it; PEFT ignores it).
+          adapter: the layouts scripts/py peft_import reads. A classification head has no PEFT counterpart for a
+          causal LM: it goes to softedge_head.safetensors beside them (peft_import restores it; PEFT ignores it).
 backbone  a Hugging Face Llama checkpoint folder (config.json, model.safetensors, tokenizer.model, tokenizer.json,
           tokenizer_config.json, special_tokens_map.json), loadable by transformers' LlamaForCausalLM, with the
           same logits (RoPE in the half-split convention transformers uses; embeddings tied).

@@ -1,6 +1,6 @@
 """Import a Hugging Face PEFT adapter (adapter_config.json + adapter_model.safetensors) into a softedge artifact.
 
-    scripts/py import-peft <peft dir> --task classify --verbalizer '{"pos": "good", "neg": "bad"}' \
+    scripts/py peft_import <peft dir> --task classify --verbalizer '{"pos": "good", "neg": "bad"}' \
                            [--backbone <bundle>] [--template ...] [--dtype float16] --out adapter.safetensors
 
 PEFT saves one tensor, prompt_embeddings (a folder written by scripts/py peft_export also carries the template, the

@@ -5,7 +5,7 @@
 SentencePiece BPE (byte fallback, so no input is ever <unk>; digits split; no normalisation, so text round-trips)
 trained on the corpus, then converted to a Hugging Face tokenizer.json (Llama-style: "▁" for spaces, BPE merges
 ranked by SentencePiece's piece scores, byte-fallback pieces <0xNN>) that @huggingface/tokenizers loads on the edge.
-Python encodes with the SentencePiece model; test/js/tokenizer.test.ts checks the two give identical ids.
+Python encodes with the SentencePiece model; test/js/backbone.test.ts checks the two give identical ids.
 """
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ or --eval-frac of --train) are scored once at the end and choose nothing; the de
 the rest) choose the probe's weight decay and bag, and the training step kept (early stopping). A head readout
 starts from a linear probe on the untrained adapter's features (LP-FT), then trains adapter and head together.
 Writes metrics.json, curve.png and, for prompt/prefix, adapter.safetensors (--dtype int8 by default: the KV prefix
-and the head's weights with one scale per row; against float16 it moved no default adapter's served held-out metric
-by more than 0.32 point: define-prefix's ROUGE-L, up), after evaluating the packed adapter at float32, float16 and int8 storage.
+and the head's weights with one scale per row; against float16 it moved no default adapter's held-out metric by
+more than 0.15 point: define-prefix's ROUGE-L, up), after evaluating the packed adapter at float32, float16 and int8 storage.
 """
 from __future__ import annotations
 
