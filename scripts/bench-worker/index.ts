@@ -3,7 +3,8 @@
 // of a plain matrix multiply in the same runtime (the roofline). The client posts the model bytes; times are taken
 // around awaits with performance.now(), which advances across them in local workerd.
 //   GET /healthz
-//   POST /backbone      model.onnx bytes; header x-config: config.json (base64), x-optimization-level (default all)
+//   POST /backbone      model.onnx bytes; header x-config: config.json (base64), x-optimization-level (default: the
+//                       worker's, sessionLevel of the config)
 //   POST /adapter?name=N  an adapter file, parsed for the backbone
 //   POST /classify      {items: [{adapter, ids}], runs, group, maxBatchTokens}: ms per call
 //   POST /forward       {ids, adapter (null: no prefix), runs, group}: one forward pass, no readout
@@ -11,7 +12,7 @@
 //   POST /checksum?runs=N   bytes: ms per SHA-256 of them (the backbone loader's model.onnx check)
 //   POST /tokenizer?runs=N  tokenizer.json bytes: ms per parse + construction (the loader's tokenizer)
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
-import type { BackboneConfig } from "../../src/engine/backbone-config";
+import { sessionLevel, type BackboneConfig } from "../../src/engine/backbone-config";
 import { runBatch } from "../../src/engine/batch";
 import { classifyBatch } from "../../src/engine/classify";
 import { sha256Hex } from "../../src/engine/hash";
@@ -50,7 +51,7 @@ export default {
       switch (url.pathname) {
         case "/backbone": {
           const cfg = JSON.parse(atob(request.headers.get("x-config") ?? "")) as BackboneConfig;
-          const level = (request.headers.get("x-optimization-level") ?? "all") as Level; // the worker's is "all"
+          const level = (request.headers.get("x-optimization-level") as Level | null) ?? sessionLevel(cfg); // the worker's
           const bytes = await request.arrayBuffer(); // the upload is not the session's time
           const t0 = performance.now();
           backbone = { session: await create(bytes, level), cfg };

@@ -20,12 +20,14 @@ const ort = await import("onnxruntime-web");
 ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
 const model = readFileSync(process.argv[2]);
-const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
+// the worker's level (src/engine/backbone-config.ts sessionLevel): "basic" for a graph pre-optimised offline
+const level = cfg.ort_optimization?.at_load ?? "all";
+const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: level });
 const loadBytes = memory.buffer.byteLength;
 
 const i = process.argv.indexOf("--slots");
 const slots = i > 0 ? Number(process.argv[i + 1]) : 1024;
-const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
 const [P, T] = [32, 128],
   B = Math.max(1, Math.floor(slots / (P + T)));
 const feeds = syntheticFeeds(ort, cfg, B, T, P);

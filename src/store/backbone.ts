@@ -4,7 +4,7 @@
 // request's adapters are read and checked while model.onnx is still downloading.
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
-import type { BackboneConfig } from "../engine/backbone-config";
+import { sessionLevel, type BackboneConfig } from "../engine/backbone-config";
 import { initOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
 import { DomainError } from "../errors";
@@ -36,6 +36,11 @@ function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone
   const cfg = cfgBytes.then((b) => {
     const c = JSON.parse(new TextDecoder().decode(b)) as BackboneConfig;
     if (c.id !== id) throw new DomainError("backbone_unavailable", `backbones/${id}/config.json names ${c.id}`);
+    try {
+      sessionLevel(c); // checked with the config, before any adapter is read against it
+    } catch (e) {
+      throw new DomainError("backbone_unavailable", (e as Error).message);
+    }
     return c;
   });
   // each is awaited below; one that fails while another is awaited must not count as an unhandled rejection
@@ -46,7 +51,7 @@ function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone
     const bytes = await model;
     if ((await sha256Hex(bytes)) !== c.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
     const ort = await ortReady;
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: sessionLevel(c) });
     stats.loads++;
     return { cfg: c, session, tokenizer, ort };
   })();

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-web";
 import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapter";
-import type { BackboneConfig } from "../../src/engine/backbone-config";
+import { sessionLevel, type BackboneConfig } from "../../src/engine/backbone-config";
 import { classifyBatch } from "../../src/engine/classify";
 import { planPasses, runBatch } from "../../src/engine/batch";
 import { bannedTokens, generate, pickToken, pickTokenSorted, prng, topTokens, withoutStopStart } from "../../src/engine/generate";
@@ -45,7 +45,10 @@ describe("edge engine vs Python golden outputs", () => {
   const adapters: Record<string, Adapter> = {};
   beforeAll(async () => {
     ort.env.wasm.numThreads = 1;
-    session = await ort.InferenceSession.create(new Uint8Array(readFileSync(BUNDLE + "/model.onnx")), { executionProviders: ["wasm"] });
+    session = await ort.InferenceSession.create(new Uint8Array(readFileSync(BUNDLE + "/model.onnx")), {
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: sessionLevel(cfg), // as the worker loads it
+    });
     for (const a of golden.adapters) adapters[a.adapter] = await parseAdapter(new Uint8Array(readFileSync(ADAPTERS + "/" + a.adapter)), cfg);
   }, 60_000);
 

@@ -12,6 +12,29 @@ beforeAll(async () => {
 });
 
 describe("backbone load", () => {
+  it("refuses a config that names an unknown load-time optimisation level, before any session", async () => {
+    const id = catalog.default_backbone;
+    const bucket = new Proxy(env.BUCKET, {
+      get(target, prop) {
+        if (prop !== "get") return Reflect.get(target, prop).bind(target);
+        return async (key: string, ...rest: unknown[]) => {
+          const o = await (target.get as (...a: unknown[]) => Promise<R2ObjectBody | null>)(key, ...rest);
+          if (!key.endsWith("/config.json") || !o) return o;
+          const cfg = { ...(await o.json<Record<string, unknown>>()), ort_optimization: { offline: "extended", at_load: "fastest", by: "x" } };
+          return { arrayBuffer: async () => new TextEncoder().encode(JSON.stringify(cfg)).buffer };
+        };
+      },
+    });
+    const io: Storage = { bucket, retry: { attempts: 1, timeoutMs: 10_000, backoffMs: 0 } };
+    await expect(getBackboneConfig(io, id)).rejects.toMatchObject({
+      code: "backbone_unavailable",
+      message: expect.stringMatching(/at_load "fastest"/),
+    });
+    await expect(getBackbone(io, id)).rejects.toMatchObject({ code: "backbone_unavailable" });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(stats.loads).toBe(0);
+  });
+
   // runs first: the next test's load (stats.loads 0 -> 1) is the retry after this failed one
   it("does not keep a failed load: the next request loads again (no waitUntil needed)", async () => {
     const id = catalog.default_backbone;
