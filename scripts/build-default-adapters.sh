@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 D=.cache/data R=.cache/tune
 goldens() {
-  # what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests)
+  # what the edge must answer for these adapters (test/fixtures/golden.json, read by the JS and workerd tests).
+  # One thread, set before torch starts: the answers follow the BLAS's thread count (per-row int8 rounding turns a
+  # last-bit difference into a whole step; two threads moved a topic probability by 7e-4), so they would otherwise
+  # depend on the machine that wrote them
+  export OMP_NUM_THREADS=1
   local bb="adapters/backbones/$(node -p 'require("./adapters/catalog.json").default_backbone')"
   scripts/py fixtures golden "$bb" --case adapters/default/spam-prefix.safetensors:$D/spam/eval.jsonl \
     --case adapters/default/spam-prompt.safetensors:$D/spam/eval.jsonl \

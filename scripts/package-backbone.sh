@@ -44,8 +44,9 @@ if [ -f "$run/metrics.json" ]; then
   node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
 fi
 
-scripts/py fixtures backbone "$dir"                                      # small, committed: the JS tests use it
-scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 --seq 128
+# fixtures on one thread, as the goldens (scripts/build-default-adapters.sh says why): independent of the machine
+OMP_NUM_THREADS=1 scripts/py fixtures backbone "$dir"                    # small, committed: the JS tests use it
+OMP_NUM_THREADS=1 scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.json --windows 64 --seq 128
 node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
 scripts/py probe "$dir"                                                 # held-out ppl + linear probes: probe.json
 scripts/py card "$dir"

@@ -112,6 +112,14 @@ def render(bundle: Path) -> str:
         f"| max positions | {cfg['max_positions']} |",
         f"| parameters | {cfg['params']:,} |",
         f"| ONNX | opset {cfg['opset']}, logits: {cfg['logits']} position, quantisation: {cfg['quantization']} |",
+        *(
+            [
+                f"| graph optimisation | done when the bundle was built: level {o['offline']} by {o['by']}, "
+                f"{o['nodes'][0]} -> {o['nodes'][1]} nodes, int8 weights kept on file; loaded at level {o['at_load']} |"
+            ]
+            if (o := cfg.get("ort_optimization"))
+            else []
+        ),
         f"| files | model.onnx {size('model.onnx')}, tokenizer.json {size('tokenizer.json')}, "
         f"weights.safetensors (fp32 training weights) {size('weights.safetensors')} |",
         "",
