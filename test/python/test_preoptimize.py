@@ -11,7 +11,6 @@ from onnx import numpy_helper
 
 from softedge.backbone.checkpoint import save_weights
 from softedge.backbone.model import ModelConfig, Transformer
-from softedge.common import CliError
 from softedge.export import export_onnx, preoptimize, quantize
 from softedge.export.bundle import build
 
@@ -85,5 +84,16 @@ def test_verify_refuses_a_graph_that_answers_differently(tmp_path):
     assert out["max_abs_diff"] > 0
     same = json.loads(preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "a.onnx"), "2", "8", "400"))
     assert same["max_abs_diff"] == 0
-    with pytest.raises(CliError, match="KV_HEADS"):
+    with pytest.raises(preoptimize.NotPreoptimized, match="KV_HEADS"):
         preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "a.onnx"), "x", "8", "400")
+
+
+def test_a_graph_that_fails_the_check_is_bundled_as_exported(tmp_path, tiny_tokenizer, capsys, monkeypatch):
+    def differs(*_):
+        raise preoptimize.NotPreoptimized("answers up to 0.5 away")
+
+    monkeypatch.setattr(preoptimize, "preoptimize", differs)  # the check's own refusal is tested above
+    save_weights(tiny(0), tmp_path / "w.safetensors")
+    b = build(tmp_path / "w.safetensors", tiny_tokenizer, tmp_path / "a", "tiny", "weight-only", True)
+    assert "ort_optimization" not in json.loads((b / "config.json").read_text())
+    assert "warning: model.onnx kept as exported, not pre-optimised: answers up to 0.5 away" in capsys.readouterr().err

@@ -10,7 +10,8 @@ Writes <out>/<id>/ atomically: model.onnx, tokenizer.json, config.json, plus wei
 tokenizer.model so adapters can be trained against exactly this backbone from a fresh clone.
 model.onnx is pre-optimised (export/preoptimize.py: ONNX Runtime's load-time optimisations done here, checked
 bit-identical in the edge's wasm build; config.json's "ort_optimization" tells loaders to use level "basic"), which
-takes a cold isolate's session creation down by about a quarter; --no-preoptimize writes the graph as exported.
+takes a cold isolate's session creation down by about a quarter; where that check fails it warns and keeps the
+graph as exported, and --no-preoptimize asks for that.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from softedge.export import export_onnx
@@ -90,7 +92,10 @@ def build(
     ort_optimization = None
     if preoptimize:
         c = model.cfg
-        model_bytes, ort_optimization = preopt.preoptimize(model_bytes, c.n_kv_head, c.head_dim, c.vocab_size)
+        try:
+            model_bytes, ort_optimization = preopt.preoptimize(model_bytes, c.n_kv_head, c.head_dim, c.vocab_size)
+        except preopt.NotPreoptimized as e:  # an optimisation, not a requirement: the exported graph still serves
+            print(f"warning: model.onnx kept as exported, not pre-optimised: {e}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".staging-{name}"
     with atomic_dir(staging) as tmp:

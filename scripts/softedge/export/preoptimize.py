@@ -6,7 +6,8 @@ wasm, on code that had not warmed up yet. Here onnxruntime-node does that work a
 optimize-graph.mjs); the constants it folded out of int8 weights (o_proj and down_proj's dequantised fp32 copies,
 the transposed uint8 vocabulary matrix) are put back as the small constant subgraphs they came from, so the file
 stays int8 and the edge's "basic" level folds only those at load. The result must answer bit-identically to the
-original graph in onnxruntime-web, the edge's build, or the bundle is not written.
+original graph in onnxruntime-web, the edge's build; where it does not (native fusions the wasm build lacks, e.g.
+on a DequantizeLinear graph) or node is missing, NotPreoptimized says why and the bundle keeps the exported graph.
 """
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from pathlib import Path
 
 import onnx
 
-from softedge.common import ROOT, CliError
+from softedge.common import ROOT
 
 OFFLINE_LEVEL = "extended"  # "all" adds layouts for the building machine's CPU
 LOAD_LEVEL = "basic"  # what the edge loads a pre-optimised graph with: constant folding of the restored subgraphs
+
+
+class NotPreoptimized(Exception):
+    """The graph could not be pre-optimised safely; the message says why."""
 
 
 def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
@@ -62,12 +67,12 @@ def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
 def _node(*args: str) -> str:
     node = shutil.which("node")
     if node is None:
-        raise CliError("pre-optimising the graph needs node (run scripts/setup.sh), or pass --no-preoptimize")
+        raise NotPreoptimized("no node on PATH (scripts/setup.sh installs it)")
     r = subprocess.run(
         [node, str(ROOT / "scripts/optimize-graph.mjs"), *args], capture_output=True, text=True, cwd=ROOT
     )
     if r.returncode == 2 or (r.returncode and not r.stdout.strip()):
-        raise CliError(f"optimize-graph.mjs {args[0]}: {(r.stderr.strip().splitlines() or ['failed'])[-1]}")
+        raise NotPreoptimized(f"optimize-graph.mjs {args[0]}: {(r.stderr.strip().splitlines() or ['failed'])[-1]}")
     return r.stdout.strip().splitlines()[-1]
 
 
@@ -84,9 +89,9 @@ def preoptimize(model_bytes: bytes, kv_heads: int, head_dim: int, vocab: int) ->
         Path(out_path).write_bytes(out)
         check = json.loads(_node("verify", raw_path, out_path, str(kv_heads), str(head_dim), str(vocab)))
     if check["max_abs_diff"] != 0:
-        raise CliError(
-            f"the pre-optimised graph answers up to {check['max_abs_diff']:g} away from the original in "
-            "onnxruntime-web: not written (pass --no-preoptimize)"
+        raise NotPreoptimized(
+            f"ONNX Runtime's optimised graph answers up to {check['max_abs_diff']:g} away from the exported one "
+            "in onnxruntime-web"
         )
     info = {
         "offline": OFFLINE_LEVEL,
