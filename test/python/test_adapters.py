@@ -267,7 +267,7 @@ def test_size_budget_cuts_the_bag_so_the_stored_adapter_fits(tiny_bundle, data, 
     assert k_free > 20 and free["bag_budget"] == {"tokens": 4096, "cap": 4096}
     # a budget a quarter of that bag under it (int8: a weight per label and an int16 id, 4 bytes a token)
     onnx = (tiny_bundle / "model.onnx").stat().st_size
-    budget = (free["adapter_bytes"] - 4 * (k_free // 4)) / onnx
+    budget = float(f"{(free['adapter_bytes'] - 4 * (k_free // 4)) / onnx:.6f}")  # as the command line carries it
     r = cli("tune", *args, "--size-budget", f"{budget:.6f}", "--out", tmp_path / "cut")
     assert r.returncode == 0, r.stderr
     cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
