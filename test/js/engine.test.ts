@@ -52,6 +52,13 @@ describe("edge engine vs Python golden outputs", () => {
     for (const a of golden.adapters) adapters[a.adapter] = await parseAdapter(new Uint8Array(readFileSync(ADAPTERS + "/" + a.adapter)), cfg);
   }, 60_000);
 
+  it("loads the default bundle at the level its graph was pre-optimised for; a graph as exported at 'all'", () => {
+    expect(cfg.ort_optimization?.at_load).toBe("basic"); // the default bundle is pre-optimised (scripts/py bundle)
+    expect(sessionLevel(cfg)).toBe("basic");
+    expect(sessionLevel({ id: "x" })).toBe("all");
+    expect(() => sessionLevel({ id: "x", ort_optimization: { offline: "extended", at_load: "fast" as "basic", by: "" } })).toThrow(/at_load "fast"/);
+  });
+
   it("fills templates and tokenizes as Python does", () => {
     for (const a of golden.adapters)
       for (const c of a.cases as GCase[]) {
