@@ -23,6 +23,7 @@ const cfg = JSON.parse(readFileSync(`${dir}/config.json`, "utf8"));
 ort.env.wasm.numThreads = 1;
 const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(`${dir}/model.onnx`)), {
   executionProviders: ["wasm"],
+  graphOptimizationLevel: cfg.ort_optimization?.at_load ?? "all", // as the worker loads it
   enableProfiling: Boolean(process.env.SOFTEDGE_PROFILE_CHILD),
 });
 const feeds = syntheticFeeds(ort, cfg, B, T, P);

@@ -2,6 +2,17 @@
 // token at a time through the KV cache (the edge's generation path), and compares with PyTorch's fp32 answers.
 // Also the synthetic inputs the benchmarks time a forward with (syntheticFeeds).
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+/** The level the worker creates a bundle's session at (src/engine/backbone-config.ts sessionLevel): "basic" for a
+ *  graph pre-optimised when its bundle was built, "all" otherwise (or for a graph outside a bundle). */
+export function bundleLevel(modelPath) {
+  try {
+    return JSON.parse(readFileSync(join(dirname(modelPath), "config.json"), "utf8")).ort_optimization?.at_load ?? "all";
+  } catch {
+    return "all";
+  }
+}
 
 /** Open a session on onnxruntime-web (wasm, one thread, as in workerd) or onnxruntime-node. */
 export async function openSession(path, backend = "web") {
@@ -13,7 +24,7 @@ export async function openSession(path, backend = "web") {
   // native ORT's extended fusions would change the weight-only graph's math (see test/js/ort-backends.ts)
   const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), {
     executionProviders: [backend === "node" ? "cpu" : "wasm"],
-    graphOptimizationLevel: backend === "node" ? "basic" : "all",
+    graphOptimizationLevel: backend === "node" ? "basic" : bundleLevel(path),
   });
   return { ort, session };
 }

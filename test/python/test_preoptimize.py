@@ -1,6 +1,7 @@
 """Bundles carry a graph that ONNX Runtime optimised when the bundle was built (export/preoptimize.py): int8 weights
 stay int8 on file, the answers stay bit-identical in the edge's wasm build, and a graph that answers differently is
 refused."""
+import hashlib
 import json
 
 import numpy as np
@@ -82,8 +83,13 @@ def test_verify_refuses_a_graph_that_answers_differently(tmp_path):
     (tmp_path / "b.onnx").write_bytes(b.SerializeToString())
     out = json.loads(preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "2", "8", "400"))
     assert out["max_abs_diff"] > 0
-    same = json.loads(preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "a.onnx"), "2", "8", "400"))
-    assert same["max_abs_diff"] == 0
+    pre, info = preoptimize.preoptimize(a.SerializeToString(), 2, 8, 400)
+    (tmp_path / "pre.onnx").write_bytes(pre)
+    same = json.loads(
+        preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "pre.onnx"), "2", "8", "400")
+    )
+    assert same == {"outputs": 6, "shapes": 4, "max_abs_diff": 0}  # logits, 2 layers x key/value, hidden states
+    assert info["exported_sha256"] == hashlib.sha256(a.SerializeToString()).hexdigest()
     with pytest.raises(preoptimize.NotPreoptimized, match="KV_HEADS"):
         preoptimize._node("verify", str(tmp_path / "a.onnx"), str(tmp_path / "a.onnx"), "x", "8", "400")
 
@@ -97,3 +103,41 @@ def test_a_graph_that_fails_the_check_is_bundled_as_exported(tmp_path, tiny_toke
     b = build(tmp_path / "w.safetensors", tiny_tokenizer, tmp_path / "a", "tiny", "weight-only", True)
     assert "ort_optimization" not in json.loads((b / "config.json").read_text())
     assert "warning: model.onnx kept as exported, not pre-optimised: answers up to 0.5 away" in capsys.readouterr().err
+
+
+def _graph(nodes, inits, inputs=("x",), outputs=("y",)):
+    from onnx import TensorProto, helper
+
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["a", "b"])  # noqa: E731
+    g = helper.make_graph(nodes, "g", [vi(i) for i in inputs], [vi(o) for o in outputs], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unfold_leaves_folded_what_reaches_an_input_or_is_still_read():
+    from onnx import TensorProto, helper
+
+    f32 = lambda a, n: numpy_helper.from_array(np.asarray(a, np.float32), n)  # noqa: E731
+    # a 2-D constant ORT computed from an input's static shape: its subgraph starts at x, so it stays folded
+    raw = _graph(
+        [
+            helper.make_node("Shape", ["x"], ["sh"]),
+            helper.make_node(
+                "ConstantOfShape", ["sh"], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1])
+            ),
+            helper.make_node("Add", ["x", "c"], ["y"]),
+        ],
+        [],
+    )
+    opt = _graph([helper.make_node("Add", ["x", "c"], ["y"])], [f32(np.ones((2, 3)), "c")])
+    assert preoptimize.unfold_constants(opt, raw) == 0 and [i.name for i in opt.graph.initializer] == ["c"]
+    # w = Cast(q) * s where Cast(q) is also read by a live node, so ORT keeps both as initializers: both come back,
+    # in the exported order, each defined once
+    q = numpy_helper.from_array(np.ones((2, 3), np.int8), "q")
+    cast = helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["qf", "qf"], ["z"])]
+    raw = _graph([cast, helper.make_node("Mul", ["qf", "s"], ["w"]), *nodes], [q, f32([2.0], "s")], outputs=("y", "z"))
+    opt = _graph(nodes, [f32(np.ones((3, 2)), "w"), f32(np.ones((2, 3)), "qf")], outputs=("y", "z"))
+    assert preoptimize.unfold_constants(opt, raw) == 2
+    assert [n.op_type for n in opt.graph.node] == ["Cast", "Mul", "MatMul", "Add"]
+    assert sorted(i.name for i in opt.graph.initializer) == ["q", "s"]
+    onnx.checker.check_model(opt)

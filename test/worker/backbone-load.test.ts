@@ -35,7 +35,7 @@ describe("backbone load", () => {
     expect(stats.loads).toBe(0);
   });
 
-  // runs first: the next test's load (stats.loads 0 -> 1) is the retry after this failed one
+  // runs before any load succeeds: the next test's load (stats.loads 0 -> 1) is the retry after this failed one
   it("does not keep a failed load: the next request loads again (no waitUntil needed)", async () => {
     const id = catalog.default_backbone;
     const missing = new Proxy(env.BUCKET, {

@@ -6,11 +6,14 @@ wasm, on code that had not warmed up yet. Here onnxruntime-node does that work a
 optimize-graph.mjs); the constants it folded out of int8 weights (o_proj and down_proj's dequantised fp32 copies,
 the transposed uint8 vocabulary matrix) are put back as the small constant subgraphs they came from, so the file
 stays int8 and the edge's "basic" level folds only those at load. The result must answer bit-identically to the
-original graph in onnxruntime-web, the edge's build; where it does not (native fusions the wasm build lacks, e.g.
-on a DequantizeLinear graph) or node is missing, NotPreoptimized says why and the bundle keeps the exported graph.
+original graph in onnxruntime-web, the edge's build, on four batch shapes, and must not be larger than the export;
+where either fails (a DequantizeLinear graph, whose weights ORT re-blocks into new constants, is refused on size), or
+node is missing, NotPreoptimized says why and the bundle keeps the exported graph. The graph and so the bundle id
+depend on the onnxruntime-node version (pinned in package.json); config.json records it and the export's sha256.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,35 +35,53 @@ class NotPreoptimized(Exception):
 
 def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
     """Replace each initializer ONNX Runtime computed from the raw graph's nodes (a folded constant, e.g. an int8
-    weight dequantised to fp32) by the raw subgraph that computes it; 1-D ones (shapes, scales) stay folded. Returns
-    the number of constants restored."""
+    weight dequantised to fp32) by the raw subgraph that computes it; 1-D ones (shapes, scales) stay folded, and so
+    does one whose subgraph reaches a graph input (a shape ORT knew statically) or would redefine a name the
+    optimised graph already has. Returns the number of constants restored."""
     raw_inits = {i.name: i for i in raw.graph.initializer}
     producer = {o: n for n in raw.graph.node for o in n.output}
     have = {i.name for i in optimized.graph.initializer}
-    nodes, inits, folded = [], {}, set()
+    defined = have | {o for n in optimized.graph.node for o in n.output} | {i.name for i in optimized.graph.input}
 
-    def pull(name: str) -> None:
-        if name in raw_inits:
+    restore, bring, folded = [], {}, set()
+
+    def chain(name: str, nodes: list, inits: dict, root: bool = False) -> bool:
+        """Collect the raw nodes and initializers that compute `name` from initializers alone; False if impossible.
+        `root`: the folded constant itself, an initializer now, to be computed again."""
+        if not root and (name in have or name in raw_inits):  # already there, or an initializer to bring back
             if name not in have:
                 inits[name] = raw_inits[name]
-            return
-        node = producer[name]
-        for i in node.input:
-            if i:
-                pull(i)
+            return True
+        node = producer.get(name)
+        if node is not None and any(node is n for n in restore):
+            return True  # shared with a constant restored before
+        if node is None or any(o in defined for o in node.output):
+            return False  # a graph input, or a node whose outputs the optimised graph defines already
+        if not all(chain(i, nodes, inits) for i in node.input if i):
+            return False
         if all(node is not n for n in nodes):
             nodes.append(node)
+        return True
 
     for init in optimized.graph.initializer:
         if init.name not in raw_inits and len(init.dims) >= 2 and init.name in producer:
-            folded.add(init.name)
-            pull(init.name)
+            nodes, inits = [], {}
+            defined.discard(init.name)  # its own producer may define it once it is no longer an initializer
+            if chain(init.name, nodes, inits, root=True):
+                folded.add(init.name)
+                restore += [n for n in nodes if all(n is not m for m in restore)]
+                bring.update(inits)
+                defined.update(o for n in nodes for o in n.output)
+            else:
+                defined.add(init.name)
     kept = [i for i in optimized.graph.initializer if i.name not in folded]
     del optimized.graph.initializer[:]
-    optimized.graph.initializer.extend(kept + list(inits.values()))
+    optimized.graph.initializer.extend(kept + list(bring.values()))
     rest = list(optimized.graph.node)
     del optimized.graph.node[:]
-    optimized.graph.node.extend(nodes + rest)  # the restored nodes read initializers only: first is topological
+    order = {id(n): i for i, n in enumerate(raw.graph.node)}  # the exported graph's order is topological
+    restore.sort(key=lambda n: order[id(n)])
+    optimized.graph.node.extend(restore + rest)  # the restored nodes read initializers and each other only
     return len(folded)
 
 
@@ -68,35 +89,52 @@ def _node(*args: str) -> str:
     node = shutil.which("node")
     if node is None:
         raise NotPreoptimized("no node on PATH (scripts/setup.sh installs it)")
-    r = subprocess.run(
-        [node, str(ROOT / "scripts/optimize-graph.mjs"), *args], capture_output=True, text=True, cwd=ROOT
-    )
+    try:
+        r = subprocess.run(
+            [node, str(ROOT / "scripts/optimize-graph.mjs"), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired:
+        raise NotPreoptimized(f"optimize-graph.mjs {args[0]}: no answer in 15 minutes") from None
     if r.returncode == 2 or (r.returncode and not r.stdout.strip()):
         raise NotPreoptimized(f"optimize-graph.mjs {args[0]}: {(r.stderr.strip().splitlines() or ['failed'])[-1]}")
     return r.stdout.strip().splitlines()[-1]
 
 
 def preoptimize(model_bytes: bytes, kv_heads: int, head_dim: int, vocab: int) -> tuple[bytes, dict]:
-    """(the pre-optimised graph's bytes, what config.json records about it)."""
+    """(the pre-optimised graph's bytes, what config.json records about it); NotPreoptimized says why not."""
     raw = onnx.load_from_string(model_bytes)
     with tempfile.TemporaryDirectory(prefix="softedge-preopt-") as d:
         raw_path, opt_path, out_path = (os.path.join(d, n) for n in ("raw.onnx", "opt.onnx", "model.onnx"))
         Path(raw_path).write_bytes(model_bytes)
         ort_version = json.loads(_node("optimize", raw_path, opt_path))["ort"]
-        opt = onnx.load(opt_path)
-        restored = unfold_constants(opt, raw)
-        out = opt.SerializeToString()
+        try:
+            opt = onnx.load(opt_path)
+            restored = unfold_constants(opt, raw)
+            out = opt.SerializeToString()
+        except (
+            Exception
+        ) as e:  # an optimisation, not a requirement: any surprise in ORT's graph means "keep the export"
+            raise NotPreoptimized(f"restoring the folded constants: {type(e).__name__}: {e}") from None
+        if len(out) > len(model_bytes):  # e.g. ORT's own re-blocked int8 weights beside a DequantizeLinear graph's
+            raise NotPreoptimized(
+                f"ONNX Runtime's graph stores new constants: {len(out):,} bytes against the export's {len(model_bytes):,}"
+            )
         Path(out_path).write_bytes(out)
         check = json.loads(_node("verify", raw_path, out_path, str(kv_heads), str(head_dim), str(vocab)))
     if check["max_abs_diff"] != 0:
         raise NotPreoptimized(
-            f"ONNX Runtime's optimised graph answers up to {check['max_abs_diff']:g} away from the exported one "
+            f"ONNX Runtime's optimised graph answers up to {check['max_abs_diff']} away from the exported one "
             "in onnxruntime-web"
         )
     info = {
         "offline": OFFLINE_LEVEL,
         "at_load": LOAD_LEVEL,
         "by": f"onnxruntime-node {ort_version}",
+        "exported_sha256": hashlib.sha256(model_bytes).hexdigest(),  # the graph before: which export this came from
         "nodes": [len(raw.graph.node), len(opt.graph.node)],
         "constants_restored": restored,
     }
