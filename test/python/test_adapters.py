@@ -377,6 +377,7 @@ def test_generation_and_baselines(tiny_bundle, data, tmp_path):
     for flag, value, why in (
         ("--no-repeat-ngram", "two", "--no-repeat-ngram must be auto or an integer"),
         ("--num-beams", "9", "--num-beams must be auto or an integer in [1, 8]"),
+        ("--label-smoothing", "1.5", "--label-smoothing must be in [0, 1)"),
     ):
         bad = cli("tune", "--task", "generate", "--train", data / "gen.jsonl", "--out", tmp_path / "x", flag, value)
         assert bad.returncode != 0 and why in bad.stderr
@@ -404,9 +405,12 @@ def test_generation_and_baselines(tiny_bundle, data, tmp_path):
         "2",
         "--max-new-tokens",
         "4",
+        "--label-smoothing",
+        "0.1",
     )
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "full" / "adapter.safetensors").exists()
+    assert json.loads((tmp_path / "full" / "metrics.json").read_text())["label_smoothing"] == 0.1
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "nb", "--out", tmp_path / "nb")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "nb" / "metrics.json").read_text())["eval"]["accuracy"] == 1.0  # separable words
@@ -1058,3 +1062,16 @@ def test_generation_metadata_is_checked(tiny_bundle):
     tensors, meta = safetensors_io.parse(ok)
     with pytest.raises(A.AdapterError, match="'generation' is not a JSON object"):
         A.parse(safetensors_io.serialize(tensors, {**meta, "generation": "null"}), cfg)
+
+
+def test_label_smoothing_reaches_the_generation_loss():
+    from softedge.tuning.tasks import generation_loss
+
+    torch.manual_seed(0)
+    m = Transformer(
+        ModelConfig(arch="llama", vocab_size=50, n_layer=1, n_head=2, n_kv_head=1, d_model=16, d_ff=32)
+    ).eval()
+    prompts, outs = [[1, 5, 6], [1, 7]], [[8, 9, 2], [10, 2]]
+    plain, smooth = (generation_loss(m, None, prompts, outs, 0, s).item() for s in (0.0, 0.2))
+    by_hand = generation_loss(m, None, prompts, outs, 0, 1.0 - 1e-6).item()  # nearly uniform targets
+    assert plain != smooth and min(plain, by_hand) <= smooth <= max(plain, by_hand)  # between the two ends

@@ -156,8 +156,11 @@ def label_logprobs(model, kv, prompts: list[list[int]], verb: Verbalizer, pad: i
     return torch.stack(scores, 1)
 
 
-def generation_loss(model, kv, prompts: list[list[int]], outputs: list[list[int]], pad: int) -> torch.Tensor:
-    """Mean cross-entropy over the output tokens only."""
+def generation_loss(
+    model, kv, prompts: list[list[int]], outputs: list[list[int]], pad: int, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy over the output tokens only (label_smoothing spreads that share of each target's weight
+    over the vocabulary)."""
     seqs = [p + o for p, o in zip(prompts, outputs)]
     P = 0 if kv is None else kv[0][0].shape[2]
     ids, mask, pos = left_pad(seqs, pad, P)
@@ -167,7 +170,10 @@ def generation_loss(model, kv, prompts: list[list[int]], outputs: list[list[int]
     for i, o in enumerate(outputs):
         target[i, T - len(o) :] = torch.tensor(o)
     return F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1), ignore_index=-100
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        target[:, 1:].reshape(-1),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
     )
 
 
