@@ -39,7 +39,11 @@ cp "$corpus/manifest.json" "$dir/corpus-manifest.json"   # the corpus the run tr
 cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 [ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
 # the card's targets: the probes of the default this bundle replaces (before/after), the run's held-out loss history
-if [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ]; then cp "$cur/probe.json" "$dir/probe-previous.json"; fi
+# the previous default's probes, for the card's before/after; not for a re-bundle of the same weights (a new graph
+# of the same model), whose probes would only be compared with themselves
+if [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ] && ! cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
+  cp "$cur/probe.json" "$dir/probe-previous.json"
+fi
 if [ -f "$run/metrics.json" ]; then
   node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
 fi
