@@ -8,8 +8,8 @@
 //   node scripts/optimize-graph.mjs verify RAW.onnx PRE.onnx KV_HEADS HEAD_DIM VOCAB
 //       both graphs in onnxruntime-web (the edge's wasm build, one thread): RAW at "all" (how the edge loaded a
 //       graph before), PRE at "basic" (how it loads a pre-optimised one), on four padded batches (behind a past,
-//       without one, a decode step, one long row); every output must be bit-identical. Prints one JSON line; exit 1 when they differ, 2 when
-//       either graph fails to load or run.
+//       without one, a decode step, one long row); every output must be bit-identical. Prints one JSON line; exit 1
+//       when they differ, 2 when either graph fails to load or run.
 import { readFileSync } from "node:fs";
 
 const [cmd, raw, out, ...rest] = process.argv.slice(2);

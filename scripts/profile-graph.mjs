@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-web";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { syntheticFeeds } from "./lib/backbone-eval.mjs";
+import { levelOf, syntheticFeeds } from "./lib/backbone-eval.mjs";
 
 const { values: o, positionals } = parseArgs({
   allowPositionals: true,
@@ -23,7 +23,7 @@ const cfg = JSON.parse(readFileSync(`${dir}/config.json`, "utf8"));
 ort.env.wasm.numThreads = 1;
 const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(`${dir}/model.onnx`)), {
   executionProviders: ["wasm"],
-  graphOptimizationLevel: cfg.ort_optimization?.at_load ?? "all", // as the worker loads it
+  graphOptimizationLevel: levelOf(cfg), // as the worker loads it
   enableProfiling: Boolean(process.env.SOFTEDGE_PROFILE_CHILD),
 });
 const feeds = syntheticFeeds(ort, cfg, B, T, P);

@@ -12,7 +12,7 @@
 //   POST /checksum?runs=N   bytes: ms per SHA-256 of them (the backbone loader's model.onnx check)
 //   POST /tokenizer?runs=N  tokenizer.json bytes: ms per parse + construction (the loader's tokenizer)
 import { parseAdapter, type Adapter } from "../../src/engine/adapter";
-import { sessionLevel, type BackboneConfig } from "../../src/engine/backbone-config";
+import { sessionLevel, type BackboneConfig, type OptimizationLevel } from "../../src/engine/backbone-config";
 import { runBatch } from "../../src/engine/batch";
 import { classifyBatch } from "../../src/engine/classify";
 import { sha256Hex } from "../../src/engine/hash";
@@ -24,8 +24,7 @@ let ort: OrtModule;
 let backbone: { session: ORT.InferenceSession; cfg: BackboneConfig } | null = null;
 let matmul: ORT.InferenceSession | null = null;
 const adapters = new Map<string, Adapter>();
-type Level = "disabled" | "basic" | "extended" | "all";
-async function create(bytes: ArrayBuffer, level: Level = "all") {
+async function create(bytes: ArrayBuffer, level: OptimizationLevel = "all") {
   ort ??= await loadOrt();
   return ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"], graphOptimizationLevel: level });
 }
@@ -51,7 +50,7 @@ export default {
       switch (url.pathname) {
         case "/backbone": {
           const cfg = JSON.parse(atob(request.headers.get("x-config") ?? "")) as BackboneConfig;
-          const level = (request.headers.get("x-optimization-level") as Level | null) ?? sessionLevel(cfg); // the worker's
+          const level = (request.headers.get("x-optimization-level") as OptimizationLevel | null) ?? sessionLevel(cfg); // the worker's
           const bytes = await request.arrayBuffer(); // the upload is not the session's time
           const t0 = performance.now();
           backbone = { session: await create(bytes, level), cfg };

@@ -4,11 +4,14 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
-/** The level the worker creates a bundle's session at (src/engine/backbone-config.ts sessionLevel): "basic" for a
- *  graph pre-optimised when its bundle was built, "all" otherwise (or for a graph outside a bundle). */
+/** The level the worker creates a bundle's session at (src/engine/backbone-config.ts sessionLevel, whose twin this
+ *  is for the plain-JS scripts): "basic" for a graph pre-optimised when its bundle was built, "all" otherwise. */
+export const levelOf = (cfg) => cfg?.ort_optimization?.at_load ?? "all";
+
+/** levelOf the config.json beside a model file ("all" for a graph outside a bundle) */
 export function bundleLevel(modelPath) {
   try {
-    return JSON.parse(readFileSync(join(dirname(modelPath), "config.json"), "utf8")).ort_optimization?.at_load ?? "all";
+    return levelOf(JSON.parse(readFileSync(join(dirname(modelPath), "config.json"), "utf8")));
   } catch {
     return "all";
   }

@@ -6,7 +6,7 @@
 //   node scripts/lib/wasm-memory.mjs model.onnx [--slots 1024]          prints JSON
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { bundleLevel, syntheticFeeds } from "./backbone-eval.mjs";
+import { levelOf, syntheticFeeds } from "./backbone-eval.mjs";
 
 let memory = null;
 const instantiate = WebAssembly.instantiate.bind(WebAssembly);
@@ -21,9 +21,7 @@ ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
 const model = readFileSync(process.argv[2]);
 const cfg = JSON.parse(readFileSync(join(dirname(process.argv[2]), "config.json"), "utf8"));
-// the worker's level (src/engine/backbone-config.ts sessionLevel): "basic" for a graph pre-optimised offline
-const level = bundleLevel(process.argv[2]);
-const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: level });
+const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ["wasm"], graphOptimizationLevel: levelOf(cfg) });
 const loadBytes = memory.buffer.byteLength;
 
 const i = process.argv.indexOf("--slots");

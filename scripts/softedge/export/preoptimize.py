@@ -43,9 +43,9 @@ def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
     have = {i.name for i in optimized.graph.initializer}
     defined = have | {o for n in optimized.graph.node for o in n.output} | {i.name for i in optimized.graph.input}
 
-    restore, bring, folded = [], {}, set()
+    restore, bring, folded = {}, {}, set()  # restore, and each chain's nodes: id(node) -> node, in the order found
 
-    def chain(name: str, nodes: list, inits: dict, root: bool = False) -> bool:
+    def chain(name: str, nodes: dict, inits: dict, root: bool = False) -> bool:
         """Collect the raw nodes and initializers that compute `name` from initializers alone; False if impossible.
         `root`: the folded constant itself, an initializer now, to be computed again."""
         if not root and (name in have or name in raw_inits):  # already there, or an initializer to bring back
@@ -53,25 +53,24 @@ def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
                 inits[name] = raw_inits[name]
             return True
         node = producer.get(name)
-        if node is not None and any(node is n for n in restore):
+        if node is not None and id(node) in restore:
             return True  # shared with a constant restored before
         if node is None or any(o in defined for o in node.output):
             return False  # a graph input, or a node whose outputs the optimised graph defines already
         if not all(chain(i, nodes, inits) for i in node.input if i):
             return False
-        if all(node is not n for n in nodes):
-            nodes.append(node)
+        nodes.setdefault(id(node), node)
         return True
 
     for init in optimized.graph.initializer:
         if init.name not in raw_inits and len(init.dims) >= 2 and init.name in producer:
-            nodes, inits = [], {}
+            nodes, inits = {}, {}
             defined.discard(init.name)  # its own producer may define it once it is no longer an initializer
             if chain(init.name, nodes, inits, root=True):
                 folded.add(init.name)
-                restore += [n for n in nodes if all(n is not m for m in restore)]
+                restore.update(nodes)
                 bring.update(inits)
-                defined.update(o for n in nodes for o in n.output)
+                defined.update(o for n in nodes.values() for o in n.output)
             else:
                 defined.add(init.name)
     kept = [i for i in optimized.graph.initializer if i.name not in folded]
@@ -80,8 +79,8 @@ def unfold_constants(optimized: onnx.ModelProto, raw: onnx.ModelProto) -> int:
     rest = list(optimized.graph.node)
     del optimized.graph.node[:]
     order = {id(n): i for i, n in enumerate(raw.graph.node)}  # the exported graph's order is topological
-    restore.sort(key=lambda n: order[id(n)])
-    optimized.graph.node.extend(restore + rest)  # the restored nodes read initializers and each other only
+    restored = sorted(restore.values(), key=lambda n: order[id(n)])
+    optimized.graph.node.extend(restored + rest)  # the restored nodes read initializers and each other only
     return len(folded)
 
 
@@ -111,13 +110,12 @@ def preoptimize(model_bytes: bytes, kv_heads: int, head_dim: int, vocab: int) ->
         raw_path, opt_path, out_path = (os.path.join(d, n) for n in ("raw.onnx", "opt.onnx", "model.onnx"))
         Path(raw_path).write_bytes(model_bytes)
         ort_version = json.loads(_node("optimize", raw_path, opt_path))["ort"]
+        # an optimisation, not a requirement: any surprise in ORT's graph means "keep the export"
         try:
             opt = onnx.load(opt_path)
             restored = unfold_constants(opt, raw)
             out = opt.SerializeToString()
-        except (
-            Exception
-        ) as e:  # an optimisation, not a requirement: any surprise in ORT's graph means "keep the export"
+        except Exception as e:
             raise NotPreoptimized(f"restoring the folded constants: {type(e).__name__}: {e}") from None
         if len(out) > len(model_bytes):  # e.g. ORT's own re-blocked int8 weights beside a DequantizeLinear graph's
             raise NotPreoptimized(
