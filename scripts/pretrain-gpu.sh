@@ -8,9 +8,14 @@
 #                                                         .gpu/run for MINUTES (default 8) with PRESET (default gpu:
 #                                                         6 layers, d 384, about 12.8M parameters: int8 graph about 13 MB,
 #                                                         under the 16 MB bundle limit); copies the run to $OUT when set,
-#                                                         the weights split into 15 MB parts (files back are <= 16 MiB)
+#                                                         the weights split into 15 MB parts (files back are <= 16 MiB).
+#                                                         A GPU can pass over corpus v2's 13M training tokens many times
+#                                                         in that budget: 1% of them (DEV_PCT) is set aside, the weights
+#                                                         with the lowest loss there are the ones kept, and the run stops
+#                                                         after PATIENCE (default 4) evaluations without a better one
 #   bash scripts/pretrain-gpu.sh unpack DIR [DEST]        here: DIR (the files that came back) -> .cache/runs/gpu
-# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR, EVAL_EVERY override the defaults.
+# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR, EVAL_EVERY, DEV_PCT, PATIENCE
+# override the defaults.
 #   bash scripts/package-backbone.sh .cache/runs/gpu softedge-llama-13m   then compare the probe suites
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +38,8 @@ case "${1:-}" in
     device="${DEVICE:-cuda}"
     PYTHONUNBUFFERED=1 "$PY" -m softedge pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
       --preset "$preset" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
-      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-500}" --ckpt-every 1000000
+      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-500}" --ckpt-every 1000000 \
+      --dev-pct "${DEV_PCT:-1}" --patience "${PATIENCE:-4}"
     if [ -n "${OUT:-}" ]; then
       split -b 15M -d "$G/run/weights.safetensors" "$OUT/weights.part-"
       cp "$G/run/metrics.json" "$G/run/loss.png" "$OUT/"

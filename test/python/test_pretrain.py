@@ -140,6 +140,69 @@ def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
     assert not (tmp_path / "bad" / "ckpt.pt").exists()
 
 
+def test_dev_split_keeps_the_best_weights_and_stops_on_patience(tmp_path, tiny_tokenizer):
+    """--dev-pct: the weights written are those of the lowest dev loss, not the last step's (a learning rate that
+    diverges makes the last ones worse); --patience stops the run; the held-out split is scored, never chooses; a
+    resume with another dev split, and --patience without one, are one-line errors."""
+    from softedge.artifacts.safetensors_io import load
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
+    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    common = [
+        *("--run", str(tmp_path / "run"), "--corpus", str(corpus), "--tokenizer", str(tiny_tokenizer)),
+        *("--preset", "tiny", "--seq", "16", "--batch", "4", "--eval-every", "2", "--eval-windows", "4"),
+        *("--warmup", "1", "--weight-decay", "0", "--steps", "40", "--lr", "1.0"),
+    ]
+    r = run([*common, "--dev-pct", "10", "--patience", "3"], tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "stopping: no better dev loss in 3 evaluations" in r.stdout
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    evals = [h for h in m["history"] if "dev_loss" in h]
+    best = min(evals, key=lambda h: h["dev_loss"])
+    sel = m["selection"]
+    assert sel["stopped_early"] and sel["dev_pct"] == 10 and sel["last_step"] < 40
+    assert m["steps"] == best["step"] < sel["last_step"] and m["tokens_seen"] == best["tokens"]
+    assert sel["dev_loss"] == best["dev_loss"]
+    # the written weights are step `best`'s: their held-out loss is the one logged at that step
+    assert m["heldout_loss"] == best["heldout_loss"] != evals[-1]["heldout_loss"]
+    assert json.loads(load(tmp_path / "run" / "weights.safetensors")[1]["training"])["steps"] == best["step"]
+    # the model card says which weights were kept
+    from softedge.export.bundle import build
+    from softedge.export.card import render
+
+    card = render(build(tmp_path / "run", tiny_tokenizer, tmp_path / "bb", "tiny", "weight-only", True))
+    assert (
+        f"| weights kept | the lowest loss on a 10% dev split of the training stream: step {best['step']} of "
+        f"{sel['last_step']}, stopped early |"
+    ) in card
+    r = run([*common, "--dev-pct", "5", "--resume"], tmp_path / "cache")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--dev-pct 10, not 5" in r.stderr
+    r = run([*common, "--patience", "3"], tmp_path / "cache")
+    assert r.returncode == 2 and "--patience needs a dev split" in r.stderr
+
+
+def test_split_dev_spreads_its_blocks_over_the_stream():
+    """The dev split: about pct% of the tokens, in blocks from every part of the stream (the corpus is ordered by
+    source), disjoint from what training samples; too small a split is a one-line error."""
+    import numpy as np
+    import pytest
+
+    from softedge.backbone.pretrain import split_dev
+    from softedge.common import CliError
+
+    stream = np.arange(1_000_000, dtype=np.int64)
+    train, dev = split_dev(stream, 1.0, 128)
+    assert len(train) + len(dev) == len(stream) and not np.intersect1d(train, dev).size
+    assert abs(len(dev) / len(stream) - 0.01) < 0.002
+    assert dev.min() < len(stream) * 0.02 and dev.max() > len(stream) * 0.98  # from the start to the end
+    assert split_dev(stream, 0, 128)[1] is None
+    with pytest.raises(CliError, match="fewer than one --seq"):
+        split_dev(stream[:500], 1.0, 128)
+
+
 def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     """scripts/pretrain-gpu.sh end to end with DEVICE=cpu and a tiny preset: token streams instead of the corpus text,
     a wall-clock-budgeted run, its weights split for the trip back and joined again, byte for byte."""
@@ -159,6 +222,7 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
         "BATCH": "4",
         "SEQ": "16",
         "EVAL_EVERY": "3",
+        "DEV_PCT": "10",  # the default 1% of this tiny stream is less than one window
         "OUT": str(tmp_path / "out"),
         "SOFTEDGE_CACHE": str(tmp_path / "cache"),
     }
@@ -176,7 +240,8 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     r = sh("train", "1", "tiny")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "g" / "run" / "metrics.json").read_text())
-    assert m["steps"] == 6 and m["device"] == "cpu fp32" and m["config"]["d_model"] == 64
+    assert m["selection"]["last_step"] == 6 and m["device"] == "cpu fp32" and m["config"]["d_model"] == 64
+    assert m["selection"]["dev_pct"] == 10 and m["steps"] in (3, 6)  # the weights with the lower dev loss
     r = sh("unpack", str(tmp_path / "out"), str(tmp_path / "back"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (

@@ -7,6 +7,11 @@
 CUDA with bf16 autocast where present, CPU otherwise. Progress bar with tokens/s and loss; held-out perplexity every
 --eval-every steps; a resumable checkpoint (model, optimizer, step, RNG) every --ckpt-every steps and at the end;
 weights.safetensors, metrics.json and loss.png in the run folder when it stops (--steps or --minutes, whichever first).
+
+--dev-pct P sets P% of the training stream aside as a dev split (blocks spread over the whole stream) and keeps the
+weights with the lowest dev loss, not the last ones; --patience K stops once K evaluations in a row found no better
+dev loss. For runs that see their corpus many times over (a GPU run over corpus v2's 13M tokens sees it dozens of
+times): the held-out split stays the reported figure and never chooses anything.
 """
 from __future__ import annotations
 
@@ -74,6 +79,25 @@ def tokenize_corpus(corpus: Path, tok: Tokenizer, split: str) -> np.ndarray:
     with atomic_path(cache) as tmp:
         arr.tofile(tmp)
     return arr
+
+
+def split_dev(train: np.ndarray, pct: float, seq: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training stream without the dev split, dev split): pct% of the stream as every k-th block of up to 4,096
+    tokens (at least 32 blocks where the stream allows), spread over the whole stream (the corpus is ordered by
+    source, so its tail alone would be one source)."""
+    if pct <= 0:
+        return train, None
+    if pct >= 50:
+        raise CliError(f"--dev-pct {pct:g}: must be under 50")
+    k = max(2, round(100 / pct))
+    block = max(seq + 1, min(4096, len(train) // (32 * k)))
+    n_blocks = len(train) // block
+    is_dev = (np.arange(n_blocks) % k) == k // 2
+    blocks = train[: n_blocks * block].reshape(n_blocks, block)
+    dev = blocks[is_dev].reshape(-1)
+    if len(dev) < seq + 2:
+        raise CliError(f"--dev-pct {pct:g}: leaves {len(dev)} dev tokens, fewer than one --seq {seq} window")
+    return np.concatenate([blocks[~is_dev].reshape(-1), train[n_blocks * block :]]), dev
 
 
 def export_token_streams(corpus: Path, tok: Tokenizer, out: Path) -> None:
@@ -171,8 +195,11 @@ def plot_curve(history: list[dict], path: Path, title: str) -> None:
     fig, ax = new_figure()
     tr = [h for h in history if "train_loss" in h]
     ev = [h for h in history if "heldout_loss" in h]
+    dv = [h for h in history if "dev_loss" in h]
     ax.plot([h["tokens"] / 1e6 for h in tr], [h["train_loss"] for h in tr], label="train loss", alpha=0.7)
     ax.plot([h["tokens"] / 1e6 for h in ev], [h["heldout_loss"] for h in ev], "o-", label="held-out loss")
+    if dv:
+        ax.plot([h["tokens"] / 1e6 for h in dv], [h["dev_loss"] for h in dv], "s--", label="dev loss (selects)")
     ax.set_xlabel("tokens seen (M)")
     ax.set_ylabel("cross-entropy (nats)")
     ax.set_title(title)
@@ -198,6 +225,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0 = no limit)")
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--eval-windows", type=int, default=128)
+    ap.add_argument(
+        "--dev-pct",
+        type=float,
+        default=0,
+        help="set this %% of the training stream aside as a dev split; keep the weights with the lowest dev loss",
+    )
+    ap.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="with --dev-pct: stop after this many evaluations without a better dev loss",
+    )
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--embed-init", choices=["random", "glove"], default="random")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
@@ -257,6 +296,24 @@ class RunState:
     note: str
     prior: dict
     rng: np.random.Generator
+    dev_pct: float = 0.0
+    best: dict | None = None  # the lowest dev loss so far: {"step", "tokens", "dev_loss"}
+    best_weights: dict | None = None  # the model's state at that step, on the CPU
+    since_best: int = 0  # evaluations since then
+    judged_at: int = -1  # the step of the last dev evaluation
+    stopped_early: bool = False  # by --patience
+
+    def judge(self, model, dev_loss: float) -> None:
+        """Record a dev evaluation; keep a copy of the weights when it is the best so far."""
+        if self.judged_at == self.step:
+            return  # the closing evaluation of a step already judged
+        self.judged_at = self.step
+        if self.best is None or dev_loss < self.best["dev_loss"]:
+            self.best = {"step": self.step, "tokens": self.tokens, "dev_loss": round(dev_loss, 4)}
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.since_best = 0
+        else:
+            self.since_best += 1
 
     def save(self, path: Path, model, opt) -> None:
         with atomic_path(path) as tmp:
@@ -272,13 +329,18 @@ class RunState:
                     "rng": self.rng.bit_generator.state,
                     "note": self.note,
                     "prior": self.prior,
+                    "dev_pct": self.dev_pct,
+                    "best": self.best,
+                    "best_weights": self.best_weights,
+                    "since_best": self.since_best,
+                    "judged_at": self.judged_at,
                 },
                 tmp,
             )
 
     @classmethod
     def start_or_resume(cls, a, ckpt_path: Path, model, opt, prior: dict, note: str, device) -> "RunState":
-        st = cls(0, int(prior.get("tokens_seen", 0)), 0.0, [], note, prior, np.random.default_rng(a.seed))
+        st = cls(0, int(prior.get("tokens_seen", 0)), 0.0, [], note, prior, np.random.default_rng(a.seed), a.dev_pct)
         if not a.resume:
             if ckpt_path.exists():
                 raise CliError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
@@ -288,11 +350,17 @@ class RunState:
         ck = torch.load(ckpt_path, map_location=device)
         if ck["config"] != model.cfg.to_dict():
             raise CliError(f"--resume: {ckpt_path} was trained with another model config")
+        if ck.get("dev_pct", 0.0) != a.dev_pct:
+            raise CliError(
+                f"--resume: {ckpt_path} was trained with --dev-pct {ck.get('dev_pct', 0.0):g}, not {a.dev_pct:g}"
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         st.step, st.tokens, st.wall, st.history = ck["step"], ck["tokens"], ck["wall"], ck["history"]
         st.note, st.prior = ck.get("note", note), ck.get("prior", prior)
         st.rng.bit_generator.state = ck["rng"]
+        st.best, st.best_weights, st.since_best = ck.get("best"), ck.get("best_weights"), ck.get("since_best", 0)
+        st.judged_at = ck.get("judged_at", -1)
         print(f"resumed at step {st.step} ({st.tokens / 1e6:.2f}M tokens)")
         return st
 
@@ -309,8 +377,22 @@ def train_step(model, opt, x: torch.Tensor, amp=contextlib.nullcontext) -> torch
     return loss
 
 
-def train_loop(a, model, opt, st: RunState, train, held, device, amp, save) -> float:
-    """Steps until --steps or --minutes, with held-out evaluations and checkpoints; returns the final held-out loss."""
+def evaluate(a, model, st: RunState, held, dev, device, amp) -> tuple[dict, float]:
+    """A history entry with the held-out loss (reported) and, with a dev split, the dev loss (which selects); and the
+    held-out loss unrounded."""
+    hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
+    entry = {"step": st.step, "tokens": st.tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
+    if dev is not None:
+        dl = heldout_loss(model, dev, a.seq, a.batch, a.eval_windows, device, amp)
+        st.judge(model, dl)
+        entry["dev_loss"] = round(dl, 4)
+    st.history.append(entry)
+    return entry, hl
+
+
+def train_loop(a, model, opt, st: RunState, train, held, dev, device, amp, save) -> float:
+    """Steps until --steps or --minutes (or --patience), with held-out (and dev) evaluations and checkpoints; returns
+    the held-out loss of the weights the run keeps: the last ones, or with a dev split the best on it."""
     model.train()
     t0, wall0 = time.time(), st.wall
     elapsed = lambda: wall0 + time.time() - t0  # noqa: E731
@@ -336,38 +418,44 @@ def train_loop(a, model, opt, st: RunState, train, held, device, amp, save) -> f
             )
         bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
         if st.step % a.eval_every == 0:
-            hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-            st.history.append(
-                {
-                    "step": st.step,
-                    "tokens": st.tokens,
-                    "heldout_loss": round(hl, 4),
-                    "heldout_ppl": round(math.exp(hl), 2),
-                }
+            e, _ = evaluate(a, model, st, held, dev, device, amp)
+            epochs = (st.tokens - int((st.prior or {}).get("tokens_seen", 0))) / len(train)
+            bar.write(
+                f"step {st.step} (epoch {epochs:.2f}): held-out loss {e['heldout_loss']:.4f} ppl {e['heldout_ppl']:.2f}"
+                + (f"; dev loss {e['dev_loss']:.4f}, best at step {st.best['step']}" if "dev_loss" in e else "")
             )
-            bar.write(f"step {st.step}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f}")
+            if a.patience and st.since_best >= a.patience:
+                bar.write(f"stopping: no better dev loss in {a.patience} evaluations (best at step {st.best['step']})")
+                st.stopped_early = True
+                break
         if st.step % a.ckpt_every == 0:
             st.wall = elapsed()
             save()
     bar.close()
     st.wall = elapsed()
+    _, hl = evaluate(a, model, st, held, dev, device, amp)
+    save()  # the checkpoint keeps the last state, to resume from
+    if dev is None or st.best["step"] == st.step:
+        return hl
+    model.load_state_dict(st.best_weights)  # the weights the dev split chose, not the last ones
     hl = heldout_loss(model, held, a.seq, a.batch, a.eval_windows, device, amp)
-    st.history.append(
-        {"step": st.step, "tokens": st.tokens, "heldout_loss": round(hl, 4), "heldout_ppl": round(math.exp(hl), 2)}
-    )
-    save()
+    print(f"kept the weights of step {st.best['step']} (lowest dev loss {st.best['dev_loss']:.4f}), not step {st.step}")
     return hl
 
 
-def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: Tokenizer) -> None:
+def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: Tokenizer, n_train: int) -> None:
     """weights.safetensors (with the training record), metrics.json and the loss curve."""
     cfg = model.cfg
     tps_all = [h["tok_s"] for h in st.history if "tok_s" in h]
+    kept = st.best if st.dev_pct else {"step": st.step, "tokens": st.tokens}
+    seen_before = int(st.prior.get("tokens_seen", 0)) if st.prior else 0
     metrics = {
         "config": cfg.to_dict(),
         "params": model.num_params(),
-        "steps": st.step,
-        "tokens_seen": st.tokens,
+        "steps": kept["step"],  # the kept weights' step and tokens (with a dev split, maybe before the last step)
+        "tokens_seen": kept["tokens"],
+        "train_tokens": n_train,
+        "epochs": round((kept["tokens"] - seen_before) / n_train, 3),
         "wall_s": round(st.wall, 1),
         "device": str(device) + (" bf16" if bf16 else " fp32"),
         "threads": torch.get_num_threads(),
@@ -386,6 +474,17 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
         "tokenizer_sha256": sha256_file(tok.path),
         "continued_from": (
             {k: st.prior.get(k) for k in ("tokens_seen", "wall_s", "heldout_ppl", "steps")} if st.prior else None
+        ),
+        "selection": (
+            {
+                "dev_pct": st.dev_pct,
+                "dev_loss": st.best["dev_loss"],
+                "last_step": st.step,
+                "last_tokens": st.tokens,
+                "stopped_early": st.stopped_early,
+            }
+            if st.dev_pct
+            else None
         ),
         "history": st.history,
     }
@@ -410,12 +509,15 @@ def main():
         export_token_streams(a.corpus, tok, a.export_tokens)
         print(f"token streams of {a.corpus} -> {a.export_tokens}")
         return
+    if a.patience and not a.dev_pct:
+        raise CliError("--patience needs a dev split to judge by: pass --dev-pct too")
     model, prior, note = build_model(a, tok)
     train, held = (
         load_token_streams(a.tokens, tok)
         if a.tokens
         else (tokenize_corpus(a.corpus, tok, "train"), tokenize_corpus(a.corpus, tok, "heldout"))
     )
+    train, dev = split_dev(train, a.dev_pct, a.seq)
     model.to(device)
     opt = make_optimizer(model, a)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -431,13 +533,15 @@ def main():
     print(
         f"model {cfg.arch} {cfg.n_layer}L d{cfg.d_model}: {model.num_params() / 1e6:.2f}M params on {device}"
         f"{' (bf16)' if bf16 else ''}; train {len(train) / 1e6:.1f}M tokens, held-out {len(held) / 1e6:.2f}M"
+        f"{f', dev {len(dev) / 1e6:.2f}M ({a.dev_pct:g}% of train)' if dev is not None else ''}"
         f"{'; ' + st.note if st.note else ''}",
         flush=True,
     )
-    hl = train_loop(a, model, opt, st, train, held, device, amp, lambda: st.save(ckpt_path, model, opt))
-    write_outputs(a, model, st, hl, device, bf16, tok)
+    hl = train_loop(a, model, opt, st, train, held, dev, device, amp, lambda: st.save(ckpt_path, model, opt))
+    write_outputs(a, model, st, hl, device, bf16, tok, len(train))
     print(
         f"done: {st.step} steps, {st.tokens / 1e6:.2f}M tokens in {st.wall / 60:.1f} min; held-out ppl {math.exp(hl):.2f}"
+        + (f" (the weights of step {st.best['step']})" if dev is not None else "")
     )
 
 

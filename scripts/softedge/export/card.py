@@ -131,9 +131,21 @@ def render(bundle: Path) -> str:
             "| | |",
             "|---|---|",
             f"| steps | {tr['steps']:,} (batch {tr['batch']} x {tr['seq']} tokens) |",
-            f"| tokens seen | {tr['tokens_seen']:,} |",
+            f"| tokens seen | {tr['tokens_seen']:,}"
+            + (f" ({tr['epochs']:g} passes over {tr['train_tokens']:,} training tokens)" if tr.get("epochs") else "")
+            + " |",
+            *(
+                [
+                    f"| weights kept | the lowest loss on a {s['dev_pct']:g}% dev split of the training stream: step "
+                    f"{tr['steps']:,} of {s['last_step']:,}{', stopped early' if s['stopped_early'] else ''} |"
+                ]
+                if (s := tr.get("selection"))
+                else []
+            ),
             f"| wall time | {tr['wall_s'] / 60:.1f} min on {tr['device']}, {tr['threads']} thread(s) |",
-            f"| throughput | {tr['median_tok_s']:,.0f} tokens/s (median) |",
+            f"| throughput | "
+            + (f"{tr['median_tok_s']:,.0f} tokens/s (median)" if tr.get("median_tok_s") else "n/a (under 10 steps)")
+            + " |",
             f"| embeddings | {tr['embed_init']}{' (' + tr['note'] + ')' if tr.get('note') else ''} |",
             f"| held-out perplexity (PyTorch fp32) | {tr['heldout_ppl']:.2f} |",
             "",
