@@ -51,7 +51,7 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["steps"] == 10 and m["tokens_seen"] == 10 * 4 * 16
     held = [h["heldout_loss"] for h in m["history"] if "heldout_loss" in h]
-    assert len(held) == 3 and held[-1] < held[0] < math.log(400) + 0.5  # evaluated every 5 steps, and learning
+    assert len(held) == 2 and held[-1] < held[0] < math.log(400) + 0.5  # evaluated every 5 steps, and learning
     assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "run" / "weights.safetensors").is_file()
     # a second start without --resume is refused; with it, training continues from step 10
@@ -178,6 +178,20 @@ def test_dev_split_keeps_the_best_weights_and_stops_on_patience(tmp_path, tiny_t
         f"| weights kept | the lowest loss on a 10% dev split of the training stream: step {best['step']} of "
         f"{sel['last_step']}, stopped early |"
     ) in card
+    # resumed: the best weights so far travel in the checkpoint. A first session learns at a sane rate, the resumed one
+    # diverges; the weights kept are still those of the lowest dev loss over both sessions
+    resumed = [a if a != str(tmp_path / "run") else str(tmp_path / "two") for a in common]
+    sane = [*resumed[: resumed.index("--steps")], "--steps", "10", "--lr", "3e-3", "--dev-pct", "10"]
+    r = run(sane, tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    r = run([*resumed, "--dev-pct", "10", "--patience", "3", "--resume"], tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    evals2 = [h for h in m2["history"] if "dev_loss" in h]
+    best2 = min(evals2, key=lambda h: h["dev_loss"])
+    assert evals2[0]["step"] == 2 and m2["steps"] == best2["step"] and m2["heldout_loss"] == best2["heldout_loss"]
+    assert m2["selection"]["last_step"] > 10  # the second session ran
+    assert best2["step"] == 10  # the first session's last evaluation: its weights came from the checkpoint
     r = run([*common, "--dev-pct", "5", "--resume"], tmp_path / "cache")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--dev-pct 10, not 5" in r.stderr
     r = run([*common, "--patience", "3"], tmp_path / "cache")
@@ -199,8 +213,13 @@ def test_split_dev_spreads_its_blocks_over_the_stream():
     assert abs(len(dev) / len(stream) - 0.01) < 0.002
     assert dev.min() < len(stream) * 0.02 and dev.max() > len(stream) * 0.98  # from the start to the end
     assert split_dev(stream, 0, 128)[1] is None
+    for pct in (3.0, 25.0):  # the share asked for, not a nearby divisor of 100
+        assert abs(len(split_dev(stream, pct, 128)[1]) / len(stream) - pct / 100) < 0.002
     with pytest.raises(CliError, match="fewer than one --seq"):
         split_dev(stream[:500], 1.0, 128)
+    for bad in (-1.0, 40.0):
+        with pytest.raises(CliError, match="between 0 and 25"):
+            split_dev(stream, bad, 128)
 
 
 def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):

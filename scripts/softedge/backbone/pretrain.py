@@ -82,17 +82,16 @@ def tokenize_corpus(corpus: Path, tok: Tokenizer, split: str) -> np.ndarray:
 
 
 def split_dev(train: np.ndarray, pct: float, seq: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(training stream without the dev split, dev split): pct% of the stream as every k-th block of up to 4,096
-    tokens (at least 32 blocks where the stream allows), spread over the whole stream (the corpus is ordered by
-    source, so its tail alone would be one source)."""
-    if pct <= 0:
+    """(training stream without the dev split, dev split): pct% of the stream's blocks of up to 1,024 tokens (at
+    least 32 of them where the stream allows), evenly spread over it (the corpus is ordered by source, so its tail
+    alone would be one source)."""
+    if pct == 0:
         return train, None
-    if pct >= 50:
-        raise CliError(f"--dev-pct {pct:g}: must be under 50")
-    k = max(2, round(100 / pct))
-    block = max(seq + 1, min(4096, len(train) // (32 * k)))
+    if not 0 < pct <= 25:
+        raise CliError(f"--dev-pct {pct:g}: must be between 0 and 25")
+    block = max(seq + 1, min(1024, int(len(train) * pct / 100 / 32)))
     n_blocks = len(train) // block
-    is_dev = (np.arange(n_blocks) % k) == k // 2
+    is_dev = np.diff(np.floor(np.arange(n_blocks + 1) * pct / 100 + 0.5)) > 0  # where the running share ticks
     blocks = train[: n_blocks * block].reshape(n_blocks, block)
     dev = blocks[is_dev].reshape(-1)
     if len(dev) < seq + 2:
@@ -299,7 +298,7 @@ class RunState:
     dev_pct: float = 0.0
     best: dict | None = None  # the lowest dev loss so far: {"step", "tokens", "dev_loss"}
     best_weights: dict | None = None  # the model's state at that step, on the CPU
-    since_best: int = 0  # evaluations since then
+    since_best: int = 0  # evaluations since then (a resumed run starts its patience afresh)
     judged_at: int = -1  # the step of the last dev evaluation
     stopped_early: bool = False  # by --patience
 
@@ -309,7 +308,7 @@ class RunState:
             return  # the closing evaluation of a step already judged
         self.judged_at = self.step
         if self.best is None or dev_loss < self.best["dev_loss"]:
-            self.best = {"step": self.step, "tokens": self.tokens, "dev_loss": round(dev_loss, 4)}
+            self.best = {"step": self.step, "tokens": self.tokens, "dev_loss": dev_loss}  # unrounded: compared
             self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             self.since_best = 0
         else:
@@ -332,7 +331,6 @@ class RunState:
                     "dev_pct": self.dev_pct,
                     "best": self.best,
                     "best_weights": self.best_weights,
-                    "since_best": self.since_best,
                     "judged_at": self.judged_at,
                 },
                 tmp,
@@ -359,8 +357,9 @@ class RunState:
         st.step, st.tokens, st.wall, st.history = ck["step"], ck["tokens"], ck["wall"], ck["history"]
         st.note, st.prior = ck.get("note", note), ck.get("prior", prior)
         st.rng.bit_generator.state = ck["rng"]
-        st.best, st.best_weights, st.since_best = ck.get("best"), ck.get("best_weights"), ck.get("since_best", 0)
-        st.judged_at = ck.get("judged_at", -1)
+        st.best, st.judged_at = ck.get("best"), ck.get("judged_at", -1)
+        if ck.get("best_weights") is not None:
+            st.best_weights = {k: v.cpu() for k, v in ck["best_weights"].items()}
         print(f"resumed at step {st.step} ({st.tokens / 1e6:.2f}M tokens)")
         return st
 
@@ -398,6 +397,7 @@ def train_loop(a, model, opt, st: RunState, train, held, dev, device, amp, save)
     elapsed = lambda: wall0 + time.time() - t0  # noqa: E731
     bar = Progress(a.steps, initial=st.step)
     tps_tokens, tps_t, tps = 0, time.time(), 0.0
+    last_eval = (-1, math.nan)  # (step, held-out loss) of the latest evaluation
     while st.step < a.steps:
         if a.minutes and elapsed() >= a.minutes * 60:
             break
@@ -418,13 +418,14 @@ def train_loop(a, model, opt, st: RunState, train, held, dev, device, amp, save)
             )
         bar.update(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
         if st.step % a.eval_every == 0:
-            e, _ = evaluate(a, model, st, held, dev, device, amp)
+            e, hl = evaluate(a, model, st, held, dev, device, amp)
+            last_eval = (st.step, hl)
             epochs = (st.tokens - int((st.prior or {}).get("tokens_seen", 0))) / len(train)
             bar.write(
                 f"step {st.step} (epoch {epochs:.2f}): held-out loss {e['heldout_loss']:.4f} ppl {e['heldout_ppl']:.2f}"
                 + (f"; dev loss {e['dev_loss']:.4f}, best at step {st.best['step']}" if "dev_loss" in e else "")
             )
-            if a.patience and st.since_best >= a.patience:
+            if a.patience and st.since_best >= a.patience and st.step < a.steps:
                 bar.write(f"stopping: no better dev loss in {a.patience} evaluations (best at step {st.best['step']})")
                 st.stopped_early = True
                 break
@@ -433,7 +434,9 @@ def train_loop(a, model, opt, st: RunState, train, held, dev, device, amp, save)
             save()
     bar.close()
     st.wall = elapsed()
-    _, hl = evaluate(a, model, st, held, dev, device, amp)
+    hl = last_eval[1]
+    if last_eval[0] != st.step:  # stopped between evaluations (--minutes, or a resume with nothing left to do)
+        _, hl = evaluate(a, model, st, held, dev, device, amp)
     save()  # the checkpoint keeps the last state, to resume from
     if dev is None or st.best["step"] == st.step:
         return hl
@@ -447,7 +450,7 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
     """weights.safetensors (with the training record), metrics.json and the loss curve."""
     cfg = model.cfg
     tps_all = [h["tok_s"] for h in st.history if "tok_s" in h]
-    kept = st.best if st.dev_pct else {"step": st.step, "tokens": st.tokens}
+    kept = st.best if st.best is not None else {"step": st.step, "tokens": st.tokens}
     seen_before = int(st.prior.get("tokens_seen", 0)) if st.prior else 0
     metrics = {
         "config": cfg.to_dict(),
@@ -478,12 +481,12 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
         "selection": (
             {
                 "dev_pct": st.dev_pct,
-                "dev_loss": st.best["dev_loss"],
+                "dev_loss": round(st.best["dev_loss"], 4),
                 "last_step": st.step,
                 "last_tokens": st.tokens,
                 "stopped_early": st.stopped_early,
             }
-            if st.dev_pct
+            if st.best is not None
             else None
         ),
         "history": st.history,
@@ -509,6 +512,8 @@ def main():
         export_token_streams(a.corpus, tok, a.export_tokens)
         print(f"token streams of {a.corpus} -> {a.export_tokens}")
         return
+    if a.patience < 0:
+        raise CliError(f"--patience {a.patience}: must be 0 (off) or more")
     if a.patience and not a.dev_pct:
         raise CliError("--patience needs a dev split to judge by: pass --dev-pct too")
     model, prior, note = build_model(a, tok)

@@ -132,7 +132,11 @@ def render(bundle: Path) -> str:
             "|---|---|",
             f"| steps | {tr['steps']:,} (batch {tr['batch']} x {tr['seq']} tokens) |",
             f"| tokens seen | {tr['tokens_seen']:,}"
-            + (f" ({tr['epochs']:g} passes over {tr['train_tokens']:,} training tokens)" if tr.get("epochs") else "")
+            + (
+                f" (this run: {tr['epochs']:g} passes over {tr['train_tokens']:,} training tokens)"
+                if tr.get("epochs")
+                else ""
+            )
             + " |",
             *(
                 [
@@ -143,7 +147,7 @@ def render(bundle: Path) -> str:
                 else []
             ),
             f"| wall time | {tr['wall_s'] / 60:.1f} min on {tr['device']}, {tr['threads']} thread(s) |",
-            f"| throughput | "
+            "| throughput | "
             + (f"{tr['median_tok_s']:,.0f} tokens/s (median)" if tr.get("median_tok_s") else "n/a (under 10 steps)")
             + " |",
             f"| embeddings | {tr['embed_init']}{' (' + tr['note'] + ')' if tr.get('note') else ''} |",
