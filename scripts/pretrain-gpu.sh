@@ -5,18 +5,24 @@
 #   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = corpus v2's token streams + tokenizer (~26 MB),
 #                                                         small enough to travel to a GPU machine with the repo
 #   bash scripts/pretrain-gpu.sh train [MINUTES] [PRESET] on the GPU machine (python3 with torch, onnx): pretrains
-#                                                         .gpu/run for MINUTES (default 8) with PRESET (default gpu:
-#                                                         6 layers, d 384, about 12.8M parameters: int8 graph about 13 MB,
-#                                                         under the 16 MB bundle limit); copies the run to $OUT when set,
-#                                                         the weights split into 15 MB parts (files back are <= 16 MiB).
+#                                                         .gpu/run for MINUTES (default 8) with PRESET (default: the
+#                                                         default backbone's shape, 5.0M parameters; INIT_FROM=<bundle>
+#                                                         continues that bundle's weights instead); copies the run to
+#                                                         $OUT when set, the weights split into 15 MB parts (files back
+#                                                         are <= 16 MiB). Why not the larger `gpu` preset (6 layers,
+#                                                         d 384, 12.8M): its int8 graph takes 77.4 MB of wasm memory at
+#                                                         load against the default's 40 (scripts/lib/wasm-memory.mjs),
+#                                                         which with the rest of the isolate (106 MB at the default's
+#                                                         worst, npm run bench:memory) is far over Workers' 128 MB; one
+#                                                         more layer at d 256 already adds 8 MB of wasm.
 #                                                         A GPU can pass over corpus v2's 13M training tokens many times
 #                                                         in that budget: 1% of them (DEV_PCT) is set aside, the weights
 #                                                         with the lowest loss there are the ones kept, and the run stops
 #                                                         after PATIENCE (default 4) evaluations without a better one
 #   bash scripts/pretrain-gpu.sh unpack DIR [DEST]        here: DIR (the files that came back) -> .cache/runs/gpu
-# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR, EVAL_EVERY, DEV_PCT, PATIENCE
-# override the defaults.
-#   bash scripts/package-backbone.sh .cache/runs/gpu softedge-llama-13m   then compare the probe suites
+# GPU_DIR (default .gpu), CORPUS, TOKENIZER, DEVICE (default cuda), STEPS, BATCH, SEQ, LR, EVAL_EVERY, DEV_PCT, PATIENCE,
+# INIT_FROM override the defaults.
+#   bash scripts/package-backbone.sh .cache/runs/gpu softedge-llama-5m   then compare the probe suites
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
@@ -33,12 +39,13 @@ case "${1:-}" in
     if [ "$G" = .gpu ] && ! grep -qx '/.gpu/' .git/info/exclude 2>/dev/null; then echo '/.gpu/' >> .git/info/exclude; fi
     du -sh "$G" ;;
   train)
-    minutes="${2:-8}" preset="${3:-gpu}"
+    minutes="${2:-8}" preset="${3:-default}"
     [ -d "$G/tokens" ] || { echo "error: no $G/tokens (run 'bash scripts/pretrain-gpu.sh prepare' first, and carry $G)" >&2; exit 2; }
     device="${DEVICE:-cuda}"
+    init=(); if [ -n "${INIT_FROM:-}" ]; then init=(--init-from "$INIT_FROM"); fi
     PYTHONUNBUFFERED=1 "$PY" -m softedge pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
-      --preset "$preset" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
-      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-500}" --ckpt-every 1000000 \
+      --preset "$preset" "${init[@]}" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
+      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-200}" --ckpt-every 1000000 \
       --dev-pct "${DEV_PCT:-1}" --patience "${PATIENCE:-4}"
     if [ -n "${OUT:-}" ]; then
       split -b 15M -d "$G/run/weights.safetensors" "$OUT/weights.part-"
