@@ -44,6 +44,10 @@ cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 if [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ] && ! cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
   cp "$cur/probe.json" "$dir/probe-previous.json"
 fi
+# a re-bundle of the same weights keeps the history of the runs continued from them (scripts/py card --fit-from)
+if [ -f "$cur/curve-fit-history.json" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
+  cp "$cur/curve-fit-history.json" "$dir/curve-fit-history.json"
+fi
 if [ -f "$run/metrics.json" ]; then
   node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
 fi

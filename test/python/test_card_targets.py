@@ -54,3 +54,33 @@ def test_card_section_shows_before_after_and_the_fit(tmp_path):
     assert "L = E + A D^-alpha" in text and "An extrapolation" in text
     (tmp_path / "training-history.json").unlink()
     assert "no curve fit" in "\n".join(targets_section(tmp_path, PROBE, EVAL))
+
+
+def test_card_fits_runs_continued_from_the_bundle_when_it_has_no_history(tmp_path):
+    """--fit-from: the held-out history of runs continued from the bundle's weights (their metrics.json) feeds the
+    fit, and the card names them; a folder that is not a run is a one-line error."""
+    import pytest
+
+    from softedge.common import CliError
+    from softedge.export.card import continued_history
+
+    runs = []
+    for name, lo, hi in (("first", 1, 15), ("second", 15, 30)):
+        run = tmp_path / name
+        run.mkdir()
+        hist = [{"step": d, "tokens": int(d * 1e6), "heldout_loss": 3.5 + 2.0 * d**-0.4} for d in range(lo, hi)]
+        hist.insert(0, {"step": 0, "tokens": 0, "train_loss": 9.0})  # not an evaluation
+        (run / "metrics.json").write_text(json.dumps({"lr": 2e-4, "corpus_dir": "/x/corpus-v2", "history": hist}))
+        runs.append(run)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(b"0" * 1000)
+    cont = continued_history(runs)
+    assert [r["run"] for r in cont["runs"]] == ["first", "second"] and len(cont["history"]) == 29
+    assert cont["runs"][1] == {"run": "second", "lr": 2e-4, "corpus": "corpus-v2", "tokens_m": [15.0, 29.0]}
+    (bundle / "curve-fit-history.json").write_text(json.dumps(cont))
+    text = "\n".join(targets_section(bundle, PROBE, EVAL))
+    assert "L = E + A D^-alpha" in text and "runs continued from these weights (first: 1.0-14.0M tokens" in text
+    assert "floor perplexity 33.1" in text  # exp(3.5): the law the points were drawn from
+    with pytest.raises(CliError, match="no metrics.json"):
+        continued_history([tmp_path / "bundle"])

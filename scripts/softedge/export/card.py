@@ -1,11 +1,13 @@
 """Write a backbone bundle's MODEL_CARD.md from the files beside it (nothing typed by hand):
 
-    scripts/py card <bundle dir>
+    scripts/py card <bundle dir> [--fit-from RUN ...]
 
 Reads config.json (configuration, training summary), corpus-manifest.json, eval.json (ONNX Runtime held-out
 quality, from npm run eval:backbone -- <bundle> ... --write), quant-bench.json (npm run bench:quant) and
 embedding-ablation.json when present; the targets from softedge.export.targets (with probe-previous.json and
-training-history.json when scripts/package-backbone.sh left them).
+training-history.json when scripts/package-backbone.sh left them). --fit-from names pretraining runs continued from
+the bundle's weights: their held-out history (curve-fit-history.json) feeds the loss-curve fit when the bundle's own
+run kept none.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from softedge.common import CliError, atomic_path, run_cli
+from softedge.common import CliError, atomic_path, run_cli, write_json
 from softedge.export.targets import PPL_TARGET, loss_curve_fit, targets
 
 
@@ -61,7 +63,8 @@ def targets_section(bundle: Path, pr: dict | None, ev: dict | None) -> list[str]
         ]
         L += [""]
     hist = _load(bundle / "training-history.json")
-    fit = loss_curve_fit(hist) if hist else None
+    cont = None if hist else _load(bundle / "curve-fit-history.json")  # runs continued from these weights
+    fit = loss_curve_fit(hist or (cont or {}).get("history", []))
     if fit:
         need = (
             f"about {fit['tokens_for_target_m']:,.0f}M tokens"
@@ -72,7 +75,25 @@ def targets_section(bundle: Path, pr: dict | None, ev: dict | None) -> list[str]
             f"What more tokens would buy: held-out loss against tokens seen, fitted as L = E + A D^-alpha over "
             f"{fit['points']} evaluations ({fit['tokens_range_m'][0]}-{fit['tokens_range_m'][1]}M tokens, max residual "
             f"{fit['max_abs_residual']}): alpha {fit['alpha']}, floor perplexity {fit['floor_ppl']}; perplexity "
-            f"{PPL_TARGET:g} at {need} of this corpus and schedule. An extrapolation from one run, not a measurement.",
+            f"{PPL_TARGET:g} at {need} of this corpus and schedule. "
+            + (
+                "The floor sits at the fit's lower bound: over these points the curve is too flat to place where it "
+                "levels off, so read the token figure as out of reach at this size rather than as a plan. "
+                if fit["E"] <= 1e-3
+                else ""
+            )
+            + (
+                "An extrapolation from one run, not a measurement."
+                if hist
+                else "This bundle's own run kept no loss history; the points are the held-out evaluations of runs "
+                "continued from these weights ("
+                + "; ".join(
+                    f"{r['run']}: {r['tokens_m'][0]}-{r['tokens_m'][1]}M tokens on {r['corpus']} at peak learning "
+                    f"rate {r['lr']:g}"
+                    for r in cont["runs"]
+                )
+                + "), warm restarts, so read it as a rough bound, not a measurement."
+            ),
             "",
         ]
     elif pr:
@@ -274,10 +295,43 @@ def render(bundle: Path) -> str:
     return "\n".join(L)
 
 
+def continued_history(runs: list[Path]) -> dict:
+    """The held-out evaluations of pretraining runs continued from a bundle's weights (their metrics.json), for the
+    card's loss-curve fit when the bundle's own run kept no history."""
+    out, hist = [], []
+    for run in runs:
+        m = _load(run / "metrics.json")
+        if not m:
+            raise CliError(f"--fit-from {run}: no metrics.json (a scripts/py pretrain run folder)")
+        ev = [{"tokens": h["tokens"], "heldout_loss": h["heldout_loss"]} for h in m["history"] if "heldout_loss" in h]
+        if not ev:
+            raise CliError(f"--fit-from {run}: its history holds no held-out evaluation")
+        corpus = Path(m.get("corpus_dir") or "the corpus").name
+        out.append(
+            {
+                "run": run.name,
+                "lr": m["lr"],
+                "corpus": corpus,
+                "tokens_m": [round(ev[0]["tokens"] / 1e6, 1), round(ev[-1]["tokens"] / 1e6, 1)],
+            }
+        )
+        hist += ev
+    return {"runs": out, "history": hist}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", type=Path)
+    ap.add_argument(
+        "--fit-from",
+        type=Path,
+        nargs="+",
+        help="pretraining runs continued from this bundle's weights: their held-out history (written to "
+        "curve-fit-history.json) feeds the card's loss-curve fit when the bundle's own run kept none",
+    )
     a = ap.parse_args()
+    if a.fit_from:
+        write_json(a.bundle / "curve-fit-history.json", continued_history(a.fit_from))
     text = render(a.bundle)
     with atomic_path(a.bundle / "MODEL_CARD.md") as tmp:
         tmp.write_text(text)
