@@ -98,8 +98,8 @@ const work = (r) => r["16x64 ms"] + 32 * r["decode@64 ms"];
 const ok = rows.filter(
   (r) => r.backend === "web" && r.graph !== "none" && r.top1 >= 0.98 && r["ppl/fp32"] <= 1.03 && r["wasm MB peak"] <= WASM_BUDGET_MB,
 );
-const choice = ok.sort((a, b) => work(a) - work(b))[0]?.graph ?? "none";
-console.log(`choice: ${choice}`);
+const choice = ok.sort((a, b) => work(a) - work(b))[0]?.graph ?? null;
+console.log(choice ? `choice: ${choice}` : "choice: none of the int8 graphs meets the accuracy targets within the wasm budget");
 const result = {
   weights,
   wasm_budget_mb: WASM_BUDGET_MB,
@@ -111,3 +111,8 @@ const result = {
   choice,
 };
 writeFileSync(join(out, "results.json"), JSON.stringify(result, null, 2) + "\n");
+// no silent fallback to the fp32 graph (four times the bytes, past the bundle and memory budgets): packaging stops
+if (!choice) {
+  console.error("error: no int8 scheme qualifies for these weights (the table above says which rule each one fails)");
+  process.exit(1);
+}

@@ -28,6 +28,9 @@ case "${3:-}" in
   *) echo "error: unknown option ${3} (--reuse-scheme or --reuse-bench)" >&2; exit 2 ;;
 esac
 scheme="$(node -p 'require("./.cache/bench-quant/results.json").choice')"
+if [ "$scheme" = null ] || [ "$scheme" = undefined ]; then
+  echo "error: .cache/bench-quant/results.json chose no int8 scheme for these weights (none meets the targets)" >&2; exit 2
+fi
 
 out="$(scripts/py bundle --weights "$run" --name "$NAME" --quant "$scheme" --out adapters/backbones)"
 echo "$out"
