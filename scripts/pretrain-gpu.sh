@@ -5,11 +5,14 @@
 #   bash scripts/pretrain-gpu.sh prepare                  here: .gpu/ = corpus v2's token streams + tokenizer (~26 MB),
 #                                                         small enough to travel to a GPU machine with the repo
 #   bash scripts/pretrain-gpu.sh train [MINUTES] [PRESET] on the GPU machine (python3 with torch, onnx): pretrains
-#                                                         .gpu/run for MINUTES (default 8) with PRESET (default: the
-#                                                         default backbone's shape, 5.0M parameters; INIT_FROM=<bundle>
-#                                                         continues that bundle's weights instead); copies the run to
-#                                                         $OUT when set, the weights split into 15 MB parts (files back
-#                                                         are <= 16 MiB). Why not the larger `gpu` preset (6 layers,
+#                                                         .gpu/run for MINUTES (default 8): without PRESET, continued
+#                                                         pretraining of the committed default backbone (its weights are
+#                                                         in the repo; peak learning rate 3e-4, gentle as the CPU runs
+#                                                         that forgot least); with PRESET, a fresh model of that shape
+#                                                         (2e-3). INIT_FROM=<bundle> continues another bundle (empty: a
+#                                                         fresh default-shaped model). Copies the run to $OUT when set,
+#                                                         the weights split into 15 MB parts (files back are
+#                                                         <= 16 MiB). Why not the larger `gpu` preset (6 layers,
 #                                                         d 384, 12.8M): its int8 graph takes 77.4 MB of wasm memory at
 #                                                         load against the default's 40 (scripts/lib/wasm-memory.mjs),
 #                                                         which with the rest of the isolate (106 MB at the default's
@@ -39,13 +42,20 @@ case "${1:-}" in
     if [ "$G" = .gpu ] && ! grep -qx '/.gpu/' .git/info/exclude 2>/dev/null; then echo '/.gpu/' >> .git/info/exclude; fi
     du -sh "$G" ;;
   train)
-    minutes="${2:-8}" preset="${3:-default}"
+    minutes="${2:-8}"
     [ -d "$G/tokens" ] || { echo "error: no $G/tokens (run 'bash scripts/pretrain-gpu.sh prepare' first, and carry $G)" >&2; exit 2; }
     device="${DEVICE:-cuda}"
-    init=(); if [ -n "${INIT_FROM:-}" ]; then init=(--init-from "$INIT_FROM"); fi
+    if [ -n "${3:-}" ]; then  # a preset named: a fresh model of that shape, unless INIT_FROM says otherwise
+      preset="$3" init_from="${INIT_FROM:-}"
+    else  # continued pretraining of the committed default (INIT_FROM= , empty, for a fresh default-shaped model)
+      default="$("$PY" -c 'import json; print(json.load(open("adapters/catalog.json"))["default_backbone"])')"
+      preset=default init_from="${INIT_FROM-adapters/backbones/$default}"
+    fi
+    init=(); if [ -n "$init_from" ]; then init=(--init-from "$init_from"); fi
+    lr="${LR:-$([ -n "$init_from" ] && echo 3e-4 || echo 2e-3)}"  # gentler when continuing (README: stop 20-21's runs)
     PYTHONUNBUFFERED=1 "$PY" -m softedge pretrain --run "$G/run" --tokens "$G/tokens" --tokenizer "$G/tokenizer" \
       --preset "$preset" "${init[@]}" --device "$device" --minutes "$minutes" --steps "${STEPS:-200000}" --batch "${BATCH:-256}" \
-      --seq "${SEQ:-256}" --lr "${LR:-2e-3}" --warmup 200 --eval-every "${EVAL_EVERY:-200}" --ckpt-every 1000000 \
+      --seq "${SEQ:-256}" --lr "$lr" --warmup 200 --eval-every "${EVAL_EVERY:-200}" --ckpt-every 1000000 \
       --dev-pct "${DEV_PCT:-1}" --patience "${PATIENCE:-4}"
     if [ -n "${OUT:-}" ]; then
       split -b 15M -d "$G/run/weights.safetensors" "$OUT/weights.part-"

@@ -266,6 +266,20 @@ def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (
         tmp_path / "g" / "run" / "weights.safetensors"
     ).read_bytes()
+    # without a preset: continued pretraining of a bundle (INIT_FROM here; the repo's default otherwise), gentler
+    import shutil
+
+    from softedge.export.bundle import build
+
+    bundle = build(tmp_path / "back", tiny_tokenizer, tmp_path / "bb", "tiny", "weight-only", True)
+    shutil.rmtree(tmp_path / "g" / "run")
+    env["INIT_FROM"] = str(bundle)
+    r = sh("train", "1")
+    assert r.returncode == 0, r.stderr
+    m2 = json.loads((tmp_path / "g" / "run" / "metrics.json").read_text())
+    assert m2["config"] == m["config"] and m2["lr"] == 3e-4
+    assert m2["continued_from"]["tokens_seen"] == m["tokens_seen"]
+    del env["INIT_FROM"]
     # token streams from another tokenizer are refused
     (tmp_path / "g" / "tokens" / "tokenizer.sha256").write_text("0" * 64 + "\n")
     r = sh("train", "1", "tiny")
