@@ -18,12 +18,18 @@ def run(args, cache):
     )
 
 
-def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A corpus folder (train.txt, heldout.txt) of the test text in 100-character lines."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
     (corpus / "train.txt").write_text("\n".join(lines) + "\n")
     (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    return corpus
+
+
+def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
+    corpus = tiny_corpus(tmp_path)
     common = [
         "--run",
         str(tmp_path / "run"),
@@ -88,11 +94,7 @@ def test_continued_pretraining_from_a_bundle(tmp_path, tiny_tokenizer):
     held-out loss falls further; a bundle whose weights are not there is a one-line error."""
     from softedge.export.bundle import build
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
-    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
-    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    corpus = tiny_corpus(tmp_path)
     common = [
         "--corpus",
         str(corpus),
@@ -146,11 +148,7 @@ def test_dev_split_keeps_the_best_weights_and_stops_on_patience(tmp_path, tiny_t
     resume with another dev split, and --patience without one, are one-line errors."""
     from softedge.artifacts.safetensors_io import load
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
-    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
-    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    corpus = tiny_corpus(tmp_path)
     common = [
         *("--run", str(tmp_path / "run"), "--corpus", str(corpus), "--tokenizer", str(tiny_tokenizer)),
         *("--preset", "tiny", "--seq", "16", "--batch", "4", "--eval-every", "2", "--eval-windows", "4"),
@@ -225,11 +223,7 @@ def test_split_dev_spreads_its_blocks_over_the_stream():
 def test_gpu_path_prepares_trains_and_unpacks_on_cpu(tmp_path, tiny_tokenizer):
     """scripts/pretrain-gpu.sh end to end with DEVICE=cpu and a tiny preset: token streams instead of the corpus text,
     a wall-clock-budgeted run, its weights split for the trip back and joined again, byte for byte."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    lines = [TEXT[i : i + 100] for i in range(0, len(TEXT), 100)]
-    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
-    (corpus / "heldout.txt").write_text("\n".join(lines[:5]) + "\n")
+    corpus = tiny_corpus(tmp_path)
     env = {
         **os.environ,
         "GPU_DIR": str(tmp_path / "g"),
