@@ -13,11 +13,13 @@
 #                                                         fresh default-shaped model). Copies the run to $OUT when set,
 #                                                         the weights split into 15 MB parts (files back are
 #                                                         <= 16 MiB). Why not the larger `gpu` preset (6 layers,
-#                                                         d 384, 12.8M): its int8 graph takes 77.4 MB of wasm memory at
-#                                                         load against the default's 40 (scripts/lib/wasm-memory.mjs),
-#                                                         which with the rest of the isolate (106 MB at the default's
-#                                                         worst, npm run bench:memory) is far over Workers' 128 MB; one
-#                                                         more layer at d 256 already adds 8 MB of wasm.
+#                                                         d 384, 12.8M): with the default's int8 scheme its graph takes
+#                                                         77.4 MB of wasm memory at load against the default's 40
+#                                                         (scripts/lib/wasm-memory.mjs), which with the rest of the
+#                                                         isolate (106-115 MB at the default's worst, npm run
+#                                                         bench:memory) is far over Workers' 128 MB; the leaner schemes
+#                                                         still add 5-14 MB, and one more layer at d 256 adds 8 MB at
+#                                                         the peak: each over the isolate's 110 MB budget (README).
 #                                                         A GPU can pass over corpus v2's 13M training tokens many times
 #                                                         in that budget: 1% of them (DEV_PCT) is set aside, the weights
 #                                                         with the lowest loss there are the ones kept, and the run stops
