@@ -41,16 +41,16 @@ corpus="$(node -p 'require(process.argv[1]).corpus_dir || ".cache/corpus"' "$PWD
 cp "$corpus/manifest.json" "$dir/corpus-manifest.json"   # the corpus the run trained on (v1 unless it says)
 cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 [ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
-# the card's targets: the probes of the default this bundle replaces (before/after), the run's held-out loss history
-# the previous default's probes, for the card's before/after; not for a re-bundle of the same weights (a new graph
-# of the same model), whose probes would only be compared with themselves
-if [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ] && ! cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
-  cp "$cur/probe.json" "$dir/probe-previous.json"
+# same=1: a re-bundle of the current default's weights (a new graph of the same model)
+same=0
+if [ -f "$cur/weights.safetensors" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
+  same=1
 fi
-# a re-bundle of the same weights keeps the history of the runs continued from them (scripts/py card --fit-from)
-if [ -f "$cur/curve-fit-history.json" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
-  cp "$cur/curve-fit-history.json" "$dir/curve-fit-history.json"
-fi
+# the card's targets: the probes of the default this bundle replaces (before/after; not for the same weights, whose
+# probes would only be compared with themselves), the run's held-out loss history
+if [ "$same" = 0 ] && [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ]; then cp "$cur/probe.json" "$dir/probe-previous.json"; fi
+# the same weights keep the history of the runs continued from them (scripts/py card --fit-from)
+if [ "$same" = 1 ] && [ -f "$cur/curve-fit-history.json" ]; then cp "$cur/curve-fit-history.json" "$dir/"; fi
 if [ -f "$run/metrics.json" ]; then
   node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
 fi
@@ -61,9 +61,7 @@ OMP_NUM_THREADS=1 scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.
 node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
 scripts/py probe "$dir"                                                 # held-out ppl + linear probes: probe.json
 scripts/py card "$dir"
-same=0
-if [ -f "$cur/weights.safetensors" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
-  same=1
+if [ "$same" = 1 ]; then
   # the catalog's adapters onto the new bundle (measured when the math differs; nothing moves if one fails)
   scripts/py retarget --from "$cur" --to "$dir" adapters/default/*.safetensors
 fi

@@ -302,6 +302,11 @@ class RunState:
     judged_at: int = -1  # the step of the last dev evaluation
     stopped_early: bool = False  # by --patience
 
+    def passes(self, tokens: int, n_train: int) -> float:
+        """Passes over the training stream this run made by the time it had seen `tokens` (counted from the start
+        of the backbone's training, so a continued run's earlier tokens are left out)."""
+        return (tokens - int((self.prior or {}).get("tokens_seen", 0))) / n_train
+
     def judge(self, model, dev_loss: float) -> None:
         """Record a dev evaluation; keep a copy of the weights when it is the best so far."""
         if self.judged_at == self.step:
@@ -420,7 +425,7 @@ def train_loop(a, model, opt, st: RunState, train, held, dev, device, amp, save)
         if st.step % a.eval_every == 0:
             e, hl = evaluate(a, model, st, held, dev, device, amp)
             last_eval = (st.step, hl)
-            epochs = (st.tokens - int((st.prior or {}).get("tokens_seen", 0))) / len(train)
+            epochs = st.passes(st.tokens, len(train))
             bar.write(
                 f"step {st.step} (epoch {epochs:.2f}): held-out loss {e['heldout_loss']:.4f} ppl {e['heldout_ppl']:.2f}"
                 + (f"; dev loss {e['dev_loss']:.4f}, best at step {st.best['step']}" if "dev_loss" in e else "")
@@ -451,14 +456,13 @@ def write_outputs(a, model, st: RunState, hl: float, device, bf16: bool, tok: To
     cfg = model.cfg
     tps_all = [h["tok_s"] for h in st.history if "tok_s" in h]
     kept = st.best if st.best is not None else {"step": st.step, "tokens": st.tokens}
-    seen_before = int(st.prior.get("tokens_seen", 0)) if st.prior else 0
     metrics = {
         "config": cfg.to_dict(),
         "params": model.num_params(),
         "steps": kept["step"],  # the kept weights' step and tokens (with a dev split, maybe before the last step)
         "tokens_seen": kept["tokens"],
         "train_tokens": n_train,
-        "epochs": round((kept["tokens"] - seen_before) / n_train, 3),
+        "epochs": round(st.passes(kept["tokens"], n_train), 3),
         "wall_s": round(st.wall, 1),
         "device": str(device) + (" bf16" if bf16 else " fp32"),
         "threads": torch.get_num_threads(),
