@@ -32,6 +32,9 @@ if [ "$scheme" = null ] || [ "$scheme" = undefined ]; then
   echo "error: .cache/bench-quant/results.json chose no int8 scheme for these weights (none meets the targets)" >&2; exit 2
 fi
 
+# files only this script adds to a bundle; a rebuild whose id equals the current default's replaces that folder
+kept_history=""; trap 'rm -f "$kept_history"' EXIT
+if [ -f "$cur/curve-fit-history.json" ]; then kept_history="$(mktemp)" && cp "$cur/curve-fit-history.json" "$kept_history"; fi
 out="$(scripts/py bundle --weights "$run" --name "$NAME" --quant "$scheme" --out adapters/backbones)"
 echo "$out"
 id="$(node -e 'const fs=require("fs");const d="adapters/backbones";const x=fs.readdirSync(d).filter(n=>!n.startsWith(".")).map(n=>[n,fs.statSync(d+"/"+n).mtimeMs]).sort((a,b)=>b[1]-a[1]);console.log(x[0][0])')"
@@ -41,16 +44,17 @@ corpus="$(node -p 'require(process.argv[1]).corpus_dir || ".cache/corpus"' "$PWD
 cp "$corpus/manifest.json" "$dir/corpus-manifest.json"   # the corpus the run trained on (v1 unless it says)
 cp .cache/bench-quant/results.json "$dir/quant-bench.json"
 [ -f .cache/runs/embedding-ablation.json ] && cp .cache/runs/embedding-ablation.json "$dir/embedding-ablation.json"
-# same=1: a re-bundle of the current default's weights (a new graph of the same model)
+# same=1: a re-bundle of the current default's weights (a new graph of the same model, or the same bundle again:
+# the id is a hash of the bundle, so then the folder is the current default's)
 same=0
-if [ -f "$cur/weights.safetensors" ] && [ "$cur" != "$dir" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; then
+if [ "$cur" = "$dir" ] || { [ -f "$cur/weights.safetensors" ] && cmp -s "$cur/weights.safetensors" "$dir/weights.safetensors"; }; then
   same=1
 fi
 # the card's targets: the probes of the default this bundle replaces (before/after; not for the same weights, whose
 # probes would only be compared with themselves), the run's held-out loss history
-if [ "$same" = 0 ] && [ -f "$cur/probe.json" ] && [ "$cur" != "$dir" ]; then cp "$cur/probe.json" "$dir/probe-previous.json"; fi
+if [ "$same" = 0 ] && [ -f "$cur/probe.json" ]; then cp "$cur/probe.json" "$dir/probe-previous.json"; fi
 # the same weights keep the history of the runs continued from them (scripts/py card --fit-from)
-if [ "$same" = 1 ] && [ -f "$cur/curve-fit-history.json" ]; then cp "$cur/curve-fit-history.json" "$dir/"; fi
+if [ "$same" = 1 ] && [ -n "$kept_history" ]; then cp "$kept_history" "$dir/curve-fit-history.json"; fi
 if [ -f "$run/metrics.json" ]; then
   node -e 'const m=require(process.argv[1]);const h=(m.history||[]).filter(x=>"heldout_loss" in x).map(({step,tokens,heldout_loss})=>({step,tokens,heldout_loss}));require("fs").writeFileSync(process.argv[2],JSON.stringify(h)+"\n")' "$PWD/$run/metrics.json" "$dir/training-history.json"
 fi
@@ -61,7 +65,7 @@ OMP_NUM_THREADS=1 scripts/py fixtures backbone "$dir" --out .cache/eval-fixture.
 node scripts/eval-backbone.mjs "$dir" .cache/eval-fixture.json --write
 scripts/py probe "$dir"                                                 # held-out ppl + linear probes: probe.json
 scripts/py card "$dir"
-if [ "$same" = 1 ]; then
+if [ "$same" = 1 ] && [ "$cur" != "$dir" ]; then
   # the catalog's adapters onto the new bundle (measured when the math differs; nothing moves if one fails)
   scripts/py retarget --from "$cur" --to "$dir" adapters/default/*.safetensors
 fi
