@@ -54,6 +54,7 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path, tiny_tokenizer):
     ]
     r = run([*common, "--steps", "10"], tmp_path / "cache")
     assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stdout + r.stderr and "held-out loss" in r.stdout  # a log file gets plain lines, no redraws
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["steps"] == 10 and m["tokens_seen"] == 10 * 4 * 16
     held = [h["heldout_loss"] for h in m["history"] if "heldout_loss" in h]
