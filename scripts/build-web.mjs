@@ -10,7 +10,8 @@ const out = "dist/web",
   tmp = `${out}.tmp`;
 rmSync(tmp, { recursive: true, force: true });
 mkdirSync(join(tmp, "vendor", "swagger-ui"), { recursive: true });
-for (const f of readdirSync("web")) if (/\.(html|css|svg)$/.test(f)) copyFileSync(join("web", f), join(tmp, f));
+// _headers: the pages' security headers (Content-Security-Policy and others), which Workers static assets apply
+for (const f of readdirSync("web")) if (/\.(html|css|svg)$|^_headers$/.test(f)) copyFileSync(join("web", f), join(tmp, f));
 await build({
   entryPoints: ["web/playground.ts", "web/docs.ts"],
   outdir: tmp,

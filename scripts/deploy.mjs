@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Deploys softedge to Cloudflare: the R2 bucket and KV namespace (created when missing), the default backbone and
-// catalog.json uploaded to R2 (scripts/lib/catalog-plan.mjs), a first admin key (printed once), `wrangler deploy`,
+// catalog.json uploaded to R2 (scripts/lib/catalog-plan.mjs), a first admin key (to a file), `wrangler deploy`,
 // then the default adapters published through the deployed worker's own API (scripts/lib/publish-catalog.mjs, with a
 // temporary publish key per tenant, deleted afterwards): one validation and one compare-and-swap on alias.json for
 // every writer. An alias is published only when absent or on another backbone.
 //   npm run deploy -- --dry-run            no network, no credentials: builds the bundle, checks its gzip size
 //                                          against the plan limits, checks the catalog, prints the plan
-//   npm run deploy [-- --tenant acme] [--url https://softedge.<you>.workers.dev]
+//   npm run deploy [-- --tenant acme] [--url https://softedge.<you>.workers.dev] [--key-file PATH]
 //                                          needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID in the environment;
-//                                          --url when wrangler's output names no workers.dev address (a custom route)
+//                                          --url when wrangler's output names no workers.dev address (a custom route);
+//                                          the first admin key goes to --key-file (softedge-admin-key-<tenant>.txt, mode
+//                                          0600), never to stdout, where CI logs would keep it
 // Idempotent and resumable: an object is uploaded only when R2's deploy manifest (deploy/manifest.json, sha256 per
 // key, updated after each upload) does not already list its hash; versions go up before any alias names them. The
 // KV namespace id is written to wrangler.deploy.toml (git-ignored: account-specific), which `wrangler deploy` reads.
@@ -20,6 +22,7 @@ import { gzipSync } from "node:zlib";
 import { catalogPlan } from "./lib/catalog-plan.mjs";
 import { publishCatalog } from "./lib/publish-catalog.mjs";
 import { createKey } from "./lib/keys.mjs";
+import { SecretFileExists, writeSecretFile } from "./lib/secret-file.mjs";
 
 // Workers script size limits after compression (developers.cloudflare.com/workers/platform/limits)
 const PLANS = [
@@ -35,6 +38,7 @@ const flag = (name) => args.includes(name);
 const option = (name, dflt) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : dflt);
 const dryRun = flag("--dry-run");
 const tenant = option("--tenant", "main");
+const keyFile = option("--key-file", `softedge-admin-key-${tenant}.txt`);
 
 function wrangler(argv, { input, quiet = true } = {}) {
   const r = spawnSync("npx", ["--no-install", "wrangler", ...argv], {
@@ -75,7 +79,7 @@ function describe(plan, bundle, bucket) {
     `plan:\n  1. R2 bucket "${bucket}" and KV namespace for TENANTS: created when missing; the KV id goes to wrangler.deploy.toml` +
       `\n  2. upload ${plan.objects.length} objects (${mb(bytes)}) to R2, skipping those the deploy manifest already lists:` +
       plan.objects.map((o) => `\n       ${o.key} (${o.size.toLocaleString("en-US")} bytes, sha256 ${o.sha256.slice(0, 12)})`).join("") +
-      `\n  3. a first admin key for tenant "${tenant}" when the namespace has no keys (printed once)` +
+      `\n  3. a first admin key for tenant "${tenant}" when the namespace has no keys, written to ${keyFile} (mode 0600)` +
       `\n  4. wrangler deploy --config wrangler.deploy.toml` +
       `\n  5. publish ${plan.adapters.length} adapters through the deployed worker's API, each only when its alias is absent or on another backbone:` +
       plan.adapters.map((a) => `\n       ${a.alias} (${a.size.toLocaleString("en-US")} bytes, version ${a.version})`).join(""),
@@ -156,8 +160,15 @@ async function firstAdminKey(nsId) {
   const keys = JSON.parse(must(wrangler(["kv", "key", "list", "--namespace-id", nsId, "--prefix", "key/", "--remote"]), "listing API keys"));
   if (keys.length) return console.log(`API keys: ${keys.length} already in the namespace (make more with npm run keys)`);
   const k = await createKey({ tenant, scope: "admin", label: "first admin key (deploy)" });
-  must(wrangler(["kv", "key", "put", "--namespace-id", nsId, k.kvKey, JSON.stringify(k.record), "--remote"]), "storing the admin key");
-  console.log(`admin key for tenant "${tenant}" (shown once, only its hash is stored): ${k.key}`);
+  try {
+    writeSecretFile(keyFile, `${k.key}\n`); // before the key is stored: a stored key nobody holds would be lost
+  } catch (e) {
+    throw new DeployError(e instanceof SecretFileExists ? `the admin key file ${e.message}` : `writing ${keyFile}: ${e.message}`);
+  }
+  const stored = wrangler(["kv", "key", "put", "--namespace-id", nsId, k.kvKey, JSON.stringify(k.record), "--remote"]);
+  if (stored.status !== 0) rmSync(keyFile, { force: true }); // the key was never valid
+  must(stored, "storing the admin key");
+  console.log(`admin key for tenant "${tenant}" written to ${keyFile} (mode 0600; the only copy: only its hash is stored)`);
 }
 
 /** the adapters through the deployed worker's API, with a short-lived publish key per tenant (removed afterwards) */

@@ -28,6 +28,7 @@ export interface Bindings {
   ADAPTER_CACHE_BYTES?: string;
   ALIAS_TTL_MS?: string;
   AUTH_CACHE_MS?: string;
+  AUTH_STALE_MS?: string;
   R2_ATTEMPTS?: string;
   R2_TIMEOUT_MS?: string;
 }

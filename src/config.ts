@@ -19,6 +19,7 @@ export interface Config {
   adapterCacheBytes: number;
   aliasTtlMs: number;
   authCacheMs: number;
+  authStaleMs: number;
   r2Attempts: number;
   r2TimeoutMs: number;
   publicTenants: string[];
@@ -36,6 +37,7 @@ type NumericVar =
   | "ADAPTER_CACHE_BYTES"
   | "ALIAS_TTL_MS"
   | "AUTH_CACHE_MS"
+  | "AUTH_STALE_MS"
   | "R2_ATTEMPTS"
   | "R2_TIMEOUT_MS";
 
@@ -51,6 +53,9 @@ export const SETTINGS: Record<NumericVar, [number, number, number]> = {
   ADAPTER_CACHE_BYTES: [10 << 20, 0, 1 << 30], // npm run bench:memory: the whole isolate stays under 110 MB with it full
   ALIAS_TTL_MS: [10_000, 0, 86_400_000],
   AUTH_CACHE_MS: [10_000, 0, 86_400_000],
+  // how long past AUTH_CACHE_MS a cached key or grant answers while KV cannot be read: 10 + 50 s keeps a revoked
+  // key's life during a KV outage within KV's own propagation delay (up to 60 s)
+  AUTH_STALE_MS: [50_000, 0, 86_400_000],
   R2_ATTEMPTS: [3, 1, 10],
   R2_TIMEOUT_MS: [2000, 1, 60_000],
 };
@@ -84,6 +89,7 @@ export function parseConfig(env: Bindings): Config {
     adapterCacheBytes: n("ADAPTER_CACHE_BYTES"),
     aliasTtlMs: n("ALIAS_TTL_MS"),
     authCacheMs: n("AUTH_CACHE_MS"),
+    authStaleMs: n("AUTH_STALE_MS"),
     r2Attempts: n("R2_ATTEMPTS"),
     r2TimeoutMs: n("R2_TIMEOUT_MS"),
     publicTenants,

@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   "adapter_corrupt",
   "backbone_unavailable",
   "storage_unavailable",
+  "auth_unavailable",
   "usage_unavailable",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

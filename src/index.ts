@@ -32,7 +32,7 @@ app.use("*", async (c, next) => {
   const env = c.env;
   const cfg = configOf(env);
   store ??= new AdapterStore(new AdapterCache(cfg.adapterCacheBytes), cfg.aliasTtlMs);
-  directory ??= new Directory(cfg.authCacheMs);
+  directory ??= new Directory(cfg.authCacheMs, cfg.authStaleMs);
   const waitUntil = (p: Promise<unknown>) => {
     try {
       c.executionCtx.waitUntil(p);

@@ -17,9 +17,19 @@ type Scored = { label: string; score: number };
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const KEY_STORE = "softedge.key";
+const remember = () => $<HTMLInputElement>("remember").checked;
 const EXAMPLES = { classify: "WIN a FREE cruise!!! Reply now to claim your prize", generate: "volcano" };
 let key = "";
+let accepted = ""; // the last key the API accepted: the one kept
 let adapters: Summary[] = [];
+
+/** The accepted key in this tab's sessionStorage (gone when the tab closes), or, with "remember this key on this
+ *  device" ticked, in localStorage (kept until unticked); never in both. */
+function keep() {
+  const [into, from] = remember() ? [localStorage, sessionStorage] : [sessionStorage, localStorage];
+  from.removeItem(KEY_STORE);
+  if (accepted) into.setItem(KEY_STORE, accepted);
+}
 
 class RequestFailed extends Error {}
 
@@ -60,7 +70,8 @@ async function connect(k: string) {
   try {
     const t = await api<{ tenant: string; scope: string; readable: string[] }>("/v1/tenant");
     adapters = (await api<{ adapters: Summary[] }>("/v1/adapters")).adapters.sort((a, b) => a.alias.localeCompare(b.alias));
-    localStorage.setItem(KEY_STORE, key);
+    accepted = key;
+    keep();
     $("tenant").textContent = `Tenant ${t.tenant} (${t.scope}); reads ${t.readable.join(", ")}: ${adapters.length} adapters.`;
     const sel = $<HTMLSelectElement>("adapter");
     sel.replaceChildren(...adapters.map((a) => new Option(`${a.alias} (${a.task}, ${a.kind})`, a.alias)));
@@ -215,7 +226,10 @@ $("key-form").addEventListener("submit", (ev) => {
 });
 $("adapter").addEventListener("change", (ev) => void select((ev.target as HTMLSelectElement).value, true));
 $("run-form").addEventListener("submit", (ev) => void run(ev as SubmitEvent));
-const saved = localStorage.getItem(KEY_STORE);
+$("remember").addEventListener("change", keep);
+const remembered = localStorage.getItem(KEY_STORE);
+$<HTMLInputElement>("remember").checked = remembered !== null;
+const saved = sessionStorage.getItem(KEY_STORE) ?? remembered;
 if (saved) {
   $<HTMLInputElement>("key").value = saved;
   void connect(saved);

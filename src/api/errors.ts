@@ -36,6 +36,7 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   adapter_corrupt: 502,
   backbone_unavailable: 503,
   storage_unavailable: 503,
+  auth_unavailable: 503,
   usage_unavailable: 503,
 };
 

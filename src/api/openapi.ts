@@ -17,7 +17,7 @@ export const errors = {
   422: err("not a valid adapter artifact"),
   429: err("rate limited"),
   502: err("the stored adapter is damaged"),
-  503: err("object storage or the backbone is unavailable"),
+  503: err("object storage, the key store or the backbone is unavailable"),
 };
 export const bearer = [{ apiKey: [] }];
 

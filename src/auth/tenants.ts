@@ -4,15 +4,25 @@
 //
 // KV reads are cached in the isolate for `ttlMs` (AUTH_CACHE_MS, 10 s): a revoked key, a removed grant or a new
 // default takes effect within that time on other isolates (plus KV's own propagation in production), at once on
-// the isolate that made the change.
+// the isolate that made the change. After the TTL a cached answer keeps serving while one refresh runs, but only
+// for `staleMs` more (AUTH_STALE_MS): when KV cannot be read past that, requests fail (503 auth_unavailable)
+// instead of trusting an answer that may have been revoked. "No such key/grant/settings" answers live in a
+// separate, smaller cache with a short TTL, so a flood of made-up key ids never pushes out the keys in use.
 import type { KeyRecord } from "./keys";
+import { DomainError } from "../errors";
 import { SingleFlight } from "../store/single-flight";
+import { Lru } from "./lru";
 
 export interface TenantSettings {
   defaults: Partial<Record<"classify" | "generate", string>>;
 }
 
-const MAX_ENTRIES = 10_000;
+/** records, settings and grants that exist (least recently used dropped first) */
+export const MAX_ENTRIES = 10_000;
+/** answers that something does not exist: the target of random-id floods, so kept apart and small */
+export const MAX_MISSING = 2_000;
+/** how long "does not exist" is believed: short, so a key or grant created elsewhere works soon after a miss */
+export const MISSING_TTL_MS = 2_000;
 
 /** the KV namespace, and the request's waitUntil: a background refresh must outlive the response that started it
  *  (workerd cancels a request's pending I/O when the request ends) */
@@ -33,19 +43,47 @@ export async function kvNames(kv: KVNamespace, prefix: string): Promise<string[]
   return out;
 }
 
+type Entry = { value: unknown; at: number };
+
 export class Directory {
-  private cache = new Map<string, { value: unknown; at: number }>();
+  private found = new Lru<Entry>(MAX_ENTRIES);
+  private missing = new Lru<Entry>(MAX_MISSING); // null answers: never evict what `found` holds
   private reads = new SingleFlight<unknown>(); // one KV read per key at a time, however many requests wait
   private epoch = 0; // bumped by every forget: a read begun before a change must not cache the old value
-  constructor(private ttlMs: number) {}
+  constructor(
+    private ttlMs: number,
+    private staleMs: number,
+  ) {}
 
-  /** A cached value younger than the TTL is returned as is; an older one is returned too while one refresh runs
-   *  (stale-while-revalidate), so a slow KV read delays no request that has an answer already. */
+  /** entries in each cache (bounded by MAX_ENTRIES and MAX_MISSING) */
+  get sizes() {
+    return { found: this.found.size, missing: this.missing.size };
+  }
+
+  /** A value younger than the TTL is returned as is. An older one is returned too while one refresh runs
+   *  (stale-while-revalidate), for at most `staleMs` past the TTL; a failed refresh leaves its age as it was. A
+   *  cached miss is not served stale while KV answers (a new key must not wait), only when the read fails. */
   private read<T>(src: KvSource, key: string): Promise<T | null> {
-    const hit = this.cache.get(key);
-    if (hit && Date.now() - hit.at < this.ttlMs) return Promise.resolve(hit.value as T | null);
+    const now = Date.now();
+    const hit = this.found.get(key);
+    if (hit) {
+      const age = now - hit.at;
+      if (age < this.ttlMs) return Promise.resolve(hit.value as T);
+      const refresh = this.refresh(src, key);
+      return age < this.ttlMs + this.staleMs ? Promise.resolve(hit.value as T) : (refresh as Promise<T | null>);
+    }
+    const miss = this.missing.get(key);
+    const missTtl = Math.min(MISSING_TTL_MS, this.ttlMs);
+    if (miss && now - miss.at < missTtl) return Promise.resolve(null);
+    return this.refresh(src, key).catch((e) => {
+      if (miss && now - miss.at < missTtl + this.staleMs) return null;
+      throw e;
+    }) as Promise<T | null>;
+  }
+
+  private refresh(src: KvSource, key: string): Promise<unknown> {
     const epoch = this.epoch;
-    const p = this.reads.run(
+    return this.reads.run(
       key,
       async () => {
         let value: unknown;
@@ -53,19 +91,27 @@ export class Directory {
           value = await src.kv.get(key, "json");
         } catch (e) {
           console.warn(`KV ${key}: read failed: ${e instanceof Error ? e.message : e}`);
-          throw e;
+          throw new DomainError("auth_unavailable", "the key store could not be read; retry later", { "retry-after": "1" });
         }
-        if (this.cache.size >= MAX_ENTRIES) this.cache.clear(); // bounded: bad keys with random ids must not grow it
-        if (epoch === this.epoch) this.cache.set(key, { value, at: Date.now() });
+        if (epoch === this.epoch) {
+          const entry = { value, at: Date.now() };
+          if (value === null) {
+            this.found.delete(key);
+            this.missing.set(key, entry);
+          } else {
+            this.missing.delete(key);
+            this.found.set(key, entry);
+          }
+        }
         return value;
       },
       src.waitUntil,
-    ) as Promise<T | null>;
-    return hit ? Promise.resolve(hit.value as T | null) : p;
+    );
   }
 
   forget(key: string) {
-    this.cache.delete(key);
+    this.found.delete(key);
+    this.missing.delete(key);
     this.reads.forget(key);
     this.epoch++;
   }

@@ -1,12 +1,14 @@
 // The playground (GET /) and the API docs (GET /docs) in headless Chromium (Debian's, driven by playwright-core:
 // nothing downloaded), served by `wrangler dev` on a freshly seeded local state, as a new user meets them:
 // enter the README's dev key, classify with every default classification adapter, stream a generation, see a readable
-// error for a bad key, read the docs page. Screenshots go to .cache/browser/ and are checked not to be blank.
+// error for a bad key, read the docs page, keep the key for the session only unless told to remember it. Both pages
+// come with their security headers and run under their Content-Security-Policy without a single violation.
+// Screenshots go to .cache/browser/ and are checked not to be blank.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startDev } from "../../scripts/lib/dev-server.mjs";
 import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
 
@@ -16,6 +18,22 @@ const catalog = JSON.parse(readFileSync("adapters/catalog.json", "utf8")) as { a
 const readKey = DEV_KEYS.find(([, tenant, scope]) => tenant === "acme" && scope === "read")![0];
 let dev: Awaited<ReturnType<typeof startDev>>;
 let browser: Browser;
+const violations: string[] = []; // Content-Security-Policy violations the browser reported, on any page
+
+/** a page in a fresh context (its own storage) that reports every CSP violation into `violations` */
+async function newPage(options?: Parameters<Browser["newPage"]>[0]): Promise<Page> {
+  const page = await browser.newPage(options);
+  await page.addInitScript(() =>
+    document.addEventListener("securitypolicyviolation", (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)),
+  );
+  page.on("console", (m) => {
+    if (m.type() === "error" && /CSP violation|Content Security Policy/.test(m.text())) violations.push(`${page.url()}: ${m.text()}`);
+  });
+  return page;
+}
+afterEach(() => {
+  expect(violations.splice(0)).toEqual([]);
+});
 
 const api = async (path: string, body: object) =>
   (await (
@@ -65,7 +83,7 @@ afterAll(async () => {
 
 describe("the playground in Chromium", () => {
   it("classifies with each default classification adapter, with the API's probabilities, and is not blank", async () => {
-    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    const page = await newPage({ viewport: { width: 1000, height: 900 } });
     await page.goto(dev.base + "/");
     expect(await page.title()).toBe("softedge playground");
     await page.fill("#key", readKey);
@@ -115,7 +133,7 @@ describe("the playground in Chromium", () => {
   });
 
   it("streams a generation in, ending with the text /v1/generate gives", async () => {
-    const page = await browser.newPage();
+    const page = await newPage();
     await page.goto(dev.base + "/");
     await page.fill("#key", readKey);
     await page.click("#key-form button");
@@ -146,7 +164,7 @@ describe("the playground in Chromium", () => {
   });
 
   it("shows a readable error for a bad key, and keeps no adapters on screen", async () => {
-    const page = await browser.newPage();
+    const page = await newPage();
     await page.goto(dev.base + "/");
     await page.fill("#key", "se_000000000000_not-a-key");
     await page.click("#key-form button");
@@ -157,9 +175,66 @@ describe("the playground in Chromium", () => {
   });
 });
 
+describe("the pages' security headers", () => {
+  const storage = (page: Page) =>
+    page.evaluate(() => ({ session: sessionStorage.getItem("softedge.key"), local: localStorage.getItem("softedge.key") }));
+
+  it("serves both pages with a CSP (no inline code, no framing) and the other headers, and reports a violation", async () => {
+    for (const path of ["/", "/docs"]) {
+      const page = await newPage();
+      const r = (await page.goto(dev.base + path))!;
+      const h = r.headers();
+      const csp = Object.fromEntries(
+        h["content-security-policy"]
+          .split(";")
+          .map((d) => d.trim().split(/\s+/))
+          .map(([k, ...v]) => [k, v]),
+      );
+      expect([path, csp["default-src"], csp["script-src"], csp["style-src"], csp["frame-ancestors"]]).toEqual([
+        path,
+        ["'none'"],
+        ["'self'"],
+        ["'self'"],
+        ["'none'"],
+      ]);
+      expect([h["x-content-type-options"], h["referrer-policy"], h["x-frame-options"]]).toEqual(["nosniff", "no-referrer", "DENY"]);
+      await page.close();
+    }
+    // the violation detector itself: an inline script is refused and reported
+    const page = await newPage();
+    await page.goto(dev.base + "/");
+    await page.evaluate(() => document.head.append(Object.assign(document.createElement("script"), { textContent: "window.ran = 1" })));
+    // Chromium's own console line first, then the securitypolicyviolation event's
+    await expect.poll(() => violations.join("\n")).toMatch(/CSP violation: script-src/);
+    violations.splice(0);
+    expect(await page.evaluate(() => (window as any).ran)).toBeUndefined();
+    await page.close();
+  });
+
+  it("keeps the key in sessionStorage by default, in localStorage only while 'remember' is ticked", async () => {
+    const page = await newPage();
+    await page.goto(dev.base + "/");
+    expect(await page.isChecked("#remember")).toBe(false);
+    await page.fill("#key", readKey);
+    await page.click("#key-form button");
+    await page.waitForSelector("#adapter-section:not([hidden])");
+    expect(await storage(page)).toEqual({ session: readKey, local: null });
+    await page.check("#remember");
+    expect(await storage(page)).toEqual({ session: null, local: readKey });
+    // a new visit finds the remembered key, connects with it, and shows the box ticked
+    await page.reload();
+    await page.waitForSelector("#adapter-section:not([hidden])");
+    expect(await page.isChecked("#remember")).toBe(true);
+    expect(await storage(page)).toEqual({ session: null, local: readKey });
+    await page.uncheck("#remember");
+    expect(await storage(page)).toEqual({ session: readKey, local: null });
+    await page.close();
+  });
+});
+
 describe("the API docs in Chromium", () => {
   it("renders every route of the OpenAPI document, offline, and is not blank", async () => {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
+    const page = await newPage({ viewport: { width: 1200, height: 1000 } });
     const external: string[] = [];
     page.on("request", (r) => {
       if (!r.url().startsWith(dev.base) && !r.url().startsWith("data:")) external.push(r.url());
@@ -184,6 +259,11 @@ describe("the API docs in Chromium", () => {
     const shot = await screenshot(page, "docs.png");
     expect(shot.colours).toBeGreaterThan(50);
     expect(shot.ink).toBeGreaterThan(0.02);
+    // more of Swagger UI under the CSP (checked after each test): an operation opened, the Authorize dialog
+    await page.click(".opblock-summary");
+    await page.waitForSelector(".opblock-body .responses-wrapper");
+    await page.click(".btn.authorize");
+    await page.waitForSelector(".modal-ux input");
     await page.close();
   });
 });

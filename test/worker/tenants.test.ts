@@ -1,9 +1,9 @@
 // Tenants, keys and scopes in workerd: the isolation matrix (every endpoint x own key, another tenant's key, no key,
 // bad keys, too small a scope), grants, per-tenant defaults, publish -> versions -> rollback through the API, limits.
 import { env } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { bytes, call, hex, newKey, postJson, putAdapter, seedDefaults, withHeader, type Catalog } from "./helpers";
-import { Directory } from "../../src/auth/tenants";
+import { Directory, MAX_ENTRIES, MAX_MISSING } from "../../src/auth/tenants";
 import { AdapterCache, AdapterStore } from "../../src/store/adapters";
 import { parseRef } from "../../src/store/refs";
 
@@ -283,7 +283,7 @@ describe("alias propagation", () => {
 
 describe("key cache", () => {
   it("serves a cached key record within the TTL, then refreshes it: a revoked key stops working", async () => {
-    const dir = new Directory(50);
+    const dir = new Directory(50, 10_000);
     const pending: Promise<unknown>[] = [];
     const src = {
       kv: env.TENANTS,
@@ -300,6 +300,91 @@ describe("key cache", () => {
     expect((await dir.keyRecord(src, id))?.tenant).toBe("initech"); // expired: the old answer while one refresh runs
     await Promise.all(pending); // the refresh was handed to waitUntil
     expect(await dir.keyRecord(src, id)).toBeNull();
+  });
+
+  /** the real KV behind a switch (reads fail while `fail` is set), counting reads; refreshes go to `pending` */
+  function kvSource() {
+    const s = { fail: false, reads: 0 };
+    const kv = {
+      get: async (k: string, type: "json") => {
+        s.reads++;
+        if (s.fail) throw new Error("KV unavailable (injected)");
+        return env.TENANTS.get(k, type);
+      },
+      list: (o?: KVNamespaceListOptions) => env.TENANTS.list(o),
+      put: (k: string, v: string) => env.TENANTS.put(k, v),
+      delete: (k: string) => env.TENANTS.delete(k),
+    } as unknown as KVNamespace;
+    const pending: Promise<unknown>[] = [];
+    return { s, kv, pending, src: { kv, waitUntil: (p: Promise<unknown>) => void pending.push(p) } };
+  }
+  /** Date.now under the test's control, from now on */
+  function clock() {
+    const c = { t: Date.now() };
+    vi.spyOn(Date, "now").mockImplementation(() => c.t);
+    return c;
+  }
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("answers a revoked key from the stale cache only within AUTH_STALE_MS while KV fails, then auth_unavailable", async () => {
+    const key = await newKey("initech", "read"),
+      id = key.split("_")[1];
+    const k = kvSource(),
+      c = clock(),
+      dir = new Directory(10_000, 50_000);
+    expect((await dir.keyRecord(k.src, id))?.tenant).toBe("initech");
+    await env.TENANTS.delete(`key/${id}`); // revoked, and KV cannot be read from now on
+    k.s.fail = true;
+    c.t += 10_000; // past the TTL: the stale record while a refresh runs, and that refresh fails
+    expect((await dir.keyRecord(k.src, id))?.tenant).toBe("initech");
+    await Promise.all(k.pending);
+    expect(k.s.reads).toBe(2);
+    c.t += 49_999; // the failed refresh did not make the record younger: still within TTL + grace, just
+    expect((await dir.keyRecord(k.src, id))?.tenant).toBe("initech");
+    await Promise.all(k.pending);
+    c.t += 1; // TTL + grace: no stale answer any more
+    const err = await dir.keyRecord(k.src, id).then(
+      () => null,
+      (e) => e,
+    );
+    expect([err?.code, err?.headers?.["retry-after"]]).toEqual(["auth_unavailable", "1"]);
+    k.s.fail = false; // KV back: the revocation is seen
+    expect(await dir.keyRecord(k.src, id)).toBeNull();
+  });
+
+  it("answers 503 auth_unavailable with Retry-After when a key cannot be looked up", async () => {
+    const k = kvSource();
+    k.s.fail = true;
+    const unknown = `se_${"0123456789ab"}_${"A".repeat(43)}`; // well formed, never cached on this isolate
+    const r = await call("GET", "/v1/tenant", { key: unknown }, { ...env, TENANTS: k.kv });
+    expect([r.status, ((await r.json()) as any).error.code, r.headers.get("retry-after")]).toEqual([503, "auth_unavailable", "1"]);
+  });
+
+  it("keeps a known key cached through a flood of random key ids; misses are cached briefly, apart, bounded", async () => {
+    const key = await newKey("initech", "read"),
+      id = key.split("_")[1];
+    const k = kvSource(),
+      c = clock(), // stands still during the flood: every entry stays within its TTL
+      dir = new Directory(10_000, 50_000);
+    expect((await dir.keyRecord(k.src, id))?.tenant).toBe("initech");
+    const flood = Array.from({ length: MAX_ENTRIES + 1 }, (_, i) => (0xa000_0000_0000 + i).toString(16));
+    for (let i = 0; i < flood.length; i += 500) await Promise.all(flood.slice(i, i + 500).map((f) => dir.keyRecord(k.src, f)));
+    expect(k.s.reads).toBe(1 + flood.length);
+    // the known key: still cached, no KV read
+    expect((await dir.keyRecord(k.src, id))?.tenant).toBe("initech");
+    expect(k.s.reads).toBe(1 + flood.length);
+    // the misses: held apart, at most MAX_MISSING of them; the latest ones answer without a KV read
+    expect(dir.sizes).toEqual({ found: 1, missing: MAX_MISSING });
+    const recent = flood.slice(-100);
+    for (const f of recent) expect(await dir.keyRecord(k.src, f)).toBeNull();
+    expect(k.s.reads).toBe(1 + flood.length);
+    // past the short miss TTL (well within the key TTL) an unknown id is looked up again
+    c.t += 2_000;
+    expect(await dir.keyRecord(k.src, recent[0])).toBeNull();
+    expect(k.s.reads).toBe(2 + flood.length);
+    expect(dir.sizes).toEqual({ found: 1, missing: MAX_MISSING });
   });
 });
 
