@@ -264,6 +264,11 @@ describe("the API docs in Chromium", () => {
     await page.waitForSelector(".opblock-body .responses-wrapper");
     await page.click(".btn.authorize");
     await page.waitForSelector(".modal-ux input");
+    // a key given to "Authorize" lives in the page only: nothing is written to the browser's storage
+    await page.fill(".modal-ux input", readKey);
+    await page.click(".modal-ux button.authorize");
+    await page.waitForSelector('.modal-ux button[aria-label="Remove authorization"]');
+    expect(await page.evaluate(() => [localStorage.length, sessionStorage.length])).toEqual([0, 0]);
     await page.close();
   });
 });
