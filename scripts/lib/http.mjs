@@ -26,8 +26,8 @@ const retrying = new RetryAgent(pool, {
 
 /**
  * One request, answered like fetch's Response (status, ok, headers, text(), json()); the body is read whole, as
- * the APIs answer small JSON. `idempotent` defaults to the method's
- * meaning (GET, HEAD, OPTIONS, PUT, DELETE); pass true for a POST that changes nothing or that repeats harmlessly.
+ * the APIs answer small JSON. `idempotent` defaults to the method's meaning (GET, HEAD, OPTIONS, PUT, DELETE); pass
+ * true for a POST that changes nothing or that repeats harmlessly.
  * @param {string} url
  * @param {{ method?: string, headers?: Record<string, string>, body?: string | Uint8Array, idempotent?: boolean }} [init]
  */
