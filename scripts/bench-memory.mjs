@@ -8,6 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { startDev } from "./lib/dev-server.mjs";
 import { connectInspector } from "./lib/inspector.mjs";
+import { request } from "./lib/http.mjs";
 
 const KEY = "se_0000000000a2_local-dev-acme-read";
 const MB = 2 ** 20;
@@ -21,10 +22,12 @@ const dev = await startDev({
 try {
   const { cdp, close } = await connectInspector(9241);
   const post = async (path, body) => {
-    const r = await fetch(dev.base + path, {
+    // classify and generate change nothing on the server: safe to send again after a dropped connection
+    const r = await request(dev.base + path, {
       method: "POST",
       headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
       body: JSON.stringify(body),
+      idempotent: true,
     });
     if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
     return r.json();
@@ -53,7 +56,7 @@ try {
   const measure = async (stage) => {
     if (gc) await cdp("HeapProfiler.collectGarbage", {}, 5_000).catch(() => (gc = false));
     const h = await cdp("Runtime.getHeapUsage");
-    const iso = (await (await fetch(`${dev.base}/healthz`)).json()).isolate;
+    const iso = (await (await request(`${dev.base}/healthz`)).json()).isolate;
     const row = {
       stage,
       js_heap_mb: h.usedSize / MB,

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { build } from "esbuild";
 import { startDev } from "./lib/dev-server.mjs";
 import { DEV_KEYS } from "./lib/keys.mjs";
+import { request } from "./lib/http.mjs";
 
 const args = process.argv.slice(2);
 const flag = (n, d) => {
@@ -92,7 +93,13 @@ const { base, stop, rss } = dev;
 const ready = dev.readyMs;
 const auth = { authorization: `Bearer ${DEV_KEYS.find((k) => k[1] === "acme")[0]}` }; // a local dev key (seeded)
 const post = async (path, body) => {
-  const r = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
+  // classify and generate change nothing on the server: safe to send again after a dropped connection
+  const r = await request(base + path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...auth },
+    body: JSON.stringify(body),
+    idempotent: true,
+  });
   if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
   return r;
 };
@@ -279,10 +286,12 @@ progress("the engine alone inside workerd, the roofline, cold start inside worke
 // it; timed inside the worker) and the roofline: the peak of a plain matrix multiply in the same runtime
 const engineDev = await startDev({ state: ".cache/bench-worker-state", port: PORT + 1, config: "scripts/bench-worker/wrangler.toml", seed: false });
 const call = async (path, body, headers = { "content-type": "application/json" }) => {
-  const r = await fetch(engineDev.base + path, {
+  // each call loads a model or times one, replacing what an earlier one loaded: sending it again changes nothing
+  const r = await request(engineDev.base + path, {
     method: "POST",
     headers,
     body: typeof body === "object" && !(body instanceof Uint8Array) ? JSON.stringify(body) : body,
+    idempotent: true,
   });
   const j = await r.json();
   if (!r.ok) throw new Error(`bench worker ${path}: ${j.error}`);

@@ -2,6 +2,7 @@
 // benchmark and the load test: start, wait for /healthz, measure workerd's memory, stop.
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
+import { request } from "./http.mjs";
 
 // config: another wrangler config (the benchmark's own worker); seed: false for a worker without the bucket and keys
 export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs = [], beforeStart = () => {}, config, seed = true }) {
@@ -35,11 +36,12 @@ export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs 
   };
   process.on("exit", stop);
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
     try {
-      if ((await fetch(`${base}/healthz`)).ok) break;
+      if ((await request(`${base}/healthz`)).ok) break; // a refused connect is retried inside request(), with backoff
     } catch {}
-    if (i > 300) {
+    if (Date.now() > deadline) {
       stop();
       throw new Error(`wrangler dev did not come up:\n${log.slice(-2000)}`);
     }

@@ -1,9 +1,10 @@
 // A DevTools-protocol client for a `wrangler dev` started with `--inspector-port PORT`: the isolate's heap figures
 // (Runtime.getHeapUsage), for bench:memory and the load test.
 import WebSocket from "ws";
+import { request } from "./http.mjs";
 
 export async function connectInspector(port) {
-  const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  const targets = await (await request(`http://127.0.0.1:${port}/json`)).json();
   // wrangler's inspector proxy accepts DevTools connections only with an Origin header
   const ws = new WebSocket(targets[0].webSocketDebuggerUrl, { headers: { origin: `http://127.0.0.1:${port}` } });
   await new Promise((ok, fail) => {

@@ -1,8 +1,10 @@
 // End to end on `wrangler dev` (what `npm start` runs), over loopback: the seeded dev key answers the README's
 // classify call; a key made by the key CLI publishes through the API with the offline publish command (--api),
 // which also lists versions and rolls back; the key CLI lists without showing secrets, revokes, refuses bad input;
-// the official openai client talks to the OpenAI-compatible routes.
-import { execFileSync, spawnSync } from "node:child_process";
+// the official openai client talks to the OpenAI-compatible routes; every client the project ships gets through a
+// proxy that drops kept-alive connections. Child processes run asynchronously once the server is up: a blocked event
+// loop would let pooled connections outlive the server's keep-alive timeout unnoticed.
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +13,8 @@ import { startDev } from "../../scripts/lib/dev-server.mjs";
 import { DEV_KEYS } from "../../scripts/lib/keys.mjs";
 import { catalogPlan } from "../../scripts/lib/catalog-plan.mjs";
 import { publishCatalog } from "../../scripts/lib/publish-catalog.mjs";
+import { request } from "../../scripts/lib/http.mjs";
+import { droppingProxy } from "./dropping-proxy";
 import OpenAI from "openai";
 
 const state = mkdtempSync(join(tmpdir(), "softedge-e2e-"));
@@ -19,15 +23,23 @@ let ciKey = "",
   revokedKey = "",
   revokeOut = "",
   listing = "";
-const keys = (...a: string[]) => spawnSync("node", ["scripts/keys.mjs", ...a, "--persist-to", state], { encoding: "utf8" });
-const publish = (...a: string[]) =>
-  spawnSync("scripts/py", ["publish", ...a, "--api", dev.base], { encoding: "utf8", env: { ...process.env, SOFTEDGE_API_KEY: ciKey } });
+/** a command's exit status and output, without blocking the event loop */
+const run = (cmd: string, args: string[], env = process.env) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
+    execFile(cmd, args, { encoding: "utf8", env }, (err, stdout, stderr) =>
+      resolve({ status: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr }),
+    ),
+  );
+const keys = (...a: string[]) => run("node", ["scripts/keys.mjs", ...a, "--persist-to", state]);
+const publishVia = (api: string, ...a: string[]) => run("scripts/py", ["publish", ...a, "--api", api], { ...process.env, SOFTEDGE_API_KEY: ciKey });
+const publish = (...a: string[]) => publishVia(dev.base, ...a);
 
 beforeAll(async () => {
   dev = await startDev({
     state,
     port: 8796,
     beforeStart: () => {
+      // synchronous is fine here: no server is up yet
       ciKey = execFileSync("node", ["scripts/keys.mjs", "create", "--tenant", "ci", "--scope", "publish", "--label", "e2e", "--persist-to", state], {
         encoding: "utf8",
       }).trim();
@@ -55,16 +67,16 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
     expect([r.status, ((await r.json()) as any).error.code]).toEqual([401, "missing_key"]);
   });
 
-  it("creates and lists keys: the key is printed once and never stored or listed", () => {
+  it("creates and lists keys: the key is printed once and never stored or listed", async () => {
     expect(ciKey).toMatch(/^se_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
     const id = ciKey.split("_")[1];
     expect(listing).toContain(id);
     expect(listing).toContain("'ci'");
     expect(listing).not.toContain(ciKey.slice(16));
-    const bad = keys("create", "--tenant", "CI!", "--scope", "read");
+    const bad = await keys("create", "--tenant", "CI!", "--scope", "read");
     expect([bad.status, bad.stderr.trim()]).toEqual([2, "error: tenant must be lowercase letters, digits, '-' or '_' (at most 63)"]);
-    expect(keys("create", "--tenant", "ci", "--scope", "owner").stderr).toMatch(/^error: scope must be one of read, publish, admin/);
-    expect(keys("revoke", "nope").stderr).toMatch(/^error: revoke needs a key id/);
+    expect((await keys("create", "--tenant", "ci", "--scope", "owner")).stderr).toMatch(/^error: scope must be one of read, publish, admin/);
+    expect((await keys("revoke", "nope")).stderr).toMatch(/^error: revoke needs a key id/);
     expect(revokeOut.trim()).toBe(`revoked ${revokedKey.split("_")[1]}`);
     expect(listing).not.toContain(revokedKey.split("_")[1]);
   });
@@ -75,10 +87,10 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
   });
 
   it("publishes, lists and rolls back with `scripts/py publish --api`; refuses another tenant's alias", async () => {
-    let p = publish("adapters/default/spam-prefix.safetensors", "--alias", "ci/spam");
+    let p = await publish("adapters/default/spam-prefix.safetensors", "--alias", "ci/spam");
     expect(p.stderr).toBe("");
     const v1 = p.stdout.trim().split(" -> ")[1];
-    p = publish("adapters/default/spam-prompt.safetensors", "--alias", "ci/spam");
+    p = await publish("adapters/default/spam-prompt.safetensors", "--alias", "ci/spam");
     const v2 = p.stdout.trim().split(" -> ")[1];
     expect(v2).toMatch(/^[0-9a-f]{16}$/);
     const r = await fetch(`${dev.base}/v1/classify`, {
@@ -87,10 +99,10 @@ describe("wrangler dev, key CLI and publishing through the API", () => {
       body: JSON.stringify({ adapter: "ci/spam", text: "cheap meds" }),
     });
     expect(((await r.json()) as any).version).toBe(v2);
-    const list = JSON.parse(publish("--list", "ci/spam").stdout);
+    const list = JSON.parse((await publish("--list", "ci/spam")).stdout);
     expect([list.current, list.history]).toEqual([v2, [v1]]);
-    expect(publish("--rollback", "ci/spam").stdout.trim()).toBe(`ci/spam -> ${v1}`);
-    p = publish("adapters/default/spam-prefix.safetensors", "--alias", "acme/spam");
+    expect((await publish("--rollback", "ci/spam")).stdout.trim()).toBe(`ci/spam -> ${v1}`);
+    p = await publish("adapters/default/spam-prefix.safetensors", "--alias", "acme/spam");
     expect([p.status, p.stderr.trim()]).toEqual([
       2,
       "error: PUT /v1/adapters/acme/spam: 403 forbidden: a key may only change its own tenant's adapters",
@@ -108,6 +120,66 @@ describe("publishing the catalog through the API, as a deploy does", () => {
     expect(((await r.json()) as any).version).toBe(ci.adapters[0].version);
     const other = { ...plan, adapters: [{ ...plan.adapters[0], alias: "ci/cat-other" }] };
     await expect(publishCatalog(dev.base, DEV_KEYS[1][0], other)).rejects.toThrow(/^(GET|PUT) \/v1\/adapters\/ci\/cat-other: 40[34] /);
+  });
+});
+
+describe("every client through a proxy that drops kept-alive connections before answering", () => {
+  let proxy: Awaited<ReturnType<typeof droppingProxy>>;
+  beforeAll(async () => {
+    proxy = await droppingProxy(dev.base);
+  });
+  afterAll(() => proxy?.close());
+
+  it("publishes the catalog (publish pass, then keep pass) on connections that go stale between requests", async () => {
+    const plan = catalogPlan(".");
+    const ci = { ...plan, adapters: plan.adapters.map((a: any) => ({ ...a, alias: a.alias.replace(/^demo\//, "ci/drop-") })) };
+    const dropped = proxy.counts.dropped;
+    proxy.dropNext(2); // besides every reuse of a connection, a fresh one's first two requests
+    expect(await publishCatalog(proxy.base, ciKey, ci)).toEqual({ published: ci.adapters.length, kept: 0 });
+    proxy.dropNext(2);
+    expect(await publishCatalog(proxy.base, ciKey, ci)).toEqual({ published: 0, kept: ci.adapters.length });
+    expect(proxy.counts.dropped - dropped).toBeGreaterThanOrEqual(4);
+  });
+
+  it("publishes, lists and rolls back with `scripts/py publish --api` when the connection drops", async () => {
+    proxy.dropNext(1); // the upload's first connection is closed on its request
+    let p = await publishVia(proxy.base, "adapters/default/spam-prefix.safetensors", "--alias", "ci/drop");
+    expect([p.status, p.stderr]).toEqual([0, ""]);
+    const v1 = p.stdout.trim().split(" -> ")[1];
+    proxy.dropNext(1);
+    p = await publishVia(proxy.base, "adapters/default/spam-prompt.safetensors", "--alias", "ci/drop");
+    const v2 = p.stdout.trim().split(" -> ")[1];
+    proxy.dropNext(1);
+    p = await publishVia(proxy.base, "--list", "ci/drop");
+    expect([p.status, p.stderr]).toEqual([0, ""]);
+    expect(JSON.parse(p.stdout).history).toEqual([v1]);
+    // the rollback reads the history, then names its target on the same connection, which the proxy drops
+    const dropped = proxy.counts.dropped;
+    p = await publishVia(proxy.base, "--rollback", "ci/drop");
+    expect([p.status, p.stdout.trim(), p.stderr]).toEqual([0, `ci/drop -> ${v1}`, ""]);
+    expect(proxy.counts.dropped).toBe(dropped + 1);
+    expect(JSON.parse((await publish("--list", "ci/drop")).stdout)).toMatchObject({ current: v1, history: [v2] });
+  });
+
+  it("the shared HTTP client of the benchmarks and the load test retries an idempotent request, never a POST", async () => {
+    let sent = proxy.counts.requests;
+    proxy.dropNext(2);
+    expect((await request(`${proxy.base}/healthz`)).status).toBe(200);
+    expect(proxy.counts.requests - sent).toBeGreaterThanOrEqual(3); // two dropped, then answered on a fresh connection
+    const post = {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${DEV_KEYS[0][0]}` },
+      body: JSON.stringify({ adapter: "demo/spam-prefix", text: "hello" }),
+    };
+    // a POST classify marked as harmless to repeat goes through; an unmarked POST fails and is not sent again
+    proxy.dropNext(1);
+    expect((await request(`${proxy.base}/v1/classify`, { ...post, idempotent: true })).status).toBe(200);
+    sent = proxy.counts.requests;
+    proxy.dropNext(1);
+    await expect(request(`${proxy.base}/v1/classify`, post)).rejects.toMatchObject({
+      code: expect.stringMatching(/^(UND_ERR_SOCKET|ECONNRESET|EPIPE)$/),
+    });
+    expect(proxy.counts.requests).toBe(sent + 1);
   });
 });
 

@@ -1,13 +1,19 @@
 """Publishing to the local R2 that `wrangler dev` serves (miniflare state in a temp folder): immutable versions,
-alias moved only after the version is written, idempotent re-publish, rollback, refusal of damaged artifacts."""
+alias moved only after the version is written, idempotent re-publish, rollback, refusal of damaged artifacts; the
+API client's retries against a server that hangs up on every request."""
 import json
 import os
+import socketserver
 import subprocess
+import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from softedge.artifacts import adapter as A
+from softedge.common import CliError
+from softedge.publishing.publish import Api
 from conftest import run_module
 from test_adapters import tiny_bundle, one_line_error  # noqa: F401  (session fixture)
 
@@ -90,3 +96,35 @@ def test_publish_rollback_and_refusals(tiny_bundle, tmp_path):  # noqa: F811
         and {v["version"] for v in listing["versions"]} == {v1, v2}
     )
     assert json.loads(r2_get(state, "adapters/acme/spam/alias.json"))["version"] == v1
+
+
+@pytest.fixture
+def hangup_server():
+    """A TCP server that reads each request's first bytes and closes the connection without a response."""
+    seen = []
+
+    class Hangup(socketserver.BaseRequestHandler):
+        def handle(self):
+            seen.append(self.request.recv(65536).split(b" ", 1)[0].decode())
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Hangup) as srv:
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{srv.server_address[1]}", seen
+        srv.shutdown()
+
+
+def test_api_retries_what_is_safe_to_repeat_then_fails_in_one_line(hangup_server, monkeypatch):
+    base, seen = hangup_server
+    env = {"SOFTEDGE_API_KEY": "se_000000000000_test"}
+    one_line_error(run_module("publish", "--list", "acme/spam", "--api", base, env=env), f"cannot reach {base}")
+    assert seen == ["GET"] * 4  # the first try and three retries
+    seen.clear()
+    r = run_module("publish", "--rollback", "acme/spam", "--to", "0123456789abcdef", "--api", base, env=env)
+    one_line_error(r, "(POST /v1/adapters/acme/spam/rollback)")
+    assert seen == ["POST"] * 4  # a rollback to a named version may be repeated
+    seen.clear()
+    monkeypatch.setenv("SOFTEDGE_API_KEY", env["SOFTEDGE_API_KEY"])
+    with pytest.raises(CliError, match=f"cannot reach {base}"):
+        Api(base).call("POST", "/v1/adapters/acme/spam/rollback", b"{}")  # not marked idempotent: sent once
+    assert seen == ["POST"]

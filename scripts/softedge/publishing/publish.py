@@ -10,6 +10,8 @@ its backbone, the content-addressed version object written first, then alias.jso
 etag), so concurrent publishes and rollbacks never lose one another's history, whoever makes them:
   --api URL   the worker's endpoints (PUT /v1/adapters/<tenant>/<name>, POST .../rollback, GET .../versions), with an
               API key with publish scope for the alias's tenant in $SOFTEDGE_API_KEY. The way to publish to Cloudflare.
+              A request that failed before any response (a dropped kept-alive connection, a reset, a refused
+              connect) is sent again on a fresh connection, a few times with backoff, when repeating it is harmless.
   --local     (default) the bucket `wrangler dev` serves (miniflare state under --persist-to), without a running
               worker: scripts/publish-local.mjs runs the same code in Node.
 There is no direct remote write: R2's compare-and-swap is only reachable through a worker, so publish to a deployed
@@ -25,9 +27,9 @@ import argparse
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+import urllib3
 
 from softedge.artifacts import adapter as adapter_fmt
 from softedge.common import ROOT, CliError, run_cli
@@ -75,6 +77,14 @@ class Local:
 class Api:
     """The worker's publishing endpoints (the same layout and rules, enforced server-side)."""
 
+    # a request that got no response is sent again only where that is harmless: GET reads; PUT of an artifact is
+    # content-addressed (its version is its sha256, and re-sending the current version changes nothing); a rollback
+    # is sent with an explicit version, which a repeat leaves in place. A refused connect is retried for any method
+    # (nothing reached the server); the first retry is at once, then 0.5 s, 1 s.
+    RETRY = urllib3.util.Retry(
+        total=3, status=0, allowed_methods=frozenset({"GET", "PUT"}), backoff_factor=0.25, raise_on_status=False
+    )
+
     def __init__(self, base: str):
         self.base = base.rstrip("/")
         self.key = os.environ.get("SOFTEDGE_API_KEY", "")
@@ -82,25 +92,35 @@ class Api:
             raise CliError(
                 "--api needs an API key with publish scope in $SOFTEDGE_API_KEY (scripts/keys.mjs create ...)"
             )
+        self.http = urllib3.PoolManager(retries=self.RETRY, timeout=60)
 
-    def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
-        req = urllib.request.Request(
-            f"{self.base}{path}",
-            data=body,
-            method=method,
-            headers={"authorization": f"Bearer {self.key}", "content-type": content_type},
-        )
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        idempotent: bool = False,
+    ) -> dict:
+        retries = self.RETRY.new(allowed_methods=self.RETRY.allowed_methods | {method}) if idempotent else self.RETRY
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
+            r = self.http.request(
+                method,
+                f"{self.base}{path}",
+                body=body,
+                headers={"authorization": f"Bearer {self.key}", "content-type": content_type},
+                retries=retries,
+            )
+        except urllib3.exceptions.HTTPError as e:
+            why = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+            raise CliError(f"cannot reach {self.base} ({method} {path}): {why.args[-1] if why.args else why}") from None
+        if not 200 <= r.status < 300:
             try:
-                err = json.loads(e.read())["error"]
-                raise CliError(f"{method} {path}: {e.code} {err['code']}: {err['message']}") from None
+                err = json.loads(r.data)["error"]
+                raise CliError(f"{method} {path}: {r.status} {err['code']}: {err['message']}") from None
             except (ValueError, KeyError, TypeError):
-                raise CliError(f"{method} {path}: HTTP {e.code}") from None
-        except urllib.error.URLError as e:
-            raise CliError(f"cannot reach {self.base}: {e.reason}") from None
+                raise CliError(f"{method} {path}: HTTP {r.status}") from None
+        return json.loads(r.data)
 
     def publish(self, path: Path, alias: str) -> str:
         split_alias(alias)
@@ -115,9 +135,12 @@ class Api:
 
     def rollback(self, alias: str, to: str | None) -> str:
         split_alias(alias)
-        return self.call("POST", f"/v1/adapters/{alias}/rollback", json.dumps({"version": to} if to else {}).encode())[
-            "version"
-        ]
+        if not to:
+            # "the previous version" is resolved here, so that the request names its target and may be repeated
+            history = self.versions(alias)["history"]
+            to = history[0] if history else None
+        body = json.dumps({"version": to} if to else {}).encode()
+        return self.call("POST", f"/v1/adapters/{alias}/rollback", body, idempotent=bool(to))["version"]
 
     def versions(self, alias: str) -> dict:
         split_alias(alias)
