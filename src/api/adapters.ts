@@ -133,7 +133,10 @@ adapters.openapi(
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);
     const bytes = new Uint8Array(await c.req.arrayBuffer());
-    const r = await publish(c.var.storage, tenant, name, bytes, await c.var.backboneConfig());
+    const r = await publish(c.var.storage, tenant, name, bytes, await c.var.backboneConfig(), {
+      limits: c.var.limits,
+      tokenizer: c.var.backboneTokenizer,
+    });
     c.var.adapters.forgetAlias(tenant, name);
     return c.json(r, r.moved ? 201 : 200);
   },
