@@ -141,6 +141,10 @@ describe("virtual tokens and the memory of a parsed adapter", () => {
     const items = SETTINGS.MAX_ITEMS[0];
     // P 64 in fp32 (the largest prefix) and the most verbalizer work: 16 labels of one two-token word (32 tokens)
     const labels = Array.from({ length: B.labelTokens / 2 }, (_, i) => ({ name: `l${i}`, words: [`w${i}`], token_ids: [[100 + i, 200 + i]] }));
+    // the largest the bounds allow: one virtual token or one label token more is refused
+    await refused("worst-p", await artifact({ P: B.virtualTokens + 1, dtype: "float32", labels }), /num_virtual_tokens/);
+    const more = [...labels, { name: "one-more", words: ["w"], token_ids: [[7]] }];
+    await refused("worst-labels", await artifact({ P: B.virtualTokens, dtype: "float32", labels: more }), /33 label tokens in all, over 32/);
     let held = 0;
     for (let i = 0; i < items; i++) {
       const buf = await artifact({ P: B.virtualTokens, dtype: "float32", labels, meta: { training: JSON.stringify({ max_tokens: 128, n: i }) } });
@@ -161,7 +165,15 @@ describe("virtual tokens and the memory of a parsed adapter", () => {
     const h = (await (await call("GET", "/healthz")).json<any>()).isolate;
     expect(h.adapter_cache_bytes).toBeLessThanOrEqual(SETTINGS.ADAPTER_CACHE_BYTES[0]);
     expect(h.wasm_memory_bytes).toBeLessThanOrEqual(80 << 20); // memory.test.ts's wasm budget
-    console.log(`worst adapters: ${items} x ${held / items} bytes parsed; wasm ${(h.wasm_memory_bytes / 2 ** 20).toFixed(1)} MiB`);
+    // the same request on the default verbalizer (P 16, two one-token labels), for the report's comparison
+    const base = await postJson("/v1/classify", key, {
+      items: Array.from({ length: items }, (_, i) => ({ adapter: "demo/spam-verbalizer", text: longText(i) })),
+    });
+    expect(base.status).toBe(200);
+    console.log(
+      `worst adapters: ${items} x ${held / items} bytes parsed; wasm ${(h.wasm_memory_bytes / 2 ** 20).toFixed(1)} MiB; ` +
+        `server-timing worst: ${r.headers.get("server-timing")}; default verbalizer: ${base.headers.get("server-timing")}`,
+    );
   });
 });
 
