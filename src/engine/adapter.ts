@@ -142,7 +142,6 @@ async function parseChecked(buf: ArrayBuffer | Uint8Array, backbone: BackboneCon
     throw new AdapterError("adapter_corrupt", "checksum mismatch (the tensors were altered or damaged)");
   if (m.backbone !== backbone.id)
     throw new AdapterError("backbone_mismatch", `adapter was packed for backbone ${m.backbone}, this worker serves ${backbone.id}`);
-  for (const name of names) if (!TENSORS.has(name)) throw new AdapterError("adapter_corrupt", `unexpected tensor ${JSON.stringify(name)}`);
   const t = tensors.kv_prefix;
   const P = Number(m.num_virtual_tokens);
   if (!isInt(P, 0, B.virtualTokens))
@@ -226,6 +225,7 @@ async function parseChecked(buf: ArrayBuffer | Uint8Array, backbone: BackboneCon
     throw new AdapterError("adapter_corrupt", "verbalizer adapter without label tokens");
   }
   // every tensor is read: a verbalizer has no head tensors, a bag's scales come with its weights
+  for (const name of names) if (!TENSORS.has(name)) throw new AdapterError("adapter_corrupt", `unexpected tensor ${JSON.stringify(name)}`);
   const unread = names.find((x) => (head ? x === "bag_weight_scale" && !tensors.bag_weight : /^(head|bag)_/.test(x)));
   if (unread) throw new AdapterError("adapter_corrupt", `tensor ${unread} is not read by this adapter's readout`);
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
