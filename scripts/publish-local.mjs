@@ -30,6 +30,11 @@ function backboneConfig(id) {
   if (!existsSync(p)) fail(`the adapter is for backbone ${JSON.stringify(id)}, which is not in ${backbones}`);
   return JSON.parse(readFileSync(p, "utf8"));
 }
+/** the worker's default prompt limits and the bundle's tokenizer, as a publish through the API checks them */
+const serving = (code, dir) => ({
+  limits: { maxTokens: code.SETTINGS.MAX_TOKENS[0], maxNewTokens: code.SETTINGS.MAX_NEW_TOKENS[0] },
+  tokenizer: async () => new code.Tokenizer(JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8")), {}),
+});
 if (!["publish", "rollback", "list"].includes(cmd) || !target)
   fail("usage: publish FILE --alias tenant/name | rollback tenant/name [--to V] | list tenant/name");
 const code = await storeCode();
@@ -53,7 +58,7 @@ try {
     const bytes = ownBytes(file);
     // an unreadable header gets the worker's own refusal (validated against any config)
     const cfg = id ? backboneConfig(id) : { id: "" };
-    out = await code.publish(store.io, tenant, name, bytes, cfg);
+    out = await code.publish(store.io, tenant, name, bytes, cfg, serving(code, join(backbones, id ?? "")));
   } else {
     const { tenant, name } = ref(target);
     if (cmd === "list") out = await code.versions(store.io, tenant, name);

@@ -29,6 +29,11 @@ const backboneCfg = JSON.parse(readFileSync(join("adapters", "backbones", plan.b
 
 const { bucket, kv, io, dispose } = await openLocalStore(persist);
 const store = await storeCode(); // aliases move through the worker's own publish code (validation, compare-and-swap)
+// the worker's default prompt limits and the bundle's tokenizer, as a publish through the API checks them
+const serving = {
+  limits: { maxTokens: store.SETTINGS.MAX_TOKENS[0], maxNewTokens: store.SETTINGS.MAX_NEW_TOKENS[0] },
+  tokenizer: async () => new store.Tokenizer(JSON.parse(readFileSync(join("adapters", "backbones", plan.backbone, "tokenizer.json"), "utf8")), {}),
+};
 let wrote = 0;
 /** written only when the stored bytes differ (R2's etag of a single-part put is the MD5 of its content) */
 async function put(key, bytes) {
@@ -42,7 +47,7 @@ async function putAlias(alias, bytes) {
   const [tenant, name] = alias.split("/");
   const cur = await bucket.get(store.aliasKey(tenant, name));
   if (!shouldWriteAlias(cur && (await cur.json()), plan.backbone)) return;
-  await store.publish(io, tenant, name, ownBytes(bytes), backboneCfg);
+  await store.publish(io, tenant, name, ownBytes(bytes), backboneCfg, serving);
   wrote++;
 }
 for (const o of plan.objects) await put(o.key, o.bytes);

@@ -1,5 +1,6 @@
 // The Hono environment: bindings, vars, and what the middleware puts on the context.
 import type { BackboneConfig } from "./engine/backbone-config";
+import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Backbone } from "./store/backbone";
 import type { AdapterStore } from "./store/adapters";
 import type { Storage } from "./store/r2";
@@ -39,6 +40,8 @@ export interface AppEnv {
     backbone: () => Promise<Backbone>;
     /** the backbone's config, before its model is loaded: what adapters are checked against */
     backboneConfig: () => Promise<BackboneConfig>;
+    /** the backbone's tokenizer, before its model is loaded: what a publish counts template tokens with */
+    backboneTokenizer: () => Promise<Tokenizer>;
     adapters: AdapterStore;
     directory: Directory;
     kv: KvSource;

@@ -7,7 +7,7 @@ import { errorBody, onError } from "./api/errors";
 import { authenticate } from "./auth/middleware";
 import { Directory } from "./auth/tenants";
 import { AdapterCache, AdapterStore } from "./store/adapters";
-import { getBackbone, getBackboneConfig } from "./store/backbone";
+import { getBackbone, getBackboneConfig, getBackboneTokenizer } from "./store/backbone";
 import { getJson, type Storage } from "./store/r2";
 import { configOf } from "./config";
 import { requestLog } from "./api/request-log";
@@ -54,6 +54,7 @@ app.use("*", async (c, next) => {
     }));
   c.set("backbone", async () => getBackbone(io, await id()));
   c.set("backboneConfig", async () => getBackboneConfig(io, await id()));
+  c.set("backboneTokenizer", async () => getBackboneTokenizer(io, await id()));
   await next();
 });
 app.route("/", api(authenticate));

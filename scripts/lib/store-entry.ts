@@ -5,3 +5,5 @@ export { publish, rollback, versions } from "../../src/store/publish";
 export { aliasKey } from "../../src/store/adapters";
 export { parseRef } from "../../src/store/refs";
 export { DomainError } from "../../src/errors";
+export { Tokenizer } from "@huggingface/tokenizers";
+export { SETTINGS } from "../../src/config";

@@ -117,8 +117,10 @@ adapters.openapi(
     security: bearer,
     middleware: [requireScope("publish"), limitBody("adapter")] as const,
     description:
-      "Upload an adapter artifact (the .safetensors bytes as the body, at most MAX_ADAPTER_BYTES). It is validated, stored as " +
-      "an immutable version, then the alias moves to it. Re-uploading the current version changes nothing.",
+      "Upload an adapter artifact (the .safetensors bytes as the body, at most MAX_ADAPTER_BYTES). It is validated (its " +
+      "shapes, checksum and the adapter bounds: virtual tokens, parsed size, labels, token ids, template tokens against " +
+      "MAX_TOKENS, positions), stored as an immutable version, then the alias moves to it. Re-uploading the current " +
+      "version changes nothing.",
     request: {
       params: AdapterPath,
       body: { content: { "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) } }, required: true },
@@ -133,7 +135,10 @@ adapters.openapi(
     const { tenant, name } = c.req.valid("param");
     assertOwn(c, tenant);
     const bytes = new Uint8Array(await c.req.arrayBuffer());
-    const r = await publish(c.var.storage, tenant, name, bytes, await c.var.backboneConfig());
+    const r = await publish(c.var.storage, tenant, name, bytes, await c.var.backboneConfig(), {
+      limits: c.var.limits,
+      tokenizer: c.var.backboneTokenizer,
+    });
     c.var.adapters.forgetAlias(tenant, name);
     return c.json(r, r.moved ? 201 : 200);
   },

@@ -12,7 +12,7 @@ import { ClassifyRequest, ClassifyResponse, GenerateEvents, GenerateRequest, Gen
 import { limitBody, requireScope, resolverFor } from "../auth/middleware";
 import { resolveAdapter, type Resolver } from "../store/resolve";
 import { parseRef, type AdapterRef } from "../store/refs";
-import type { Adapter } from "../engine/adapter";
+import { tokenBudget } from "../engine/adapter";
 import { classifyBatch } from "../engine/classify";
 import type { Phases } from "../engine/batch";
 import { finishReason, generate, withoutStopStart, type GenerateStep } from "../engine/generate";
@@ -20,12 +20,6 @@ import { encodePromptChecked } from "../engine/prompt";
 import type { Resolved } from "../store/adapters";
 
 export const inference = router();
-
-/** An adapter reads at most the prompt length it was trained with (training.max_tokens), and never past MAX_TOKENS. */
-function tokenBudget(adapter: Adapter, limit: number): number {
-  const trained = adapter.training.max_tokens;
-  return typeof trained === "number" && trained > 0 ? Math.min(trained, limit) : limit;
-}
 
 /** what the request's log line says ran: each adapter version once, and whether it came from this isolate's cache */
 function ran(resolved: Resolved[]) {

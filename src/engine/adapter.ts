@@ -52,6 +52,54 @@ export class AdapterError extends Error {
   }
 }
 
+/**
+ * What one artifact may hold, so that every adapter the worker accepts is servable within the isolate's budget:
+ * the worst request names a different adapter in each of its MAX_ITEMS items and holds them all at once (README.md,
+ * "Adapter bounds", has the arithmetic for the default backbone). parseAdapter checks them on publish and on load,
+ * so a stored artifact over them is refused, never served.
+ */
+export const ARTIFACT_BOUNDS = {
+  /** P: the fp32 KV prefix is L*2*kvH*P*D*4 bytes (256 KiB at 64 on the default backbone), and every pass of the
+   *  backbone runs P more slots per item */
+  virtualTokens: 64,
+  /** the parsed adapter (memoryBytes): MAX_ITEMS 32 x 320 KiB = 10 MiB, the adapter cache's default bound, which
+   *  `npm run bench:memory` measures full */
+  memoryBytes: 320 << 10,
+  labels: 64,
+  labelChars: 64,
+  /** a verbalizer label's words, and one word's tokens (each token past the first is one more pass per word) */
+  labelWords: 8,
+  wordTokens: 8,
+  /** every label word's tokens together: the continuation rows a verbalizer adds to each item it classifies */
+  labelTokens: 32,
+  /** tokenized with every request's text; its tokens must also leave room in the prompt (publish.ts) */
+  templateChars: 4096,
+  /** what a request's own stop may be (schemas.ts): the text is scanned for each on every generated token */
+  stopStrings: 8,
+  stopChars: 64,
+  /** metadata kept with the parsed adapter and returned by GET /v1/adapters/{tenant}/{name} */
+  trainingChars: 16384,
+} as const;
+
+/** the tensors an artifact may hold (adapter.py's contract); anything else would be bytes read for nothing */
+const TENSORS = new Set([
+  "kv_prefix",
+  "kv_prefix_scale",
+  "prompt_embeddings",
+  "head_weight",
+  "head_weight_scale",
+  "head_bias",
+  "bag_ids",
+  "bag_weight",
+  "bag_weight_scale",
+]);
+
+/** the prompt tokens an adapter reads: the length it was trained with (training.max_tokens), never past `limit` */
+export function tokenBudget(adapter: Pick<Adapter, "training">, limit: number): number {
+  const trained = adapter.training.max_tokens;
+  return typeof trained === "number" && trained > 0 ? Math.min(trained, limit) : limit;
+}
+
 function json<T>(s: string | undefined, what: string, fallback: T): T {
   if (s === undefined) return fallback;
   try {
@@ -62,6 +110,20 @@ function json<T>(s: string | undefined, what: string, fallback: T): T {
 }
 
 export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
+  try {
+    return await parseChecked(buf, backbone);
+  } catch (e) {
+    // a tensor of a dtype its reader does not take (toFloat32 / toInt32) is a bad artifact, not a server fault
+    if (e instanceof SafetensorsError) throw new AdapterError("adapter_corrupt", e.message);
+    throw e;
+  }
+}
+
+const isInt = (x: unknown, min: number, max: number): x is number => Number.isInteger(x) && (x as number) >= min && (x as number) <= max;
+const dtypeIs = (t: RawTensor | undefined, ...dtypes: string[]) => t !== undefined && dtypes.includes(t.dtype);
+
+async function parseChecked(buf: ArrayBuffer | Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
+  const B = ARTIFACT_BOUNDS;
   let parsed: ReturnType<typeof parseSafetensors>;
   try {
     parsed = parseSafetensors(buf);
@@ -82,18 +144,32 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
     throw new AdapterError("backbone_mismatch", `adapter was packed for backbone ${m.backbone}, this worker serves ${backbone.id}`);
   const t = tensors.kv_prefix;
   const P = Number(m.num_virtual_tokens);
+  if (!isInt(P, 0, B.virtualTokens))
+    throw new AdapterError(
+      "adapter_corrupt",
+      `num_virtual_tokens ${JSON.stringify(m.num_virtual_tokens)} must be a whole number from 0 to ${B.virtualTokens}`,
+    );
   const want = [backbone.num_layers, 2, backbone.num_kv_heads, P, backbone.head_dim];
   if (!t || JSON.stringify(t.shape) !== JSON.stringify(want))
     throw new AdapterError("adapter_corrupt", `kv_prefix shape ${JSON.stringify(t?.shape)} does not fit the backbone ${JSON.stringify(want)}`);
+  if (!dtypeIs(t, "F32", "F16", "I8")) throw new AdapterError("adapter_corrupt", `kv_prefix is ${t.dtype}, not F32, F16 or I8`);
+  const pe = tensors.prompt_embeddings;
+  if (pe && (!dtypeIs(pe, "F32", "F16") || JSON.stringify(pe.shape) !== JSON.stringify([P, backbone.hidden_size])))
+    throw new AdapterError("adapter_corrupt", `prompt_embeddings must be [${P}, ${backbone.hidden_size}] F32 or F16`);
   let kv = toFloat32(t);
   if (t.dtype === "I8") {
     const s = tensors.kv_prefix_scale;
     if (!s || m.dtype !== "int8") throw new AdapterError("adapter_corrupt", "int8 prefix without its scales");
+    const wantScale = [backbone.num_layers, 2, backbone.num_kv_heads];
+    if (s.dtype !== "F32" || JSON.stringify(s.shape) !== JSON.stringify(wantScale))
+      throw new AdapterError("adapter_corrupt", `kv_prefix_scale must be ${JSON.stringify(wantScale)} F32`);
     const scale = toFloat32(s),
       per = P * backbone.head_dim;
     kv = kv.map((x, i) => x * scale[Math.floor(i / per)]);
   } else if ((t.dtype === "F16" && m.dtype !== "float16") || (t.dtype === "F32" && m.dtype !== "float32")) {
     throw new AdapterError("adapter_corrupt", `dtype ${m.dtype} does not match the stored tensor`);
+  } else if (tensors.kv_prefix_scale) {
+    throw new AdapterError("adapter_corrupt", `kv_prefix_scale beside a ${t.dtype} kv_prefix`);
   }
   if (!kv.every(Number.isFinite)) throw new AdapterError("adapter_corrupt", "kv_prefix holds NaN or inf");
   const generation = json<Adapter["generation"]>(m.generation, "generation", {});
@@ -105,23 +181,54 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
   const k = generation.num_beams;
   if (k !== undefined && !(Number.isInteger(k) && k >= 1 && k <= 8))
     throw new AdapterError("adapter_corrupt", "generation.num_beams must be an integer in [1, 8]");
+  const mn = generation.max_new_tokens;
+  if (mn !== undefined && !isInt(mn, 1, 1 << 16)) throw new AdapterError("adapter_corrupt", "generation.max_new_tokens must be a whole number >= 1");
+  const stop = generation.stop;
+  if (
+    stop !== undefined &&
+    !(Array.isArray(stop) && stop.length <= B.stopStrings && stop.every((x) => typeof x === "string" && x.length >= 1 && x.length <= B.stopChars))
+  )
+    throw new AdapterError("adapter_corrupt", `generation.stop must be at most ${B.stopStrings} strings of 1 to ${B.stopChars} characters`);
+  const field = m.task === "classify" ? "{text}" : "{input}";
+  if (m.template.length > B.templateChars) throw new AdapterError("adapter_corrupt", `template longer than ${B.templateChars} characters`);
+  if (m.template.split(field).length !== 2) throw new AdapterError("adapter_corrupt", `a ${m.task} template holds ${field} exactly once`);
+  if ((m.training?.length ?? 0) > B.trainingChars)
+    throw new AdapterError("adapter_corrupt", `metadata training longer than ${B.trainingChars} characters`);
+  const training = json<Record<string, unknown>>(m.training, "training", {});
+  if (typeof training !== "object" || training === null || Array.isArray(training))
+    throw new AdapterError("adapter_corrupt", "metadata training is not a JSON object");
+  if (training.max_tokens !== undefined && !isInt(training.max_tokens, 1, 1 << 16))
+    throw new AdapterError("adapter_corrupt", "training.max_tokens must be a whole number >= 1");
   const labels = json<Label[]>(m.labels, "labels", []);
   const readout = json<{ type?: string; pooling?: string; bag_tokens?: number }>(m.readout, "readout", { type: "verbalizer" });
+  if (typeof readout !== "object" || readout === null || Array.isArray(readout))
+    throw new AdapterError("adapter_corrupt", "metadata readout is not a JSON object");
   if (m.task === "classify" && (!Array.isArray(labels) || labels.length < 2 || typeof labels[0]?.name !== "string"))
     throw new AdapterError("adapter_corrupt", "classification adapter without usable labels");
+  checkLabels(labels, readout.type === "head", backbone.vocab_size);
+  // the parsed size, from the shapes the head must have: checked before the head is decoded to float32 (4x an int8 one)
+  const strings = m.labels.length + m.template.length + (m.training?.length ?? 0) + (m.generation?.length ?? 0);
+  const K = readout.type === "head" && isInt(readout.bag_tokens, 1, backbone.vocab_size) ? readout.bag_tokens : 0;
+  const headBytes = readout.type === "head" ? 4 * (labels.length * (backbone.hidden_size + 1) + K * (labels.length + 1)) : 0;
+  const memoryBytes = kv.byteLength + headBytes + 2 * strings;
+  if (memoryBytes > B.memoryBytes)
+    throw new AdapterError("adapter_corrupt", `the parsed adapter would take ${memoryBytes} bytes, over the ${B.memoryBytes} one adapter may`);
   let head: Head | null = null;
   if (readout.type === "head") {
     if (m.task !== "classify") throw new AdapterError("adapter_corrupt", "a head readout needs task classify");
     if (!backbone.outputs?.includes("hidden_states"))
       throw new AdapterError("backbone_mismatch", `backbone ${backbone.id} has no hidden_states output for a head adapter`);
-    head = parseHead(tensors, readout, labels.length, backbone.hidden_size);
+    head = parseHead(tensors, readout, labels.length, backbone.hidden_size, backbone.vocab_size);
   } else if (readout.type !== "verbalizer") {
     throw new AdapterError("adapter_corrupt", `unknown readout ${JSON.stringify(readout.type)}`);
   } else if (m.task === "classify" && !labels.every((l) => l.token_ids?.length && l.token_ids.every((w) => w.length))) {
     throw new AdapterError("adapter_corrupt", "verbalizer adapter without label tokens");
   }
+  // every tensor is read: a verbalizer has no head tensors, a bag's scales come with its weights
+  for (const name of names) if (!TENSORS.has(name)) throw new AdapterError("adapter_corrupt", `unexpected tensor ${JSON.stringify(name)}`);
+  const unread = names.find((x) => (head ? x === "bag_weight_scale" && !tensors.bag_weight : /^(head|bag)_/.test(x)));
+  if (unread) throw new AdapterError("adapter_corrupt", `tensor ${unread} is not read by this adapter's readout`);
   const u8 = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
-  const headBytes = head ? head.weight.byteLength + head.bias.byteLength + head.bagWeight.byteLength + head.bagIds.byteLength : 0;
   return {
     kind: m.kind,
     task: m.task,
@@ -131,22 +238,59 @@ export async function parseAdapter(buf: ArrayBuffer | Uint8Array, backbone: Back
     template: m.template,
     labels,
     generation,
-    training: json(m.training, "training", {}),
+    training,
     checksum: m.checksum,
     kv,
     head,
     bytes: u8.byteLength,
-    memoryBytes: kv.byteLength + headBytes + 2 * (m.labels.length + m.template.length + (m.training?.length ?? 0)),
+    memoryBytes,
   };
 }
 
-function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: string; bag_tokens?: number }, n: number, hidden: number): Head {
+/** names unique and short; a verbalizer's words and token ids bounded and in the vocabulary; a head's labels carry
+ *  no token ids (the readout never reads them) */
+function checkLabels(labels: unknown, head: boolean, vocab: number) {
+  const B = ARTIFACT_BOUNDS;
+  const bad = (why: string) => new AdapterError("adapter_corrupt", `labels: ${why}`);
+  if (!Array.isArray(labels)) throw bad("not a JSON array");
+  if (labels.length > B.labels) throw bad(`${labels.length} labels, over ${B.labels}`);
+  const names = new Set<string>();
+  let tokens = 0;
+  for (const l of labels as Partial<Label>[]) {
+    const name = l?.name;
+    if (typeof name !== "string" || !name.length || name.length > B.labelChars) throw bad(`a name must be 1 to ${B.labelChars} characters`);
+    if (names.has(name)) throw bad(`${JSON.stringify(name)} twice`);
+    names.add(name);
+    const words = l.words ?? [],
+      ids = l.token_ids ?? [];
+    if (!Array.isArray(words) || !Array.isArray(ids)) throw bad(`${name}: words and token_ids must be arrays`);
+    if (head && (words.length || ids.length)) throw bad(`${name}: a head adapter's labels carry no words or token_ids`);
+    if (words.length > B.labelWords || ids.length > B.labelWords) throw bad(`${name}: more than ${B.labelWords} words`);
+    if (!words.every((w) => typeof w === "string" && w.length <= B.labelChars))
+      throw bad(`${name}: a word must be a string of at most ${B.labelChars} characters`);
+    for (const w of ids) {
+      if (!Array.isArray(w) || w.length > B.wordTokens) throw bad(`${name}: a word's token_ids must be an array of at most ${B.wordTokens}`);
+      if (!w.every((id) => isInt(id, 0, vocab - 1))) throw bad(`${name}: token ids must be whole numbers from 0 to ${vocab - 1} (the vocabulary)`);
+      tokens += w.length;
+    }
+  }
+  if (tokens > B.labelTokens) throw bad(`${tokens} label tokens in all, over ${B.labelTokens}`);
+}
+
+function parseHead(
+  tensors: Record<string, RawTensor>,
+  readout: { pooling?: string; bag_tokens?: number },
+  n: number,
+  hidden: number,
+  vocab: number,
+): Head {
   const bad = (why: string) => new AdapterError("adapter_corrupt", `head: ${why}`);
   if (readout.pooling !== "mean" && readout.pooling !== "last") throw bad(`unknown pooling ${JSON.stringify(readout.pooling)}`);
   const W = tensors.head_weight,
     b = tensors.head_bias;
   if (!W || !b || JSON.stringify(W.shape) !== JSON.stringify([n, hidden]) || JSON.stringify(b.shape) !== JSON.stringify([n]))
     throw bad(`head_weight/head_bias do not fit ${n} labels x ${hidden} hidden units`);
+  if (!dtypeIs(b, "F32", "F16")) throw bad(`head_bias is ${b.dtype}, not F32 or F16`);
   const K = readout.bag_tokens ?? 0,
     ids = tensors.bag_ids,
     bw = tensors.bag_weight;
@@ -154,6 +298,7 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
   const rows = (name: string, cols: number): Float32Array => {
     const x = tensors[name],
       scale = tensors[`${name}_scale`];
+    if (!dtypeIs(x, "F32", "F16", "I8")) throw bad(`${name} is ${x.dtype}, not F32, F16 or I8`);
     if (x.dtype !== "I8") {
       if (scale) throw bad(`${name}_scale beside a ${x.dtype} ${name}`);
       return toFloat32(x);
@@ -176,6 +321,7 @@ function parseHead(tensors: Record<string, RawTensor>, readout: { pooling?: stri
       throw bad(`bag_ids/bag_weight do not fit bag_tokens=${K} and ${n} labels`);
     bagIds = toInt32(ids);
     if (!bagIds.every((id, k) => k === 0 || id > bagIds[k - 1])) throw bad("bag_ids are not strictly increasing");
+    if (K && (bagIds[0] < 0 || bagIds[K - 1] >= vocab)) throw bad(`bag_ids must lie in the vocabulary (0 to ${vocab - 1})`);
     bagWeight = rows("bag_weight", K);
   }
   const head = { pooling: readout.pooling, weight: rows("head_weight", hidden), bias: toFloat32(b), bagIds, bagWeight } as Head;

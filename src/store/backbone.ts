@@ -17,7 +17,12 @@ export interface Backbone {
   ort: OrtModule;
 }
 
-let loading: { cfg: Promise<BackboneConfig>; backbone: Promise<Backbone> } | null = null;
+interface Loading {
+  cfg: Promise<BackboneConfig>;
+  tokenizer: Promise<Tokenizer>;
+  backbone: Promise<Backbone>;
+}
+let loading: Loading | null = null;
 export const stats = { loads: 0 };
 
 /**
@@ -25,7 +30,7 @@ export const stats = { loads: 0 };
  * fetched and checked against it while model.onnx is still arriving) and the tokenizer parsed during that download;
  * the session last.
  */
-function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone: Promise<Backbone> } {
+function load(io: Storage, id: string): Loading {
   const get = async (name: string) => {
     const bytes = await getBytes(io, `backbones/${id}/${name}`);
     if (!bytes) throw new DomainError("backbone_unavailable", `backbone ${id} is not in storage (${name} missing)`);
@@ -43,19 +48,23 @@ function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone
     }
     return c;
   });
+  const tokenizer = (async () => {
+    await cfg;
+    return new Tokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)), {});
+  })();
   // each is awaited below; one that fails while another is awaited must not count as an unhandled rejection
-  for (const p of [ortReady, tokBytes, model, cfg]) p.catch(() => {});
+  for (const p of [ortReady, tokBytes, model, cfg, tokenizer]) p.catch(() => {});
   const backbone = (async () => {
     const c = await cfg;
-    const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)), {});
+    const tok = await tokenizer;
     const bytes = await model;
     if ((await sha256Hex(bytes)) !== c.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
     const ort = await ortReady;
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: sessionLevel(c) });
     stats.loads++;
-    return { cfg: c, session, tokenizer, ort };
+    return { cfg: c, session, tokenizer: tok, ort };
   })();
-  return { cfg, backbone };
+  return { cfg, tokenizer, backbone };
 }
 
 function started(io: Storage, id: string) {
@@ -79,4 +88,9 @@ export function getBackbone(io: Storage, id: string): Promise<Backbone> {
 /** The backbone's config alone: known before the model is read and its session made (adapters check against it). */
 export function getBackboneConfig(io: Storage, id: string): Promise<BackboneConfig> {
   return started(io, id).cfg;
+}
+
+/** The backbone's tokenizer, before the model is read: a publish counts a template's tokens with it. */
+export function getBackboneTokenizer(io: Storage, id: string): Promise<Tokenizer> {
+  return started(io, id).tokenizer;
 }

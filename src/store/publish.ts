@@ -2,8 +2,10 @@
 // backbone id) before anything is written; the immutable version object (key = first 16 hex of its sha256) is
 // written first, and only then does the alias move. Alias moves are compare-and-swap on the alias object's etag,
 // so concurrent publishes and rollbacks never lose one another's history.
-import { parseAdapter, AdapterError, type Adapter } from "../engine/adapter";
+import type { Tokenizer } from "@huggingface/tokenizers";
+import { parseAdapter, AdapterError, tokenBudget, type Adapter } from "../engine/adapter";
 import type { BackboneConfig } from "../engine/backbone-config";
+import type { Limits } from "../config";
 import { sha256Hex } from "../engine/hash";
 import { DomainError } from "../errors";
 import { aliasKey, load, versionKey, type AliasDoc } from "./adapters";
@@ -45,20 +47,60 @@ export interface Published {
   task: string;
 }
 
+/** What a publish checks an adapter against besides its backbone's config: the worker's prompt limits and the
+ *  backbone's tokenizer (read before the model, and only once the artifact itself is valid). */
+export interface ServingLimits {
+  limits: Pick<Limits, "maxTokens" | "maxNewTokens">;
+  tokenizer: () => Promise<Tokenizer>;
+}
+
 /** check an uploaded artifact against the backbone: 422 adapter_invalid with the reason, or 409 backbone_mismatch */
-export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig): Promise<Adapter> {
+export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig, serving: ServingLimits): Promise<Adapter> {
   if (!bytes.byteLength) throw new DomainError("adapter_invalid", "the request body is empty; send the .safetensors artifact");
+  let adapter: Adapter;
   try {
-    return await parseAdapter(bytes, backbone);
+    adapter = await parseAdapter(bytes, backbone);
   } catch (e) {
     if (!(e instanceof AdapterError)) throw e;
     if (e.code === "backbone_mismatch") throw new DomainError("backbone_mismatch", e.message);
     throw new DomainError("adapter_invalid", `not a valid adapter artifact: ${e.message}`);
   }
+  const why = fitsServing(adapter, backbone, serving.limits, await serving.tokenizer());
+  if (why) throw new DomainError("adapter_invalid", `the adapter does not fit this worker's limits: ${why}`);
+  return adapter;
 }
 
-export async function publish(io: Storage, tenant: string, name: string, bytes: Uint8Array, backbone: BackboneConfig): Promise<Published> {
-  const adapter = await validateUpload(bytes, backbone);
+/**
+ * Why the prompts this adapter builds would not fit, or null. The template's own tokens (its field left empty, and
+ * its tail alone: the tail is kept whole when a text is cut) must leave room for at least one token of the text
+ * within the adapter's budget (training.max_tokens, at most MAX_TOKENS); and the prefix, that budget and what runs
+ * after it (MAX_NEW_TOKENS for generation, a verbalizer's longest label word) must fit the backbone's positions.
+ * Counted with the tokenizer rather than bounded by characters: one character may take several tokens (byte
+ * fallback) and one token many characters, so a character bound is either unsafe or refuses real templates.
+ */
+export function fitsServing(a: Adapter, backbone: BackboneConfig, limits: ServingLimits["limits"], tok: Tokenizer): string | null {
+  const field = a.task === "classify" ? "{text}" : "{input}";
+  const budget = tokenBudget(a, limits.maxTokens);
+  const [pre, post] = a.template.split(field);
+  const count = (s: string) => (s ? tok.encode(s, { add_special_tokens: false }).ids.length : 0);
+  const own = Math.max(count(pre + post), count(post));
+  if (own >= budget) return `the template takes ${own} tokens of the ${budget} a prompt may have, leaving none for ${field}`;
+  const after = a.task === "generate" ? limits.maxNewTokens : Math.max(0, ...a.labels.flatMap((l) => l.token_ids.map((w) => w.length - 1)));
+  const positions = a.virtualTokens + budget + after;
+  if (positions > backbone.max_positions)
+    return `${a.virtualTokens} virtual tokens + ${budget} prompt tokens + ${after} after them take ${positions} positions, over the backbone's ${backbone.max_positions}`;
+  return null;
+}
+
+export async function publish(
+  io: Storage,
+  tenant: string,
+  name: string,
+  bytes: Uint8Array,
+  backbone: BackboneConfig,
+  serving: ServingLimits,
+): Promise<Published> {
+  const adapter = await validateUpload(bytes, backbone, serving);
   const sha = await sha256Hex(bytes);
   const version = sha.slice(0, 16),
     vkey = versionKey(tenant, name, version);

@@ -1044,6 +1044,39 @@ def test_int8_head_keeps_one_scale_per_row_and_refuses_what_does_not_fit(tiny_bu
         A.parse(altered(head_weight=torch.zeros(3, 32, dtype=torch.float16)), cfg)
 
 
+def test_pack_and_parse_keep_the_workers_artifact_bounds(tiny_bundle):
+    cfg = json.loads((tiny_bundle / "config.json").read_text())
+    kv = lambda P: torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], P, cfg["head_dim"])  # noqa: E731
+    words = [{"name": "a", "words": ["a"], "token_ids": [[5]]}, {"name": "b", "words": ["b"], "token_ids": [[6]]}]
+    P = A.BOUNDS["virtual_tokens"]
+    _, meta, _ = A.parse(A.pack("prefix", "classify", cfg, kv(P), template="{text} is", labels=words), cfg)
+    assert meta["num_virtual_tokens"] == str(P)
+    bad = [
+        (dict(kv=kv(P + 1)), "num_virtual_tokens 65 must be from 0 to 64"),
+        (dict(template="no field"), r"holds \{text\} exactly once"),
+        (dict(template="{text}" + "x" * 4091), "template longer than 4096"),
+        (dict(labels=[{"name": f"l{i}", "words": [], "token_ids": [[i]]} for i in range(65)]), "65 labels, over 64"),
+        (dict(labels=[words[0], {**words[1], "name": "a"}]), "'a' twice"),
+        (
+            dict(labels=[words[0], {**words[1], "token_ids": [[cfg["vocab_size"]]]}]),
+            "token ids must be whole numbers in",
+        ),
+        (dict(labels=[words[0], {**words[1], "token_ids": [[7] * 8] * 4}]), "33 label tokens in all, over 32"),
+        (dict(training={"max_tokens": 0}), "max_tokens is a whole number"),
+    ]
+    for change, needle in bad:
+        args = {"kv": kv(3), "template": "{text}", "labels": words, **change}
+        with pytest.raises(A.AdapterError, match=needle):
+            A.pack("prefix", "classify", cfg, args.pop("kv"), **args)
+    with pytest.raises(A.AdapterError, match="generation.stop must be at most 8 strings"):
+        A.pack("prefix", "generate", cfg, kv(3), template="{input}", generation={"stop": ["\n"] * 9})
+    # what the worker would refuse is refused when read, too (an artifact packed elsewhere, or by older code)
+    tensors, meta = safetensors_io.parse(A.pack("prefix", "classify", cfg, kv(3), template="{text}", labels=words))
+    with pytest.raises(A.AdapterError, match="unexpected tensor 'junk'"):
+        junk = {**tensors, "junk": torch.zeros(4)}
+        A.parse(safetensors_io.serialize(junk, {**meta, "checksum": A.tensor_checksum(junk)}), cfg)
+
+
 def test_generation_metadata_is_checked(tiny_bundle):
     cfg = json.loads((tiny_bundle / "config.json").read_text())
     kv = torch.zeros(cfg["num_layers"], 2, cfg["num_kv_heads"], 2, cfg["head_dim"])

@@ -35,6 +35,24 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32, "int8": torch.int8
 
 
 HEAD_TENSORS = ("head_weight", "head_weight_scale", "head_bias", "bag_ids", "bag_weight", "bag_weight_scale")
+TENSORS = {"kv_prefix", "kv_prefix_scale", "prompt_embeddings", *HEAD_TENSORS}
+
+# What one artifact may hold: the worker's ARTIFACT_BOUNDS (src/engine/adapter.ts, README.md "Adapter bounds"), so
+# that nothing packed here is refused at publish. The worker also counts the template's tokens against the prompt
+# budget and the positions against the backbone's, under its own limits; tune.py's prompts fit those by construction.
+BOUNDS = {
+    "virtual_tokens": 64,
+    "memory_bytes": 320 << 10,  # the parsed adapter: fp32 prefix and head, 2 bytes per metadata character
+    "labels": 64,
+    "label_chars": 64,
+    "label_words": 8,
+    "word_tokens": 8,
+    "label_tokens": 32,
+    "template_chars": 4096,
+    "stop_strings": 8,
+    "stop_chars": 64,
+    "training_chars": 16384,
+}
 
 
 class AdapterError(ValueError):
@@ -123,6 +141,7 @@ def pack(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "checksum": tensor_checksum(tensors),
     }
+    check_bounds(meta, tensors, backbone_cfg)
     return safetensors_io.serialize(tensors, meta)
 
 
@@ -170,11 +189,108 @@ def parse(buf: bytes, backbone_cfg: dict | None = None, where: str = "adapter") 
     if type(k) is not int or not 1 <= k <= 8:
         raise AdapterError(f"{where}: generation.num_beams must be an integer in [1, 8]")
     out["readout"] = out["readout"] or {"type": "verbalizer"}
+    check_bounds(meta, tensors, backbone_cfg, where)
     check_readout(out, tensors, where)
     kvf = decode_kv(tensors)
     if not torch.isfinite(kvf).all():
         raise AdapterError(f"{where}: kv_prefix holds NaN or inf")
     return kvf, out, tensors
+
+
+def check_bounds(
+    meta: dict, tensors: dict[str, torch.Tensor], backbone_cfg: dict | None, where: str = "adapter"
+) -> None:
+    """meta as stored (JSON fields as strings) within BOUNDS; token ids in the backbone's vocabulary when it is given."""
+    B = BOUNDS
+
+    def bad(why):
+        return AdapterError(f"{where}: {why}")
+
+    def whole(x, lo, hi):
+        return type(x) is int and lo <= x <= hi
+
+    for name in tensors:
+        if name not in TENSORS:
+            raise bad(f"unexpected tensor {name!r}")
+    if not whole(int(meta["num_virtual_tokens"]), 0, B["virtual_tokens"]):
+        raise bad(f"num_virtual_tokens {meta['num_virtual_tokens']} must be from 0 to {B['virtual_tokens']}")
+    for name, ok in (("kv_prefix", DTYPES.values()), ("head_weight", DTYPES.values()), ("bag_weight", DTYPES.values())):
+        if name in tensors and tensors[name].dtype not in ok:
+            raise bad(f"{name} is {str(tensors[name].dtype).replace('torch.', '')}, not float16, float32 or int8")
+    if "head_bias" in tensors and tensors["head_bias"].dtype not in (torch.float16, torch.float32):
+        raise bad("head_bias must be float16 or float32")
+    template, field = meta["template"], "{text}" if meta["task"] == "classify" else "{input}"
+    if len(template) > B["template_chars"]:
+        raise bad(f"template longer than {B['template_chars']} characters")
+    if template.count(field) != 1:
+        raise bad(f"a {meta['task']} template holds {field} exactly once")
+    if len(meta.get("training") or "") > B["training_chars"]:
+        raise bad(f"metadata training longer than {B['training_chars']} characters")
+    training = json.loads(meta.get("training") or "{}")
+    if not isinstance(training, dict) or ("max_tokens" in training and not whole(training["max_tokens"], 1, 1 << 16)):
+        raise bad("training must be a JSON object whose max_tokens is a whole number >= 1")
+    generation = json.loads(meta.get("generation") or "{}")
+    if isinstance(generation, dict):
+        stop = generation.get("stop", [])
+        if not (
+            isinstance(stop, list)
+            and len(stop) <= B["stop_strings"]
+            and all(isinstance(x, str) and 1 <= len(x) <= B["stop_chars"] for x in stop)
+        ):
+            raise bad(
+                f"generation.stop must be at most {B['stop_strings']} strings of 1 to {B['stop_chars']} characters"
+            )
+        if "max_new_tokens" in generation and not whole(generation["max_new_tokens"], 1, 1 << 16):
+            raise bad("generation.max_new_tokens must be a whole number >= 1")
+    vocab = (backbone_cfg or {}).get("vocab_size")
+    check_labels(json.loads(meta["labels"] or "[]"), "head_weight" in tensors, vocab, where)
+    ids = tensors.get("bag_ids")
+    if vocab is not None and ids is not None and ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < vocab):
+        raise bad(f"bag_ids must lie in the vocabulary (0 to {vocab - 1})")
+    parsed = sum(
+        tensors[n].numel() for n in ("kv_prefix", "head_weight", "head_bias", "bag_weight", "bag_ids") if n in tensors
+    )
+    strings = sum(len(meta.get(k) or "") for k in ("labels", "template", "training", "generation"))
+    if 4 * parsed + 2 * strings > B["memory_bytes"]:
+        raise bad(
+            f"the parsed adapter would take {4 * parsed + 2 * strings} bytes, over the {B['memory_bytes']} one adapter may"
+        )
+
+
+def check_labels(labels, head: bool, vocab: int | None, where: str) -> None:
+    """Names unique and short; a verbalizer's words and token ids bounded (and in the vocabulary); a head's none."""
+    B = BOUNDS
+
+    def bad(why):
+        return AdapterError(f"{where}: labels: {why}")
+
+    if not isinstance(labels, list):
+        raise bad("not a JSON array")
+    if len(labels) > B["labels"]:
+        raise bad(f"{len(labels)} labels, over {B['labels']}")
+    names, tokens = set(), 0
+    for lab in labels:
+        name = lab.get("name") if isinstance(lab, dict) else None
+        if not isinstance(name, str) or not 1 <= len(name) <= B["label_chars"]:
+            raise bad(f"a name must be 1 to {B['label_chars']} characters")
+        if name in names:
+            raise bad(f"{name!r} twice")
+        names.add(name)
+        words, ids = lab.get("words") or [], lab.get("token_ids") or []
+        if head and (words or ids):
+            raise bad(f"{name}: a head adapter's labels carry no words or token_ids")
+        if len(words) > B["label_words"] or len(ids) > B["label_words"]:
+            raise bad(f"{name}: more than {B['label_words']} words")
+        if not all(isinstance(w, str) and len(w) <= B["label_chars"] for w in words):
+            raise bad(f"{name}: a word must be a string of at most {B['label_chars']} characters")
+        for w in ids:
+            if not isinstance(w, list) or len(w) > B["word_tokens"]:
+                raise bad(f"{name}: a word's token_ids must be a list of at most {B['word_tokens']}")
+            if not all(type(t) is int and t >= 0 and (vocab is None or t < vocab) for t in w):
+                raise bad(f"{name}: token ids must be whole numbers in the vocabulary")
+            tokens += len(w)
+    if tokens > B["label_tokens"]:
+        raise bad(f"{tokens} label tokens in all, over {B['label_tokens']}")
 
 
 def check_readout(meta: dict, tensors: dict[str, torch.Tensor], where: str) -> None:

@@ -518,8 +518,9 @@ def parse_args() -> TuneConfig:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if not 1 <= a.virtual_tokens <= 256:
-        raise CliError("--virtual-tokens must be in [1, 256]")
+    P = adapter_fmt.BOUNDS["virtual_tokens"]
+    if not 1 <= a.virtual_tokens <= P:  # checked before training: pack would refuse the adapter at the end
+        raise CliError(f"--virtual-tokens must be in [1, {P}] (the worker's bound on an adapter's prefix)")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda asked for, but no CUDA device is available")
     if a.compare_to and not a.compare_to.is_file():
