@@ -2,11 +2,12 @@
 // share one load (the promise is cached, not the session); a failed R2 read is not cached, so a later request
 // retries; ORT's own init failure is kept by loadOrt. The config is available on its own before the session, so a
 // request's adapters are read and checked while model.onnx is still downloading.
-import { Tokenizer } from "@huggingface/tokenizers";
+import type { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
 import { sessionLevel, type BackboneConfig } from "../engine/backbone-config";
 import { initOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
+import { loadTokenizer } from "../engine/tokenizer";
 import { DomainError } from "../errors";
 import { getBytes, type Storage } from "./r2";
 
@@ -47,7 +48,7 @@ function load(io: Storage, id: string): { cfg: Promise<BackboneConfig>; backbone
   for (const p of [ortReady, tokBytes, model, cfg]) p.catch(() => {});
   const backbone = (async () => {
     const c = await cfg;
-    const tokenizer = new Tokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)), {});
+    const tokenizer = loadTokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)));
     const bytes = await model;
     if ((await sha256Hex(bytes)) !== c.model_sha256) throw new DomainError("backbone_unavailable", `backbone ${id}: model.onnx checksum mismatch`);
     const ort = await ortReady;
