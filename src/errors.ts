@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   "too_many_items",
   "unsupported_media_type",
   "adapter_invalid",
+  "template_too_long",
   "rate_limited",
   "config_invalid",
   "internal",

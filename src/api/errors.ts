@@ -30,6 +30,7 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   too_many_items: 413,
   unsupported_media_type: 415,
   adapter_invalid: 422,
+  template_too_long: 422,
   rate_limited: 429,
   config_invalid: 500,
   internal: 500,

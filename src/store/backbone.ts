@@ -2,11 +2,12 @@
 // share one load (the promise is cached, not the session); a failed R2 read is not cached, so a later request
 // retries; ORT's own init failure is kept by loadOrt. The config is available on its own before the session, so a
 // request's adapters are read and checked while model.onnx is still downloading.
-import { Tokenizer } from "@huggingface/tokenizers";
+import type { Tokenizer } from "@huggingface/tokenizers";
 import type { InferenceSession } from "onnxruntime-web";
 import { sessionLevel, type BackboneConfig } from "../engine/backbone-config";
 import { initOrt, type OrtModule } from "../engine/ort-workerd";
 import { sha256Hex } from "../engine/hash";
+import { loadTokenizer } from "../engine/tokenizer";
 import { DomainError } from "../errors";
 import { getBytes, type Storage } from "./r2";
 
@@ -50,7 +51,7 @@ function load(io: Storage, id: string): Loading {
   });
   const tokenizer = (async () => {
     await cfg;
-    return new Tokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)), {});
+    return loadTokenizer(JSON.parse(new TextDecoder().decode(await tokBytes)));
   })();
   // each is awaited below; one that fails while another is awaited must not count as an unhandled rejection
   for (const p of [ortReady, tokBytes, model, cfg, tokenizer]) p.catch(() => {});

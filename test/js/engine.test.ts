@@ -5,7 +5,6 @@ import { parityTolerance } from "../parity-tolerance";
 import { describe, expect, it, beforeAll } from "vitest";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-web";
 import { parseAdapter, AdapterError, type Adapter } from "../../src/engine/adapter";
 import { sessionLevel, type BackboneConfig } from "../../src/engine/backbone-config";
@@ -13,6 +12,7 @@ import { classifyBatch } from "../../src/engine/classify";
 import { planPasses, runBatch } from "../../src/engine/batch";
 import { bannedTokens, generate, pickToken, pickTokenSorted, prng, topTokens, withoutStopStart } from "../../src/engine/generate";
 import { encodePrompt } from "../../src/engine/prompt";
+import { loadTokenizer } from "../../src/engine/tokenizer";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const catalog = JSON.parse(readFileSync(ROOT + "adapters/catalog.json", "utf8"));
@@ -20,7 +20,7 @@ const BUNDLE = process.env.BUNDLE ?? `${ROOT}adapters/backbones/${catalog.defaul
 const ADAPTERS = process.env.ADAPTER_DIR ?? `${ROOT}adapters/default/`;
 const golden = JSON.parse(readFileSync(process.env.GOLDEN ?? ROOT + "test/fixtures/golden.json", "utf8"));
 const cfg: BackboneConfig = JSON.parse(readFileSync(BUNDLE + "/config.json", "utf8"));
-const tok = new Tokenizer(JSON.parse(readFileSync(BUNDLE + "/tokenizer.json", "utf8")), {});
+const tok = loadTokenizer(JSON.parse(readFileSync(BUNDLE + "/tokenizer.json", "utf8"))); // as the worker makes it
 // the golden answers come from PyTorch doing the int8 graph's own math (test/parity-tolerance.ts: why dynamic
 // graphs get a wider bound)
 const TOL = parityTolerance(cfg.quantization).probabilities;
