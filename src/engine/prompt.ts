@@ -86,9 +86,8 @@ export function cutLength(plan: CutPlan, text: string, keep: number): number {
   const reach = floorReaches(plan, text, keep);
   if (reach < 0) return text.length;
   const from = Math.max(1, reach);
-  let norm = text;
-  for (const [k, v] of plan.replace) norm = norm.replaceAll(k, v);
-  norm = plan.prepend + norm;
+  // each unit mapped once (the plan's map is already the normalizers' composition)
+  const norm = plan.prepend + (plan.replace.size ? text.replace(/[\s\S]/g, (c) => plan.replace.get(c) ?? c) : text);
   const off = plan.prepend.length;
   for (let i = from; i < text.length; i++) {
     if (isLow(text.charCodeAt(i)) && isHigh(text.charCodeAt(i - 1))) continue;
