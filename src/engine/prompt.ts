@@ -28,7 +28,9 @@ function encode(tok: Tokenizer, s: string): number[] {
   return tok.encode(s, { add_special_tokens: false }).ids as number[];
 }
 
-function partsOf(tok: Tokenizer, template: string, field: "text" | "input"): TemplateParts {
+/** a template split at its field, with the tokens of its tail and of the prompt with an empty field (kept per
+ *  tokenizer: the encoder reads them for every item, a publish checks them against the budget) */
+export function templateParts(tok: Tokenizer, template: string, field: "text" | "input"): TemplateParts {
   let kept = templates.get(tok);
   if (!kept) {
     kept = new Map();
@@ -104,7 +106,7 @@ export function encodePromptChecked(
   value: string,
   maxTokens: number,
 ): { ids: number[]; truncated: boolean } {
-  const t = partsOf(tok, template, field);
+  const t = templateParts(tok, template, field);
   if (t.tail.length >= maxTokens || t.empty > maxTokens)
     throw new DomainError(
       "template_too_long",

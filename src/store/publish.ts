@@ -7,6 +7,7 @@ import { parseAdapter, AdapterError, tokenBudget, type Adapter } from "../engine
 import type { BackboneConfig } from "../engine/backbone-config";
 import type { Limits } from "../config";
 import { sha256Hex } from "../engine/hash";
+import { templateParts } from "../engine/prompt";
 import { DomainError } from "../errors";
 import { aliasKey, load, versionKey, type AliasDoc } from "./adapters";
 import { getBytes, getJson, listPages, reliably, type Storage } from "./r2";
@@ -79,12 +80,11 @@ export async function validateUpload(bytes: Uint8Array, backbone: BackboneConfig
  * fallback) and one token many characters, so a character bound is either unsafe or refuses real templates.
  */
 export function fitsServing(a: Adapter, backbone: BackboneConfig, limits: ServingLimits["limits"], tok: Tokenizer): string | null {
-  const field = a.task === "classify" ? "{text}" : "{input}";
+  const field = a.task === "classify" ? "text" : "input";
   const budget = tokenBudget(a, limits.maxTokens);
-  const [pre, post] = a.template.split(field);
-  const count = (s: string) => (s ? tok.encode(s, { add_special_tokens: false }).ids.length : 0);
-  const own = Math.max(count(pre + post), count(post));
-  if (own >= budget) return `the template takes ${own} tokens of the ${budget} a prompt may have, leaving none for ${field}`;
+  const t = templateParts(tok, a.template, field);
+  const own = Math.max(t.empty, t.tail.length);
+  if (own >= budget) return `the template takes ${own} tokens of the ${budget} a prompt may have, leaving none for {${field}}`;
   const after = a.task === "generate" ? limits.maxNewTokens : Math.max(0, ...a.labels.flatMap((l) => l.token_ids.map((w) => w.length - 1)));
   const positions = a.virtualTokens + budget + after;
   if (positions > backbone.max_positions)
