@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DEBS=(python3-torch python3-onnx python3-numpy python3-pytest python3-tqdm python3-sentencepiece
-      python3-matplotlib python3-urllib3 sentencepiece libopenblas0-pthread chromium black python3-flake8)
+      python3-matplotlib python3-urllib3 python3-sklearn sentencepiece libopenblas0-pthread chromium black python3-flake8)
 
 missing=()
 for p in "${DEBS[@]}"; do

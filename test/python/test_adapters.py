@@ -11,6 +11,7 @@ from conftest import run_module
 from softedge.artifacts import adapter as A
 from softedge.artifacts import safetensors_io
 from softedge.export.bundle import build
+from softedge.tuning.baselines import TFIDF_LR_C
 from softedge.backbone.checkpoint import save_weights
 from softedge.backbone.model import ModelConfig, Transformer
 from softedge.tuning.tuners import PrefixTuning, PrefixTuningConfig, PromptTuning, PromptTuningConfig
@@ -233,8 +234,10 @@ def test_head_readout_is_the_default_and_its_artifact_scores_as_trained(tiny_bun
     assert m["storage"]["float32"]["accuracy"] == m["eval"]["accuracy"]
     assert m["cpu_s"] > 0  # the compare report's training time is the CPU time
     # naive Bayes on the same rows beside it, and a warning when it wins
-    assert m["naive_bayes"]["eval"] == 1.0  # separable words
+    assert m["naive_bayes"]["eval"] == 1.0 and m["tfidf_lr"]["eval"] == 1.0  # separable words
+    assert m["tfidf_lr"]["C"] in TFIDF_LR_C
     assert "naive Bayes on the same split: eval accuracy 1.0000" in r.stdout
+    assert "TF-IDF logistic regression on the same split: eval accuracy 1.0000" in r.stdout
     assert ("warning: naive Bayes beats this adapter" in r.stderr) == (m["eval"]["accuracy"] < 1.0)
     # the folded head (what the edge applies) scores like the unfolded one
     from softedge.backbone.checkpoint import load_weights
@@ -414,6 +417,21 @@ def test_generation_and_baselines(tiny_bundle, data, tmp_path):
     r = cli("tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "nb", "--out", tmp_path / "nb")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "nb" / "metrics.json").read_text())["eval"]["accuracy"] == 1.0  # separable words
+    r = cli(
+        "tune", "--task", "classify", "--train", data / "cls.jsonl", "--method", "tfidf-lr", "--out", tmp_path / "lr"
+    )
+    assert r.returncode == 0, r.stderr
+    lr = json.loads((tmp_path / "lr" / "metrics.json").read_text())
+    assert (
+        lr["method"] == "tfidf-lr"
+        and lr["eval"]["accuracy"] == 1.0
+        and not (tmp_path / "lr" / "adapter.safetensors").exists()
+    )
+    assert set(lr["eval"]["dev"]) == {str(c) for c in TFIDF_LR_C} and str(lr["eval"]["C"]) in lr["eval"]["dev"]
+    r = cli(
+        "tune", "--task", "generate", "--train", data / "gen.jsonl", "--method", "tfidf-lr", "--out", tmp_path / "x"
+    )
+    assert r.returncode != 0 and "--method tfidf-lr is a classification baseline" in r.stderr
     r = cli(
         "tune",
         "--task",
