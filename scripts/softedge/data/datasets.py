@@ -11,6 +11,10 @@
   review-sentiment/ one-sentence product, film and restaurant reviews -> positive|negative (npm sentiment's test
                    fixtures: the UCI "Sentiment Labelled Sentences" set, Kotzias et al. 2015): the second unseen task,
                    the kind of text the backbone's corpus lacks
+  emoji-group/     an emoji's Unicode (CLDR) name -> its group, e.g. "red apple" -> food-drink (npm
+                   unicode-emoji-json): an unseen task of very short texts
+  manpage-section/ a Linux man page's one-line summary and first DESCRIPTION paragraph -> its section (system-calls,
+                   library-functions, overviews; Debian manpages, manpages-dev): an unseen task on technical prose
 
 WordNet eval splits are the synsets the pretraining corpus held out (corpus.is_heldout), so the backbone never saw
 an eval gloss. Each folder gets train.jsonl, eval.jsonl and a manifest with counts, licences and hashes.
@@ -240,6 +244,164 @@ def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
     )
 
 
+def build_emoji(out: Path, src: Path, eval_pct: float) -> dict:
+    """emoji-group: an emoji's CLDR short name ("red apple") -> its Unicode group as a slug ("food-drink"). Name only:
+    the keywords of emojilib would make most rows a giveaway and cost a 17 MB package. Like review-sentiment it
+    chooses nothing in the recipe. The Component group (skin tones, hair styles) and any skin-tone variant are left
+    out, so each row is a distinct emoji; split by a hash of the name."""
+    root, version = fetch_npm("unicode-emoji-json@0.9.0", src)
+    rows, seen = {"train": [], "eval": []}, set()
+    for rec in json.loads((root / "data-by-emoji.json").read_text(encoding="utf-8")).values():
+        text = clean(rec["name"])
+        if rec["group"] == "Component" or "skin tone" in text or not text or text in seen:
+            continue
+        seen.add(text)
+        label = re.sub(r"[^a-z]+", "-", rec["group"].lower()).strip("-")
+        rows["eval" if split_key(f"emoji/{text}", eval_pct) else "train"].append({"text": text, "label": label})
+    for v in rows.values():  # the source is in Unicode order, grouped by group: mix it
+        random.Random(0).shuffle(v)
+    return write_dataset(
+        out / "emoji-group",
+        rows,
+        task="classify",
+        source="npm unicode-emoji-json " + version + " (data-by-emoji.json: name, group)",
+        licence="MIT (package); the names and groups: Unicode emoji data, Unicode License v3",
+        labels=sorted({r["label"] for v in rows.values() for r in v}),
+        note="never used to choose anything in the recipe: a check on an unseen task",
+    )
+
+
+MAN_SECTIONS = {
+    "1": "commands",
+    "2": "system-calls",
+    "3": "library-functions",
+    "4": "devices",
+    "5": "file-formats",
+    "6": "games",
+    "7": "overviews",
+    "8": "administration",
+}
+_ROFF_CHARS = {
+    "-": "-", "em": "\u2014", "en": "\u2013", "aq": "'", "dq": '"', "lq": "\u201c", "rq": "\u201d", "oq": "\u2018",
+    "cq": "\u2019", "ga": "`", "bu": "\u2022", "ha": "^", "ti": "~", "dg": "\u2020", "co": "\u00a9", "mu": "\u00d7",
+    "de": "\u00b0", "la": "\u27e8", "ra": "\u27e9", "sc": "\u00a7", "fm": "\u2032", "sd": "\u2033", "rs": "\\",
+}  # fmt: skip
+_ROFF_ESC = re.compile(r"\\(?:f(?:\[[^]]*\]|\(..|.)|\*?(?:\[([^]]*)\]|\((..)|(.)))")
+_FONT_MACROS = {"B", "I", "SM", "SB", "BR", "RB", "BI", "IB", "IR", "RI"}
+_PARA_MACROS = {"PP", "P", "LP", "TP", "IP", "HP", "TQ", "SS", "SH"}
+
+
+def roff_escapes(text: str) -> str:
+    """roff escapes -> plain text: fonts dropped, named characters (\\(em, \\[aq], \\-) as Unicode, the rest
+    (\\&, \\:, \\c, spacing) to nothing or a space."""
+
+    def sub(m: re.Match) -> str:
+        name = next((g for g in m.groups() if g is not None), None)
+        if m[0].startswith("\\f") or name is None:
+            return ""
+        if name in _ROFF_CHARS:
+            return _ROFF_CHARS[name]
+        return {"e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "-": "-", ".": ".", "'": "'"}.get(name, "")
+
+    return _ROFF_ESC.sub(sub, text)
+
+
+def roff_args(line: str) -> list[str]:
+    return [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"?|\S+', line)]
+
+
+def roff_sections(text: str) -> dict[str, list[list[str]]]:
+    """A man page's roff source -> {section name: its paragraphs, each a list of plain-text lines}: font macros (.B,
+    .BR, ...) become their words (the alternating ones joined without spaces, as troff sets them), paragraph macros
+    start a paragraph, every other request is dropped."""
+    text = re.sub(r"\\\n", "", text)  # continued lines
+    sections, name, para = {}, None, []
+    for line in text.splitlines():
+        if re.match(r"^[.']\s*\\\"", line):
+            continue
+        if line[:1] in ".'":
+            macro, _, rest = line[1:].strip().partition(" ")
+            if macro in _PARA_MACROS:
+                if name is not None and para:
+                    sections[name].append(para)
+                para = []
+                if macro == "SH":
+                    name = " ".join(roff_args(roff_escapes(rest))).upper()
+                    sections.setdefault(name, [])
+                continue
+            if macro not in _FONT_MACROS:
+                continue
+            args = roff_args(rest)
+            line = " ".join(args) if len(macro) < 2 or macro in ("SM", "SB") else "".join(args)
+        if name is not None:
+            para.append(roff_escapes(line))
+    if name is not None and para:
+        sections[name].append(para)
+    return sections
+
+
+def man_page_text(raw: str, max_chars: int) -> str:
+    """The NAME line's summary (after the dash) and the first paragraph of DESCRIPTION, e.g. "open and possibly
+    create a file. The open() system call opens the file specified by pathname. ..."."""
+    sec = roff_sections(raw)
+    head = clean(" ".join(line for p in sec.get("NAME", []) for line in p))
+    summary = head.split(" - ", 1)[1] if " - " in head else ""
+    first = next((p for p in sec.get("DESCRIPTION", []) if any(line.strip() for line in p)), [])
+    body = clean(" ".join(first))
+    return clean(f"{summary}. {body}" if summary and body else summary or body)[:max_chars]
+
+
+def build_manpages(out: Path, src: Path, eval_pct: float, max_chars: int, min_pages: int) -> dict:
+    """manpage-section: a Linux man page (man-pages project, Debian manpages + manpages-dev) -> its section as a word.
+    One row per page file: alias links and .so redirect pages are left out (their text is another page's), and so is
+    a section with fewer than min_pages pages (too few to score). Like review-sentiment it chooses nothing in the
+    recipe. Split by a hash of the text; duplicates dropped. Each page states its own licence (an SPDX line in its
+    header): the manifest counts them over the kept rows."""
+    pages, versions = [], []
+    for package in ("manpages", "manpages-dev"):
+        root, version = fetch_deb(package, src)
+        versions.append(f"{package} {version}")
+        pages += sorted(p for p in (root / "usr/share/man").glob("man?/*.gz") if p.is_file() and not p.is_symlink())
+    by_section, licences = {}, {}
+    for p in pages:
+        raw = gzip.open(p).read().decode("utf-8", errors="replace")
+        if re.search(r"^\.so\s", raw, flags=re.M) and "\n.SH" not in raw:
+            continue
+        section = MAN_SECTIONS.get(p.parent.name[3:])
+        text = man_page_text(raw, max_chars)
+        if section is None or len(text) < 20:
+            continue
+        spdx = re.search(r"SPDX-License-Identifier:\s*(\S+)", raw)
+        by_section.setdefault(section, []).append((text, spdx[1] if spdx else "not stated in the page"))
+    rows, seen = {"train": [], "eval": []}, set()
+    for section, items in sorted(by_section.items()):
+        if len(items) < min_pages:
+            continue
+        for text, licence in items:
+            if text in seen:
+                continue
+            seen.add(text)
+            licences[licence] = licences.get(licence, 0) + 1
+            rows["eval" if split_key(f"man/{text}", eval_pct) else "train"].append({"text": text, "label": section})
+    for v in rows.values():  # grouped by section: mix it
+        random.Random(0).shuffle(v)
+    return write_dataset(
+        out / "manpage-section",
+        rows,
+        task="classify",
+        source="Debian " + ", ".join(versions) + f" (Linux man-pages {version.split('-')[0]})",
+        licence="per page (the SPDX line in each page's header; counts over the kept rows in licence_pages): mostly "
+        "Linux-man-pages-copyleft (verbatim and modified copies allowed, under the same notice), GPL-2.0-or-later, "
+        "GPL-1.0-or-later and BSD-4-Clause-UC, a few BSD-3-Clause, BSD-2-Clause, MIT, GPL-2.0-only; pages without "
+        "an SPDX line fall under Debian's copyright file (GPL-2+ by default). Copyleft text, so the set is rebuilt "
+        "locally and never committed",
+        licence_pages=dict(sorted(licences.items(), key=lambda kv: -kv[1])),
+        labels=sorted({r["label"] for v in rows.values() for r in v}),
+        sections_left_out={k: len(v) for k, v in sorted(by_section.items()) if len(v) < min_pages},
+        note="never used to choose anything in the recipe: a check on an unseen task",
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=CACHE / "data")
@@ -252,6 +414,9 @@ def main():
     ap.add_argument("--sotu-train", type=int, default=3000)
     ap.add_argument("--sotu-eval", type=int, default=1000)
     ap.add_argument("--reviews-eval-pct", type=float, default=25.0)
+    ap.add_argument("--emoji-eval-pct", type=float, default=25.0)
+    ap.add_argument("--man-eval-pct", type=float, default=25.0)
+    ap.add_argument("--man-min-pages", type=int, default=40, help="leave out man sections with fewer pages")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if not 0 < a.spam_eval_pct < 100:
@@ -262,6 +427,10 @@ def main():
     print(f"sotu-party: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
     m = build_reviews(a.out, a.src_cache, a.reviews_eval_pct)
     print(f"review-sentiment: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
+    m = build_emoji(a.out, a.src_cache, a.emoji_eval_pct)
+    print(f"emoji-group: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
+    m = build_manpages(a.out, a.src_cache, a.man_eval_pct, a.spam_max_chars, a.man_min_pages)
+    print(f"manpage-section: {m['splits']['train']['examples']} train / {m['splits']['eval']['examples']} eval")
     for m in build_wordnet(a.out, a.src_cache, a.topic_train, a.define_train, a.define_eval, a.seed):
         print(
             f"{m['task']} {m['note'][:40]}...: {m['splits']['train']['examples']} train / "
