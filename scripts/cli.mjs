@@ -29,6 +29,7 @@ const COMMANDS = {
   deploy: node("deploy.mjs", "deploy to Cloudflare (--dry-run: build, size and plan only)"),
   bench: node("bench.mjs", "the edge benchmark (writes BENCHMARKS.md)"),
   "bench-memory": node("bench-memory.mjs", "the isolate's memory under the worst requests"),
+  score: node("score-served.mjs", "accuracy and macro-F1 of classification adapters as served (wrangler dev, POST /v1/classify)"),
 };
 
 function usage() {

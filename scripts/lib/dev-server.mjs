@@ -2,7 +2,19 @@
 // benchmark and the load test: start, wait for /healthz, measure workerd's memory, stop.
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { request } from "./http.mjs";
+
+/** a loopback port no one listens on now (the system picks it), for a server started next */
+export const freePort = () =>
+  new Promise((res, rej) => {
+    const s = createServer();
+    s.on("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
 
 // config: another wrangler config (the benchmark's own worker); seed: false for a worker without the bucket and keys
 export async function startDev({ state, port, vars = {}, seedArgs = [], devArgs = [], beforeStart = () => {}, config, seed = true }) {

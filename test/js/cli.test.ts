@@ -10,7 +10,7 @@ describe("npx softedge", () => {
   it("lists its commands", () => {
     const r = softedge();
     expect(r.status).toBe(0);
-    for (const c of ["datasets", "pretrain", "tune", "compare", "pack", "import-peft", "export-peft", "publish", "keys", "seed", "deploy"])
+    for (const c of ["datasets", "pretrain", "tune", "compare", "pack", "import-peft", "export-peft", "publish", "keys", "seed", "deploy", "score"])
       expect(r.stdout).toMatch(new RegExp(`^  ${c} +\\S`, "m"));
   });
 
