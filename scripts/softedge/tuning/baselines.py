@@ -7,6 +7,7 @@ from collections import Counter
 
 from softedge.tuning.tasks import classification_metrics
 
+BASELINES = {"nb": "naive Bayes", "tfidf-lr": "TF-IDF logistic regression"}  # tune's --method: no backbone, no adapter
 # --method tfidf-lr's choices of C (the inverse L2 strength), chosen on the dev rows
 TFIDF_LR_C = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 

@@ -24,13 +24,12 @@ from pathlib import Path
 
 from softedge.artifacts.catalog import stored_dtype
 from softedge.common import CACHE, ROOT, CliError, atomic_path, new_figure, run_cli, save_figure
+from softedge.tuning.baselines import BASELINES
 
 DEFAULT_P = 16
 BUILT_IN = ("spam", "wordnet-topic", "wordnet-define")  # the tasks the defaults were chosen on; others are unseen
-UNSEEN = (
-    "review-sentiment",
-    "sotu-party",
-)  # from scripts/py datasets too, never used to choose anything: the unseen-task check
+# from scripts/py datasets too, never used to choose anything: the unseen-task check
+UNSEEN = ("review-sentiment", "sotu-party")
 NB_MARGIN = 2.0  # points: an unseen task's default adapter must reach naive Bayes + this, and TF-IDF LR (seed mean)
 CLEAR_WIN = 1.0  # points: an unseen task's default adapter "beats naive Bayes clearly" by at least this (seed mean)
 
@@ -72,9 +71,8 @@ def plan(tasks: dict[str, tuple[str, Path, Path | None]], ps: list[int], seeds: 
     runs: list[Run] = []
     for task, (kind, _, _) in tasks.items():
         if kind == "classify":
-            runs += [Run(task, kind, b, None, 0, 0) for b in ("nb", "tfidf-lr")] + [
-                Run(task, kind, "full", "head", 0, 0)
-            ]
+            runs += [Run(task, kind, b, None, 0, 0) for b in BASELINES]
+            runs += [Run(task, kind, "full", "head", 0, 0)]
             for m in ("prompt", "prefix"):
                 runs += [Run(task, kind, m, "head", p, 0) for p in ps]
                 runs += [Run(task, kind, m, "verbalizer", DEFAULT_P, 0)]
@@ -309,7 +307,7 @@ def task_claims(task, kind, mine, results) -> list[str]:
             f"| {task}: the default prefix adapter vs full fine-tuning | {d[0]:.1f} vs {metric_of(full)[1] * 100:.1f} | "
             f"{'at least as good' if d[0] >= metric_of(full)[1] * 100 else 'behind'} |"
         )
-    for b, label in (("nb", "naive Bayes"), ("tfidf-lr", "TF-IDF logistic regression")):
+    for b, label in BASELINES.items():
         base = best(results, pick(b, None))
         if d and base:
             rows.append(
@@ -408,7 +406,7 @@ def plot_task(task, mine, results, out: Path) -> Path | None:
                 metric_of(b)[1] * 100,
                 linestyle=style,
                 color="gray",
-                label={"full": "full fine-tuning", "nb": "naive Bayes", "tfidf-lr": "TF-IDF logistic regression"}[m],
+                label=BASELINES.get(m, "full fine-tuning"),
             )
             drew = True
     if not drew:

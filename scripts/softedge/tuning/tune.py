@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from softedge.artifacts import adapter as adapter_fmt
-from softedge.tuning.baselines import naive_bayes, tfidf_lr
+from softedge.tuning.baselines import BASELINES, naive_bayes, tfidf_lr
 from softedge.backbone.checkpoint import load_bundle_weights
 from softedge.common import (
     ROOT,
@@ -59,7 +59,6 @@ from softedge.tuning.tasks import (
 from softedge.data.tokenizer import Tokenizer
 from softedge.tuning.tuners import TUNERS
 
-BASELINES = ("nb", "tfidf-lr")  # classification baselines: no backbone, no adapter
 DEFAULT_LR = {"prompt": 3e-2, "prefix": 3e-3, "full": 3e-4}
 # --no-repeat-ngram auto's candidates. On the definition task greedy decoding loops ("a person who is a person who
 # is ..."); banning repeated token pairs raised dev ROUGE-L from 17.2 to 19.2 (150 dev rows, the P=16 prefix).
